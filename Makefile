@@ -1,0 +1,36 @@
+# mrisr — the two commands a newcomer needs: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.mrisr-installed
+
+.PHONY: setup demo test test-full lint format clean-runs
+
+# The environment is rebuilt only when pyproject.toml changes (the stamp holds its hash).
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip>=24"
+	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
+	$(PY) -m pip install -q -e ".[dev]"
+	@sha256sum pyproject.toml > $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(PY) train.py
+
+test: setup
+	$(PY) -m pytest -q
+
+test-full: setup
+	$(PY) -m pytest -q -m "not gpu"
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
+
+clean-runs:
+	rm -rf runs/

@@ -1,0 +1,1 @@
+"""mrisr: through-plane super-resolution of thick-slice MRI."""
