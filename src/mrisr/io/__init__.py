@@ -1,0 +1,26 @@
+"""NIfTI input/output, header validation and slice-geometry detection.
+
+Public API:
+
+* :class:`MrisrInputError` — user-fixable input problem (file, problem, fix).
+* :class:`Volume`, :func:`load_volume`, :func:`volume_from_image`, :func:`save_volume`,
+  :func:`same_file` — validated NIfTI reading and atomic writing.
+* :class:`SliceGeometry`, :func:`detect_slice_axis` — through-plane axis and factor (physics.md §4).
+"""
+
+from __future__ import annotations
+
+from mrisr.io.errors import MrisrInputError
+from mrisr.io.geometry import SliceGeometry, detect_slice_axis
+from mrisr.io.nifti import Volume, load_volume, same_file, save_volume, volume_from_image
+
+__all__ = [
+    "MrisrInputError",
+    "SliceGeometry",
+    "Volume",
+    "detect_slice_axis",
+    "load_volume",
+    "same_file",
+    "save_volume",
+    "volume_from_image",
+]

@@ -1,0 +1,317 @@
+"""Supervised training pairs simulated from high-resolution volumes.
+
+For every HR volume the thick-slice acquisition (:class:`mrisr.degradations.ThickSlice`) is simulated once, the LR
+volume is brought back onto the HR grid with the same cubic B-spline used at inference
+(:func:`mrisr.inference.interpolate_volume`), and training samples are random 2-D patches of planes that contain
+the through-plane axis (rows) and one in-plane axis (columns). Validation patches are fixed; test items are whole
+volumes with their simulated LR on its own grid, so test metrics are computed exactly as a user would at inference.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from mrisr.data.sources import load_source, source_name
+from mrisr.degradations.thick_slice import ThickSlice
+from mrisr.inference import OutputGrid, interpolate_volume, output_grid
+from mrisr.io.geometry import SliceGeometry, detect_slice_axis
+from mrisr.io.nifti import Volume
+from mrisr.systems.supervised import intensity_scale
+
+log = logging.getLogger(__name__)
+
+
+def crop_volume(volume: Volume, axis: int, start: int, stop: int) -> Volume:
+    """Crop ``volume`` to voxels ``start:stop`` along ``axis``, shifting the affine origin so world positions stay put."""
+    index = [slice(None)] * 3
+    index[axis] = slice(start, stop)
+    affine = volume.affine.copy()
+    affine[:3, 3] = affine[:3, 3] + affine[:3, axis] * start
+    return Volume(
+        data=np.ascontiguousarray(volume.data[tuple(index)]),
+        affine=affine,
+        header=volume.header.copy(),
+        path=volume.path,
+    )
+
+
+@dataclass
+class TrainingPair:
+    """One HR volume and its simulated LR counterpart on the HR grid, both divided by the same intensity scale."""
+
+    name: str
+    hr: np.ndarray  # (X, Y, Z) float32
+    lr_on_hr_grid: np.ndarray  # (X, Y, Z) float32
+    axis: int
+
+
+class EpochSampler(Sampler[int]):
+    """Yields ``epoch · n + i`` for ``i < n`` so every epoch draws fresh, reproducible random patches."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.epoch * self.n, (self.epoch + 1) * self.n))
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class PlanePatchDataset(Dataset):
+    """Random 2-D patches of planes containing the through-plane axis; patch ``k`` is a pure function of ``(seed, k)``.
+
+    Args:
+        pairs: training pairs.
+        patch_size: patch side in voxels (rows along the through-plane axis, columns along an in-plane axis).
+        length: nominal number of samples per epoch.
+        seed: base seed.
+        min_foreground: minimum mean HR intensity of a patch (retries up to 20 draws, then accepts the best).
+        flips: random flips of rows and columns (the forward model is symmetric).
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[TrainingPair],
+        patch_size: int,
+        length: int,
+        seed: int,
+        min_foreground: float = 0.05,
+        flips: bool = True,
+    ) -> None:
+        self.pairs = list(pairs)
+        self.patch_size = patch_size
+        self.length = length
+        self.seed = seed
+        self.min_foreground = min_foreground
+        self.flips = flips
+        for pair in self.pairs:
+            others = [d for d in range(3) if d != pair.axis]
+            if pair.hr.shape[pair.axis] < patch_size or min(pair.hr.shape[d] for d in others) < patch_size:
+                raise ValueError(
+                    f"{pair.name}: shape {pair.hr.shape} is smaller than patch_size={patch_size} along the "
+                    "through-plane axis or an in-plane axis; lower data.patch_size"
+                )
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
+        pair = self.pairs[rng.integers(len(self.pairs))]
+        axis = pair.axis
+        others = [d for d in range(3) if d != axis]
+        stack_axis = others[rng.integers(2)]
+        column_axis = others[0] if stack_axis == others[1] else others[1]
+        p = self.patch_size
+        index = [slice(None)] * 3
+        index[stack_axis] = int(rng.integers(pair.hr.shape[stack_axis]))
+        r0 = int(rng.integers(pair.hr.shape[axis] - p + 1))
+        c0 = int(rng.integers(pair.hr.shape[column_axis] - p + 1))
+        index[axis] = slice(r0, r0 + p)
+        index[column_axis] = slice(c0, c0 + p)
+        hr, lr = pair.hr[tuple(index)], pair.lr_on_hr_grid[tuple(index)]
+        if axis > column_axis:  # rows must run along the through-plane axis
+            hr, lr = hr.T, lr.T
+        return hr, lr, float(hr.mean())
+
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, int(k)])
+        best = None
+        for _ in range(20):
+            hr, lr, mean = self._draw(rng)
+            if best is None or mean > best[2]:
+                best = (hr, lr, mean)
+            if mean >= self.min_foreground:
+                break
+        hr, lr, _ = best
+        if self.flips:
+            if rng.random() < 0.5:
+                hr, lr = hr[::-1], lr[::-1]
+            if rng.random() < 0.5:
+                hr, lr = hr[:, ::-1], lr[:, ::-1]
+        return {
+            "hr": torch.from_numpy(np.ascontiguousarray(hr)).unsqueeze(0),
+            "lr": torch.from_numpy(np.ascontiguousarray(lr)).unsqueeze(0),
+        }
+
+
+class FixedPatchDataset(Dataset):
+    """A frozen list of patches (validation): identical for every epoch and every model."""
+
+    def __init__(self, source: PlanePatchDataset, count: int) -> None:
+        self.items = [source[k] for k in range(count)]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+        return self.items[k]
+
+
+def _first(batch: list[Any]) -> Any:
+    return batch[0]
+
+
+class SimulatedPairsDataModule(L.LightningDataModule):
+    """HR volumes → simulated thick-slice pairs for supervised training, validation and whole-volume testing.
+
+    A source listed in several splits (e.g. the single MNI152 template) is cut into disjoint slabs along
+    ``slab_axis`` in the proportions ``slab_fractions`` (train, val, test), so no voxel is shared between splits.
+
+    Args:
+        train: training sources (NIfTI paths or ``"mni152"``).
+        val: validation sources.
+        test: test sources.
+        degradation: the thick-slice acquisition to simulate (its ``axis`` is the through-plane axis).
+        patch_size: training/validation patch side (voxels).
+        batch_size: patches per training batch.
+        patches_per_epoch: training samples per epoch.
+        val_patches: fixed validation patches.
+        slab_axis: axis along which a shared source is split; must differ from the degradation axis.
+        slab_fractions: train/val/test fractions of a shared source.
+        percentile: intensity-normalisation percentile (foreground of the LR volume).
+        num_workers: DataLoader workers.
+        seed: seed of patch sampling and noise.
+    """
+
+    def __init__(
+        self,
+        train: Sequence[str],
+        val: Sequence[str],
+        test: Sequence[str],
+        degradation: ThickSlice,
+        patch_size: int = 64,
+        batch_size: int = 16,
+        patches_per_epoch: int = 1024,
+        val_patches: int = 64,
+        slab_axis: int = 1,
+        slab_fractions: Sequence[float] = (0.7, 0.1, 0.2),
+        percentile: float = 99.5,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if slab_axis == degradation.axis:
+            raise ValueError("slab_axis must differ from the degradation's through-plane axis")
+        if len(slab_fractions) != 3 or abs(sum(slab_fractions) - 1) > 1e-6 or min(slab_fractions) <= 0:
+            raise ValueError(f"slab_fractions must be three positive numbers summing to 1, got {slab_fractions}")
+        self.splits = {"train": list(train), "val": list(val), "test": list(test)}
+        self.degradation = degradation
+        self.patch_size = patch_size
+        self.batch_size = batch_size
+        self.patches_per_epoch = patches_per_epoch
+        self.val_patches = val_patches
+        self.slab_axis = slab_axis
+        self.slab_fractions = tuple(slab_fractions)
+        self.percentile = percentile
+        self.num_workers = num_workers
+        self.seed = seed
+        self._volumes: dict[str, dict[str, Volume]] = {}
+        self.train_set: PlanePatchDataset | None = None
+        self.val_set: FixedPatchDataset | None = None
+        self.test_items: list[dict[str, Any]] | None = None
+
+    # ---------------------------------------------------------------- volumes per split
+    def _split_volumes(self) -> dict[str, dict[str, Volume]]:
+        if self._volumes:
+            return self._volumes
+        loaded: dict[str, Volume] = {}
+        for sources in self.splits.values():
+            for source in sources:
+                if source not in loaded:
+                    loaded[source] = load_source(source)
+        names = ("train", "val", "test")
+        out: dict[str, dict[str, Volume]] = {name: {} for name in names}
+        for source, volume in loaded.items():
+            used_in = [name for name in names if source in self.splits[name]]
+            if len(used_in) == 1:
+                out[used_in[0]][source_name(source)] = volume
+                continue
+            n = volume.shape[self.slab_axis]
+            bounds = np.round(np.cumsum((0.0, *self.slab_fractions)) * n).astype(int)
+            for i, name in enumerate(names):
+                if name in used_in:
+                    start, stop = int(bounds[i]), int(bounds[i + 1])
+                    out[name][f"{source_name(source)}[{name} slab {start}:{stop}]"] = crop_volume(
+                        volume, self.slab_axis, start, stop
+                    )
+        self._volumes = out
+        return out
+
+    def _pair(self, name: str, volume: Volume, seed: int) -> TrainingPair:
+        lr = self.degradation(volume, seed=seed)
+        axis = self.degradation.axis
+        geometry = detect_slice_axis(lr, axis=axis)
+        grid = OutputGrid(
+            axis=axis,
+            step=volume.zooms[axis] / geometry.separation_mm,
+            length=volume.shape[axis],
+            spacing_mm=float(volume.zooms[axis]),
+        )
+        lr_up = interpolate_volume(lr, grid, order=3)
+        scale = intensity_scale(lr.data, self.percentile)
+        return TrainingPair(
+            name=name,
+            hr=(volume.data / scale).astype(np.float32),
+            lr_on_hr_grid=(lr_up.data / scale).astype(np.float32),
+            axis=axis,
+        )
+
+    def test_item(self, name: str, hr: Volume, seed: int) -> dict[str, Any]:
+        """Whole-volume test item: HR, its simulated LR (own grid), LR geometry and the SR output grid."""
+        lr = self.degradation(hr, seed=seed)
+        geometry: SliceGeometry = detect_slice_axis(lr, axis=self.degradation.axis)
+        grid = output_grid(geometry, lr.shape[geometry.axis], target_spacing_mm=float(hr.zooms[geometry.axis]))
+        setting = f"T{self.degradation.thickness_mm:g}_S{self.degradation.separation:g}_{self.degradation.profile}"
+        return {"name": name, "setting": setting, "hr": hr, "lr": lr, "geometry": geometry, "grid": grid}
+
+    def setup(self, stage: str | None = None) -> None:
+        volumes = self._split_volumes()
+        if stage in (None, "fit", "validate") and self.train_set is None:
+            train_pairs = [self._pair(n, v, self.seed) for n, v in volumes["train"].items()]
+            val_pairs = [self._pair(n, v, self.seed + 1) for n, v in volumes["val"].items()]
+            if not train_pairs or not val_pairs:
+                raise ValueError("data: the train and val splits need at least one source each")
+            self.train_set = PlanePatchDataset(train_pairs, self.patch_size, self.patches_per_epoch, self.seed)
+            val_source = PlanePatchDataset(val_pairs, self.patch_size, self.val_patches, self.seed + 10_000)
+            self.val_set = FixedPatchDataset(val_source, self.val_patches)
+            log.info(
+                "training pairs: %s; validation: %s",
+                [p.name for p in train_pairs],
+                [p.name for p in val_pairs],
+            )
+        if stage in (None, "test") and self.test_items is None:
+            self.test_items = [
+                self.test_item(n, v, seed=self.seed + 20_000 + i) for i, (n, v) in enumerate(volumes["test"].items())
+            ]
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.train_set is not None
+        return DataLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            sampler=EpochSampler(len(self.train_set)),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            drop_last=True,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        assert self.val_set is not None
+        return DataLoader(self.val_set, batch_size=self.batch_size, shuffle=False, num_workers=0)
+
+    def test_dataloader(self) -> DataLoader:
+        assert self.test_items is not None
+        return DataLoader(self.test_items, batch_size=1, shuffle=False, collate_fn=_first, num_workers=0)

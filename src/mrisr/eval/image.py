@@ -1,0 +1,341 @@
+"""Image similarity between a super-resolved volume and its high-resolution reference (evaluation.md §1).
+
+Rules:
+
+* **Grid**: always the HR grid. A volume on another grid is resampled onto it by world coordinates
+  (cubic B-spline, edge-replicating boundary, never zero padding).
+* **Intensity**: every image is divided by the HR 99.5th percentile inside the mask (or, without a
+  mask, inside the HR foreground: voxels > 0) and clipped to [0, 1]; data range L = 1.
+* **PSNR** = 10·log10(L² / MSE); masked PSNR uses the MSE over mask voxels only.
+* **SSIM** is the mean of the 3-D (or 2-D) SSIM map (Wang et al. 2004; the "MSSIM" of Dewey et al.,
+  not multi-scale SSIM): Gaussian window σ = 1.5 voxels (11 voxels wide), population covariances,
+  averaged over all voxels or over the mask.
+
+Masks given as arrays are binarised: boolean arrays are used as they are, numeric arrays as
+``mask > 0.5`` (soft masks at half, label maps as "any label").
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+from scipy import ndimage
+from skimage.metrics import structural_similarity
+
+from mrisr.io.errors import MrisrInputError
+from mrisr.io.nifti import Volume
+
+__all__ = ["image_metrics", "normalize_intensity", "psnr", "resample_to_reference", "ssim"]
+
+_LOG = logging.getLogger(__name__)
+
+#: Two grids are identical when shapes match and affines agree to this absolute tolerance (mm).
+GRID_ATOL = 1e-6
+
+#: Voxels per resampling chunk (bounds the coordinate arrays to a few hundred MB).
+_CHUNK_VOXELS = 1 << 21
+
+_SSIM_SIGMA = 1.5
+
+
+def _bool_mask(mask: np.ndarray | None, shape: tuple[int, ...], name: str = "mask") -> np.ndarray | None:
+    if mask is None:
+        return None
+    m = np.asarray(mask)
+    if m.shape != tuple(shape):
+        raise MrisrInputError(
+            None, f"{name} shape {m.shape} differs from image shape {tuple(shape)}", "resample it"
+        )
+    m = m if m.dtype == np.bool_ else m > 0.5
+    if not m.any():
+        raise MrisrInputError(None, f"{name} is empty (no voxel > 0.5)", "check the mask or omit it")
+    return m
+
+
+def _check_pair(x: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(x)
+    b = np.asarray(reference)
+    if a.shape != b.shape:
+        raise MrisrInputError(
+            None,
+            f"image shapes differ: {a.shape} vs reference {b.shape}",
+            "resample onto the reference grid first",
+        )
+    if a.size == 0:
+        raise MrisrInputError(None, "empty images", "pass non-empty arrays")
+    return a, b
+
+
+def normalize_intensity(
+    reference: np.ndarray,
+    *others: np.ndarray,
+    mask: np.ndarray | None = None,
+    percentile: float = 99.5,
+    clip: bool = True,
+) -> tuple[np.ndarray, ...]:
+    """Scale images by the reference's intensity percentile (evaluation.md §1 intensity rule).
+
+    All images are divided by the same value p, the ``percentile``-th percentile of ``reference``
+    inside ``mask`` or, when ``mask`` is ``None``, inside the reference foreground (voxels > 0). With
+    ``clip`` the results are clipped to [0, 1]. The percentile is computed in float64 with numpy's
+    linear interpolation.
+
+    Args:
+        reference: Reference (HR) image, any shape.
+        *others: Images of the same shape scaled by the same value (e.g. SR, LR-on-HR-grid).
+        mask: Region for the percentile, same shape, or ``None`` for ``reference > 0``.
+        percentile: Percentile in [0, 100].
+        clip: Clip the scaled images to [0, 1].
+
+    Returns:
+        ``(reference_scaled, *others_scaled)``; float32 for float32/integer inputs, float64 for float64.
+
+    Raises:
+        MrisrInputError: Shape mismatch, empty mask/foreground, or a percentile value ≤ 0 (or not
+            finite), which cannot scale the images.
+    """
+    if not 0.0 <= percentile <= 100.0:
+        raise ValueError(f"percentile must be in [0, 100], got {percentile}")
+    ref = np.asarray(reference)
+    for i, o in enumerate(others):
+        if np.shape(o) != ref.shape:
+            raise MrisrInputError(
+                None, f"image {i + 1} has shape {np.shape(o)}, reference {ref.shape}", "resample it first"
+            )
+    if mask is None:
+        region = ref > 0
+        if not region.any():
+            raise MrisrInputError(None, "reference has no voxel > 0 (empty foreground)", "pass a mask")
+        where = "foreground (> 0)"
+    else:
+        region = _bool_mask(mask, ref.shape)
+        where = "mask"
+    p = float(np.percentile(ref[region].astype(np.float64), percentile))
+    if not math.isfinite(p) or p <= 0.0:
+        raise MrisrInputError(
+            None,
+            f"the reference's {percentile:g}th percentile inside the {where} is {p:g}, it must be > 0",
+            "pass a mask covering the object, or check the reference image",
+        )
+    _LOG.debug("normalize_intensity: dividing by reference p%g = %.6g inside the %s", percentile, p, where)
+    out: list[np.ndarray] = []
+    for img in (ref, *others):
+        a = np.asarray(img)
+        dt = np.float64 if a.dtype == np.float64 else np.float32
+        scaled = (a.astype(np.float64) / p).astype(dt, copy=False)
+        if clip:
+            np.clip(scaled, 0.0, 1.0, out=scaled)
+        out.append(scaled)
+    return tuple(out)
+
+
+def psnr(
+    x: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None, data_range: float = 1.0
+) -> float:
+    """Peak signal-to-noise ratio 10·log10(L² / MSE) in dB.
+
+    Args:
+        x: Test image, any shape.
+        reference: Reference image, same shape.
+        mask: Optional region (same shape); the MSE is taken over its voxels only.
+        data_range: Peak value L.
+
+    Returns:
+        PSNR in dB; ``inf`` when the images are identical (in the region).
+    """
+    a, b = _check_pair(x, reference)
+    if not data_range > 0:
+        raise ValueError(f"data_range must be > 0, got {data_range}")
+    m = _bool_mask(mask, a.shape)
+    diff = a.astype(np.float64) - b.astype(np.float64)
+    if m is not None:
+        diff = diff[m]
+    mse = float(np.mean(diff * diff))
+    if mse == 0.0:
+        return math.inf
+    return 10.0 * math.log10(data_range**2 / mse)
+
+
+def ssim(
+    x: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None, data_range: float = 1.0
+) -> float:
+    """Mean structural similarity (MSSIM of Wang et al. 2004; not multi-scale SSIM).
+
+    The SSIM map comes from :func:`skimage.metrics.structural_similarity` with a Gaussian window
+    (σ = 1.5 voxels, 11 voxels wide, the same in voxels along every axis whatever the spacing),
+    population covariances and ``data_range``; its mean is taken over all voxels (no border crop) or
+    over ``mask``.
+
+    Args:
+        x: Test image, 2-D or 3-D; every axis at least 11 voxels long.
+        reference: Reference image, same shape.
+        mask: Optional region (same shape) over which the map is averaged.
+        data_range: Dynamic range L of the images.
+
+    Returns:
+        Mean SSIM (1.0 for identical images).
+    """
+    a, b = _check_pair(x, reference)
+    if a.ndim not in (2, 3):
+        raise MrisrInputError(
+            None, f"SSIM needs a 2-D or 3-D image, got shape {a.shape}", "pass a single volume"
+        )
+    win = 2 * int(3.5 * _SSIM_SIGMA + 0.5) + 1
+    if min(a.shape) < win:
+        raise MrisrInputError(
+            None,
+            f"image shape {a.shape} has an axis shorter than the {win}-voxel SSIM window",
+            "compare on a larger grid (e.g. the HR grid)",
+        )
+    m = _bool_mask(mask, a.shape)
+    _, smap = structural_similarity(
+        a.astype(np.float64),
+        b.astype(np.float64),
+        data_range=data_range,
+        gaussian_weights=True,
+        sigma=_SSIM_SIGMA,
+        use_sample_covariance=False,
+        full=True,
+    )
+    return float(np.mean(smap[m])) if m is not None else float(np.mean(smap))
+
+
+def _same_grid(a: Volume, b: Volume) -> bool:
+    return a.shape == b.shape and bool(np.allclose(a.affine, b.affine, rtol=0.0, atol=GRID_ATOL))
+
+
+def _lossless_index_map(
+    vox: np.ndarray, out_shape: tuple[int, int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Index arrays when ``vox`` (reference voxel → moving voxel, 4×4) maps the grid onto integer
+    positions by a signed axis permutation plus integer shift; ``None`` otherwise."""
+    lin = vox[:3, :3]
+    perm = np.rint(lin)
+    if not np.allclose(lin, perm, rtol=0.0, atol=GRID_ATOL):
+        return None
+    if not np.array_equal(np.abs(perm).sum(axis=0), np.ones(3)) or not np.array_equal(
+        np.abs(perm).sum(axis=1), np.ones(3)
+    ):
+        return None
+    shift = np.rint(vox[:3, 3])
+    if not np.allclose(vox[:3, 3], shift, rtol=0.0, atol=GRID_ATOL):
+        return None
+    # moving index along axis r = sign * (reference index along axis c) + shift[r], with perm[r, c] = sign.
+    idx: list[np.ndarray] = [np.empty(0, dtype=np.intp)] * 3
+    for r in range(3):
+        c = int(np.flatnonzero(perm[r])[0])
+        sign = int(perm[r, c])
+        line = sign * np.arange(out_shape[c], dtype=np.int64) + int(shift[r])
+        shape = [1, 1, 1]
+        shape[c] = out_shape[c]
+        idx[r] = line.reshape(shape)
+    return idx[0], idx[1], idx[2]
+
+
+def resample_to_reference(moving: Volume, reference: Volume, order: int = 3) -> np.ndarray:
+    """Sample ``moving`` on the grid of ``reference`` through world coordinates.
+
+    Reference voxel ``v`` is sampled at moving voxel ``inv(A_moving) @ A_reference @ v`` with
+    :func:`scipy.ndimage.map_coordinates` (spline order ``order``, prefiltered, ``mode="nearest"``:
+    outside the moving field of view the edge is extended, never zero-padded).
+
+    Exact shortcuts (no interpolation): identical grids (same shape, affines equal to 1e-6) return a
+    copy of the data; grids related by an axis permutation/flip and an integer voxel shift are
+    re-indexed (out-of-range indices clamp to the edge, as ``mode="nearest"`` does).
+
+    Args:
+        moving: Volume to resample, data shape ``(X, Y, Z)``.
+        reference: Volume whose grid (shape and affine) defines the output.
+        order: Spline order 0-5 (0 nearest neighbour, 1 linear, 3 cubic B-spline).
+
+    Returns:
+        New array of shape ``reference.shape``: the moving dtype for identical grids and for
+        ``order=0``, otherwise float32 (float64 when ``moving`` is float64).
+    """
+    if not 0 <= order <= 5:
+        raise ValueError(f"order must be in 0..5, got {order}")
+    data = moving.data
+    out_shape = reference.shape
+    if _same_grid(moving, reference):
+        return np.array(data, copy=True)
+    vox = np.linalg.inv(moving.affine) @ reference.affine
+    lossless = _lossless_index_map(vox, out_shape)
+    out_dtype = data.dtype if order == 0 else (np.float64 if data.dtype == np.float64 else np.float32)
+    if lossless is not None:
+        clamped = tuple(np.clip(ix, 0, n - 1) for ix, n in zip(lossless, data.shape, strict=True))
+        return np.asarray(data[clamped], dtype=out_dtype)
+
+    if order == 0:
+        src = data
+    else:
+        src = data.astype(np.float64)
+        if order > 1:
+            src = ndimage.spline_filter(src, order=order, output=np.float64, mode="nearest")
+    out = np.empty(out_shape, dtype=out_dtype)
+    plane = out_shape[1] * out_shape[2]
+    step = max(1, _CHUNK_VOXELS // max(plane, 1))
+    jj, kk = np.meshgrid(
+        np.arange(out_shape[1], dtype=np.float64), np.arange(out_shape[2], dtype=np.float64), indexing="ij"
+    )
+    for start in range(0, out_shape[0], step):
+        stop = min(out_shape[0], start + step)
+        ii = np.arange(start, stop, dtype=np.float64)[:, None, None]
+        coords = np.stack(
+            [vox[r, 0] * ii + vox[r, 1] * jj + vox[r, 2] * kk + vox[r, 3] for r in range(3)], axis=0
+        )
+        out[start:stop] = ndimage.map_coordinates(
+            src, coords.reshape(3, -1), order=order, mode="nearest", prefilter=False
+        ).reshape(stop - start, out_shape[1], out_shape[2])
+    return out
+
+
+def image_metrics(
+    sr: Volume, hr: Volume, mask: Volume | None = None, percentile: float = 99.5
+) -> dict[str, float | str]:
+    """PSNR and mean SSIM of a super-resolved volume against its HR reference, on the HR grid.
+
+    ``sr`` (cubic B-spline) and ``mask`` (nearest neighbour, then ``> 0.5``) are resampled onto the HR
+    grid by world coordinates when their grids differ. Intensities follow the rule of
+    :func:`normalize_intensity`: both divided by the HR ``percentile`` inside the mask (or inside the
+    HR foreground, voxels > 0, without a mask), clipped to [0, 1], data range 1.
+
+    Args:
+        sr: Super-resolved (or interpolated, LR) volume.
+        hr: High-resolution reference; its grid is the evaluation grid.
+        mask: Optional region of interest (e.g. brain or cord mask).
+        percentile: HR intensity percentile mapped to 1.
+
+    Returns:
+        ``{"psnr", "ssim"}`` over the whole volume (dB and unitless), ``"psnr_mask"``/``"ssim_mask"``
+        when a mask is given, ``"grid": "hr"``, ``"resampled"`` (whether ``sr`` was resampled),
+        ``"normalization"`` (e.g. ``"hr_p99.5"``) and ``"normalization_region"`` (``"mask"`` or
+        ``"foreground"``).
+    """
+    resampled = not _same_grid(sr, hr)
+    sr_data = resample_to_reference(sr, hr, order=3) if resampled else sr.data
+    mask_arr: np.ndarray | None = None
+    if mask is not None:
+        m = resample_to_reference(mask, hr, order=0) if not _same_grid(mask, hr) else mask.data
+        mask_arr = _bool_mask(m, hr.shape, name="mask on the HR grid")
+    hr_n, sr_n = normalize_intensity(hr.data, sr_data, mask=mask_arr, percentile=percentile, clip=True)
+    result: dict[str, float | str] = {
+        "psnr": psnr(sr_n, hr_n),
+        "ssim": ssim(sr_n, hr_n),
+    }
+    if mask_arr is not None:
+        result["psnr_mask"] = psnr(sr_n, hr_n, mask=mask_arr)
+        result["ssim_mask"] = ssim(sr_n, hr_n, mask=mask_arr)
+    result["grid"] = "hr"
+    result["resampled"] = resampled
+    result["normalization"] = f"hr_p{percentile:g}"
+    result["normalization_region"] = "mask" if mask_arr is not None else "foreground"
+    _LOG.info(
+        "image metrics on the HR grid (resampled=%s, normalisation hr_p%g inside the %s): %s",
+        resampled,
+        percentile,
+        result["normalization_region"],
+        {k: v for k, v in result.items() if isinstance(v, float)},
+    )
+    return result
