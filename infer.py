@@ -46,7 +46,9 @@ def infer(cfg: DictConfig) -> Path:
     torch.manual_seed(int(cfg.seed))
     source, target = Path(cfg.input), Path(cfg.output)
     if target.exists() and same_file(source, target):
-        raise MrisrInputError(target, "output is the input file", "choose another output path; inputs are never overwritten")
+        raise MrisrInputError(
+            target, "output is the input file", "choose another output path; inputs are never overwritten"
+        )
     volume = as_volume(source)
     geometry = detect_slice_axis(volume, axis=cfg.axis, allow_anisotropic_inplane=bool(cfg.allow_anisotropic_inplane))
     grid = output_grid(geometry, volume.shape[geometry.axis], cfg.target_spacing_mm)
@@ -65,8 +67,14 @@ def infer(cfg: DictConfig) -> Path:
             )
     log.info(
         "%s: axis %d (%s), separation %.4g mm, in-plane %.4g mm, factor %.4g → %d slices of %.4g mm",
-        source, geometry.axis, geometry.axis_code, geometry.separation_mm, geometry.inplane_spacing_mm,
-        geometry.factor, grid.length, grid.spacing_mm,
+        source,
+        geometry.axis,
+        geometry.axis_code,
+        geometry.separation_mm,
+        geometry.inplane_spacing_mm,
+        geometry.factor,
+        grid.length,
+        grid.spacing_mm,
     )
     started = time.perf_counter()
     if getattr(model, "fits_per_volume", False):

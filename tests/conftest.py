@@ -34,5 +34,11 @@ def run_command(args: list[str], cwd: Path = REPO_ROOT, timeout: float = 600) ->
     """Run ``python <args>`` with the test interpreter; returns the completed process (never raises on failure)."""
     env = {**os.environ, "MPLBACKEND": "Agg", "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0"}
     return subprocess.run(
-        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        [sys.executable, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )

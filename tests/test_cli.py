@@ -8,6 +8,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+
 from conftest import file_digest, run_command
 
 
@@ -64,7 +65,9 @@ def test_infer_cubic_overlays_input_and_evaluate_reports(spine_lr: tuple[Path, P
     hr_path, lr_path = spine_lr
     sr_path = tmp_path / "sr.nii.gz"
     lr_digest = file_digest(lr_path)
-    proc = run_command(["infer.py", f"input={lr_path}", f"output={sr_path}", "model=cubic", f"paths.runs_dir={tmp_path}"])
+    proc = run_command(
+        ["infer.py", f"input={lr_path}", f"output={sr_path}", "model=cubic", f"paths.runs_dir={tmp_path}"]
+    )
     assert proc.returncode == 0, proc.stderr
     assert file_digest(lr_path) == lr_digest
     sr, hr, lr = nib.load(sr_path), nib.load(hr_path), nib.load(lr_path)
@@ -77,9 +80,7 @@ def test_infer_cubic_overlays_input_and_evaluate_reports(spine_lr: tuple[Path, P
     assert sidecar["factor"] == pytest.approx(4.0) and sidecar["output_shape"] == [384, 216, 52]
 
     csv_path = tmp_path / "metrics.csv"
-    proc = run_command(
-        ["-m", "mrisr.evaluate", f"sr={sr_path}", f"hr={hr_path}", f"output={csv_path}"]
-    )
+    proc = run_command(["-m", "mrisr.evaluate", f"sr={sr_path}", f"hr={hr_path}", f"output={csv_path}"])
     assert proc.returncode == 0, proc.stderr
     metrics = last_json(proc.stdout)
     assert 20 < metrics["psnr"] < 60 and 0.5 < metrics["ssim"] < 1.0
@@ -95,7 +96,9 @@ def test_infer_cubic_overlays_input_and_evaluate_reports(spine_lr: tuple[Path, P
 def test_infer_on_real_thick_axial_input(shared_data: Path, tmp_path: Path) -> None:
     lr_path = shared_data / "thick" / "t2_axial_7p5mm_ms.nii.gz"
     sr_path = tmp_path / "sr_axial.nii.gz"
-    proc = run_command(["infer.py", f"input={lr_path}", f"output={sr_path}", "model=linear", f"paths.runs_dir={tmp_path}"])
+    proc = run_command(
+        ["infer.py", f"input={lr_path}", f"output={sr_path}", "model=linear", f"paths.runs_dir={tmp_path}"]
+    )
     assert proc.returncode == 0, proc.stderr
     lr, sr = nib.load(lr_path), nib.load(sr_path)
     assert sr.shape == (320, 256, round(19 * 7.5 / 0.6875))

@@ -196,9 +196,7 @@ def test_resample_identical_grid_is_an_exact_copy() -> None:
     ("perm", "flip"), [((2, 0, 1), (1,)), ((1, 0, 2), (0, 2)), ((0, 1, 2), (0, 1, 2)), ((2, 1, 0), ())]
 )
 @pytest.mark.parametrize("order", [0, 3])
-def test_permuted_flipped_grid_maps_back_exactly(
-    perm: tuple[int, int, int], flip: tuple[int, ...], order: int
-) -> None:
+def test_permuted_flipped_grid_maps_back_exactly(perm: tuple[int, int, int], flip: tuple[int, ...], order: int) -> None:
     rng = np.random.default_rng(10)
     ref = Volume(rng.random((9, 8, 7)).astype(np.float32), _oblique_affine((0.7, 0.9, 3.0)))
     moved = _permute_flip(ref, perm, flip)
@@ -308,15 +306,21 @@ def test_image_metrics_normalises_by_hr_and_masks() -> None:
     mask_arr[10:22, 9:21, 8:20] = 1.0
     res = image_metrics(sr, hr, mask=Volume(mask_arr, affine))
     m = mask_arr > 0.5
-    p = float(np.percentile(hr_data[m].astype(np.float64), 99.5))
+    # The ROI mask selects voxels only; the percentile is taken over the HR foreground.
+    p = float(np.percentile(hr_data[hr_data > 0].astype(np.float64), 99.5))
     hr_n = np.clip(hr_data / p, 0, 1)
     sr_n = np.clip((hr_data + noise) / p, 0, 1)
-    assert res["psnr_mask"] == pytest.approx(
-        10 * math.log10(1.0 / np.mean((sr_n[m] - hr_n[m]) ** 2)), rel=1e-5
-    )
+    assert res["psnr_mask"] == pytest.approx(10 * math.log10(1.0 / np.mean((sr_n[m] - hr_n[m]) ** 2)), rel=1e-5)
     assert res["psnr"] == pytest.approx(10 * math.log10(1.0 / np.mean((sr_n - hr_n) ** 2)), rel=1e-5)
     assert res["ssim_mask"] == pytest.approx(ssim(sr_n, hr_n, mask=m), abs=1e-6)
-    assert res["normalization_region"] == "mask" and res["resampled"] is False
+    assert res["normalization_region"] == "foreground" and res["resampled"] is False
+    by_norm_mask = image_metrics(sr, hr, mask=Volume(mask_arr, affine), normalization_mask=Volume(mask_arr, affine))
+    p_mask = float(np.percentile(hr_data[m].astype(np.float64), 99.5))
+    sr_m, hr_m = np.clip((hr_data + noise) / p_mask, 0, 1), np.clip(hr_data / p_mask, 0, 1)
+    assert by_norm_mask["psnr_mask"] == pytest.approx(
+        10 * math.log10(1.0 / np.mean((sr_m[m] - hr_m[m]) ** 2)), rel=1e-5
+    )
+    assert by_norm_mask["normalization_region"] == "normalization_mask"
     # The same mask stored on a permuted/flipped grid gives the same numbers.
     res_moved = image_metrics(sr, hr, mask=_permute_flip(Volume(mask_arr, affine), (2, 0, 1), (0,)))
     for key in ("psnr", "ssim", "psnr_mask", "ssim_mask"):

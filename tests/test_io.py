@@ -192,9 +192,7 @@ def _listing(directory: Path) -> set[str]:
     return {p.name for p in directory.iterdir()}
 
 
-def test_failed_write_leaves_no_temp_and_keeps_old_output(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_failed_write_leaves_no_temp_and_keeps_old_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "out.nii.gz"
     save_volume(np.ones((3, 3, 3)), out, affine=np.eye(4))
     before = _sha(out)
@@ -456,19 +454,13 @@ def test_spatial_units_are_converted_to_mm(tmp_path: Path, unit: str, scale: flo
     assert geom.separation_mm == pytest.approx(3.0, rel=1e-6)
 
 
-def test_unknown_units_assume_mm_with_logged_warning(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    img = nib.Nifti1Image(
-        np.random.default_rng(5).random((4, 4, 4)).astype(np.float32), np.diag([1, 1, 4, 1.0])
-    )
+def test_unknown_units_assume_mm_with_logged_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    img = nib.Nifti1Image(np.random.default_rng(5).random((4, 4, 4)).astype(np.float32), np.diag([1, 1, 4, 1.0]))
     img.header.set_xyzt_units(None, None)
     nib.save(img, tmp_path / "unk.nii.gz")
     with caplog.at_level(logging.WARNING, logger="mrisr.io.nifti"):
         vol = load_volume(tmp_path / "unk.nii.gz")
-    assert any(
-        "assuming millimetres" in r.getMessage() and "unk.nii.gz" in r.getMessage() for r in caplog.records
-    )
+    assert any("assuming millimetres" in r.getMessage() and "unk.nii.gz" in r.getMessage() for r in caplog.records)
     assert vol.zooms == (1.0, 1.0, 4.0)
 
 
@@ -525,9 +517,7 @@ def test_reference_pd_axial_passes_inplane_tolerance() -> None:
     assert geom.inplane_spacing_mm == pytest.approx(0.8579, abs=1e-4)
     assert 1.0 < geom.inplane_anisotropy < 1.0 + 0.01 / 0.85
     # Full precision, not rounded to 3 decimals.
-    assert geom.factor == geom.separation_mm / geom.inplane_spacing_mm and geom.factor != round(
-        geom.factor, 3
-    )
+    assert geom.factor == geom.separation_mm / geom.inplane_spacing_mm and geom.factor != round(geom.factor, 3)
 
 
 def test_reference_isotropic_spine_needs_explicit_axis() -> None:
@@ -608,9 +598,7 @@ def test_zoom_affine_mismatch_warns_and_trusts_affine() -> None:
 
 def test_oblique_permuted_affine_codes_and_obliquity() -> None:
     angle = np.deg2rad(20.0)
-    rot = np.array(
-        [[1.0, 0.0, 0.0], [0.0, np.cos(angle), -np.sin(angle)], [0.0, np.sin(angle), np.cos(angle)]]
-    )
+    rot = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(angle), -np.sin(angle)], [0.0, np.sin(angle), np.cos(angle)]])
     # Voxel axis 0 runs inferior->superior (5 mm), axis 1 left (R->L flipped), axis 2 anterior.
     base = np.array([[0.0, -0.7, 0.0], [0.0, 0.0, 0.7], [5.0, 0.0, 0.0]])
     affine = np.eye(4)

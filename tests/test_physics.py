@@ -292,9 +292,7 @@ def test_step_below_one_is_rejected():
 
 
 @pytest.mark.parametrize("order", [0, 1, 3])
-@pytest.mark.parametrize(
-    ("n_in", "step", "n_out"), [(37, 3.3, None), (12, 0.25, 48), (50, 4.667, 9), (9, 1.0, None)]
-)
+@pytest.mark.parametrize(("n_in", "step", "n_out"), [(37, 3.3, None), (12, 0.25, 48), (50, 4.667, 9), (9, 1.0, None)])
 def test_interpolation_matrix_is_map_coordinates(n_in, step, n_out, order):
     rng = np.random.default_rng(1)
     x = rng.normal(size=n_in)
@@ -412,9 +410,7 @@ def test_flat_field_with_file_kernel(tmp_path: Path, step):
     path = tmp_path / "k.npy"
     np.save(path, np.array([0.1, 0.3, 0.5, 0.3, 0.1, 0.0, 0.2]))
     t = torch.full((2, 1, 30), 1.25, dtype=torch.float32)
-    result = simulate_thick_slices(
-        t, axis=-1, spacing_mm=1.0, thickness_mm=step, profile="file", kernel_file=str(path)
-    )
+    result = simulate_thick_slices(t, axis=-1, spacing_mm=1.0, thickness_mm=step, profile="file", kernel_file=str(path))
     torch.testing.assert_close(result.lr, torch.full_like(result.lr, 1.25), rtol=1e-5, atol=0)
     up = upsample_to_grid(result.lr, -1, step, 30)
     torch.testing.assert_close(up, torch.full_like(up, 1.25), rtol=1e-5, atol=0)
@@ -431,9 +427,7 @@ def test_flat_field_with_kernel_longer_than_axis(kind, n):
     rng = np.random.default_rng(n)
     y = rng.normal(size=(2, n))
     np.testing.assert_allclose(blur_axis(torch.from_numpy(y), k, 1).numpy(), blur_axis(y, k, 1), atol=1e-12)
-    result = simulate_thick_slices(
-        np.full((2, 3, n), 2.0), axis=2, spacing_mm=1.0, thickness_mm=2.0, profile=kind
-    )
+    result = simulate_thick_slices(np.full((2, 3, n), 2.0), axis=2, spacing_mm=1.0, thickness_mm=2.0, profile=kind)
     np.testing.assert_allclose(result.lr, 2.0, rtol=1e-12)
 
 
@@ -486,9 +480,7 @@ def test_centre_of_mass_on_lr_grid_in_world_mm(kind, step):
 # --------------------------------------------------------------------------------------------------
 
 
-def valid_blur_and_sample(
-    patch: np.ndarray, kernel: np.ndarray, positions: np.ndarray, axis: int
-) -> np.ndarray:
+def valid_blur_and_sample(patch: np.ndarray, kernel: np.ndarray, positions: np.ndarray, axis: int) -> np.ndarray:
     """Valid convolution along ``axis`` (no padding at all), then cubic B-spline sampling at ``positions``."""
     moved = np.moveaxis(patch, axis, -1)
     valid = sliding_window_view(moved, kernel.size, axis=-1) @ kernel[::-1]
@@ -508,9 +500,7 @@ def test_patch_is_crop_of_whole(kind, step, layout):
         "bcdhw_axis4": ((1, 2, 2, 3, n), 4),
     }[layout]
     whole = ndimage.gaussian_filter1d(rng.uniform(0, 1, size=shape), 1.0, axis=axis)
-    result = simulate_thick_slices(
-        torch.from_numpy(whole), axis=axis, **chain_kernel_args(kind, step, "variance")
-    )
+    result = simulate_thick_slices(torch.from_numpy(whole), axis=axis, **chain_kernel_args(kind, step, "variance"))
     lr_whole = result.lr.numpy()
     kernel = result.kernel
     h = (kernel.size - 1) // 2 + 8  # kernel half-width + B-spline prefilter margin m = 8

@@ -10,9 +10,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import REPO_ROOT, run_command
 from hydra.utils import instantiate
 
+from conftest import REPO_ROOT, run_command
 from mrisr.utils.config import compose
 
 
@@ -59,7 +59,9 @@ def test_checkpoint_alone_rebuilds_model_for_infer(smoke_run: Path, tmp_path: Pa
     lr_path = tmp_path / "lr.nii.gz"
     nib.save(nib.Nifti1Image(data, affine), lr_path)
     out = tmp_path / "sr.nii.gz"
-    proc = run_command(["infer.py", f"input={lr_path}", f"output={out}", f"ckpt_path={ckpt}", f"paths.runs_dir={tmp_path}"])
+    proc = run_command(
+        ["infer.py", f"input={lr_path}", f"output={out}", f"ckpt_path={ckpt}", f"paths.runs_dir={tmp_path}"]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     sr = nib.load(out)
     assert sr.shape == (40, 36, 24)
@@ -71,7 +73,15 @@ def test_network_model_without_checkpoint_is_refused(tmp_path: Path) -> None:
     data = np.random.default_rng(0).random((20, 20, 6)).astype(np.float32) + 1
     lr_path = tmp_path / "lr.nii.gz"
     nib.save(nib.Nifti1Image(data, np.diag([1.0, 1.0, 3.0, 1.0])), lr_path)
-    proc = run_command(["infer.py", f"input={lr_path}", f"output={tmp_path / 'o.nii.gz'}", "model=edsr_small", f"paths.runs_dir={tmp_path}"])
+    proc = run_command(
+        [
+            "infer.py",
+            f"input={lr_path}",
+            f"output={tmp_path / 'o.nii.gz'}",
+            "model=edsr_small",
+            f"paths.runs_dir={tmp_path}",
+        ]
+    )
     assert proc.returncode != 0 and "ckpt_path" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "o.nii.gz").exists()
 
@@ -79,7 +89,14 @@ def test_network_model_without_checkpoint_is_refused(tmp_path: Path) -> None:
 def test_resume_from_checkpoint_continues_training(smoke_run: Path, tmp_path: Path) -> None:
     ckpt = smoke_run / "checkpoints" / "last.ckpt"
     proc = run_command(
-        ["train.py", "experiment=smoke", f"paths.runs_dir={tmp_path}", f"ckpt_path={ckpt}", "trainer.max_epochs=2", "test=false"]
+        [
+            "train.py",
+            "experiment=smoke",
+            f"paths.runs_dir={tmp_path}",
+            f"ckpt_path={ckpt}",
+            "trainer.max_epochs=2",
+            "test=false",
+        ]
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     resumed = torch.load(find_run_dir(tmp_path) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
@@ -87,7 +104,8 @@ def test_resume_from_checkpoint_continues_training(smoke_run: Path, tmp_path: Pa
 
 
 @pytest.mark.parametrize(
-    "group", sorted(p.name for p in (REPO_ROOT / "conf").iterdir() if p.is_dir() and p.name not in {"hydra", "local"})
+    "group",
+    sorted(p.name for p in (REPO_ROOT / "conf").iterdir() if p.is_dir() and p.name not in {"hydra", "local"}),
 )
 def test_every_config_option_composes(group: str) -> None:
     for option in sorted((REPO_ROOT / "conf" / group).glob("*.yaml")):

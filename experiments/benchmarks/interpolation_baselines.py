@@ -32,7 +32,9 @@ METHODS = ("nearest", "linear", "cubic")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("MRISR_DATA", REPO.parent / "shared" / "data")))
+    parser.add_argument(
+        "--data", type=Path, default=Path(os.environ.get("MRISR_DATA", REPO.parent / "shared" / "data"))
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "interpolation_baselines.csv")
     args = parser.parse_args()
     rows = []
@@ -48,10 +50,23 @@ def main() -> None:
                 metrics = image_metrics(as_volume(sr), hr, mask=mask)
                 for metric in ("psnr", "ssim", "psnr_mask", "ssim_mask"):
                     rows.append(
-                        {"subject": subject, "setting": setting, "method": method, "metric": metric,
-                         "value": float(metrics[metric]), "resampled": metrics["resampled"], "seconds": seconds}
+                        {
+                            "subject": subject,
+                            "setting": setting,
+                            "method": method,
+                            "metric": metric,
+                            "value": float(metrics[metric]),
+                            "resampled": metrics["resampled"],
+                            "seconds": seconds,
+                        }
                     )
-                print(subject, setting, method, f"psnr={metrics['psnr']:.3f} ssim={metrics['ssim']:.4f}", flush=True)
+                print(
+                    subject,
+                    setting,
+                    method,
+                    f"psnr={metrics['psnr']:.3f} ssim={metrics['ssim']:.4f}",
+                    flush=True,
+                )
     table = pd.DataFrame(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out, index=False)

@@ -150,9 +150,7 @@ def super_resolve(
     return resolver.super_resolve(volume, geometry, grid).to_nifti()
 
 
-def evaluate(
-    sr: ImageLike, hr: ImageLike, mask: ImageLike | None = None, percentile: float = 99.5
-) -> dict[str, Any]:
+def evaluate(sr: ImageLike, hr: ImageLike, mask: ImageLike | None = None, percentile: float = 99.5) -> dict[str, Any]:
     """PSNR and mean SSIM of ``sr`` against ``hr`` on the HR grid (evaluation.md §1); masked variants with ``mask``."""
     mask_volume = as_volume(mask, allow_constant=True) if mask is not None else None
     return image_metrics(as_volume(sr), as_volume(hr), mask=mask_volume, percentile=percentile)

@@ -19,7 +19,8 @@ def main(argv: list[str]) -> int:
     cfg = compose("evaluate", argv)
     sr, hr = as_volume(Path(cfg.sr)), as_volume(Path(cfg.hr))
     mask = as_volume(Path(cfg.mask), allow_constant=True) if cfg.mask else None
-    metrics = image_metrics(sr, hr, mask=mask, percentile=float(cfg.percentile))
+    norm_mask = as_volume(Path(cfg.normalization_mask), allow_constant=True) if cfg.normalization_mask else None
+    metrics = image_metrics(sr, hr, mask=mask, percentile=float(cfg.percentile), normalization_mask=norm_mask)
     if cfg.output:
         rows = [
             {"sr": str(cfg.sr), "hr": str(cfg.hr), "mask": str(cfg.mask or ""), "metric": key, "value": value}

@@ -23,8 +23,12 @@ def load_checkpoint_model(ckpt_path: str | Path, device: str = "cpu") -> Any:
         raise MrisrInputError(path, "checkpoint file not found", "pass ckpt_path= a .ckpt written by train.py")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means the file is not a usable checkpoint
-        raise MrisrInputError(path, f"not a readable checkpoint ({type(err).__name__}: {err})", "pass a .ckpt written by train.py") from err
+    except Exception as err:
+        raise MrisrInputError(
+            path,
+            f"not a readable checkpoint ({type(err).__name__}: {err})",
+            "pass a .ckpt written by train.py",
+        ) from err
     if not isinstance(checkpoint, dict) or "mrisr_config" not in checkpoint or "state_dict" not in checkpoint:
         raise MrisrInputError(
             path, "checkpoint holds no mrisr config or weights", "pass a .ckpt written by mrisr's train.py"

@@ -25,7 +25,9 @@ def main(argv: list[str]) -> int:
     cfg = compose("simulate", argv)
     source, target = Path(cfg.input), Path(cfg.output)
     if target.exists() and same_file(source, target):
-        raise MrisrInputError(target, "output is the input file", "choose another output path; inputs are never overwritten")
+        raise MrisrInputError(
+            target, "output is the input file", "choose another output path; inputs are never overwritten"
+        )
     if cfg.notation is not None:
         try:
             thickness, gap = parse_dewey_notation(str(cfg.notation))
@@ -47,7 +49,12 @@ def main(argv: list[str]) -> int:
         noise_std=float(cfg.noise_std),
         seed=int(cfg.seed),
     )
-    lr = Volume(data=np.asanyarray(image.dataobj, dtype=np.float32), affine=image.affine, header=image.header, path=None)
+    lr = Volume(
+        data=np.asanyarray(image.dataobj, dtype=np.float32),
+        affine=image.affine,
+        header=image.header,
+        path=None,
+    )
     written = save_volume(lr, target, header=volume.header)
     print_json_line(
         {

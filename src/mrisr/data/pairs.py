@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 def crop_volume(volume: Volume, axis: int, start: int, stop: int) -> Volume:
-    """Crop ``volume`` to voxels ``start:stop`` along ``axis``, shifting the affine origin so world positions stay put."""
+    """Crop ``volume`` to voxels ``start:stop`` along ``axis``, keeping world positions (affine origin shifted)."""
     index = [slice(None)] * 3
     index[axis] = slice(start, stop)
     affine = volume.affine.copy()
@@ -97,23 +97,27 @@ class PlanePatchDataset(Dataset):
         self.seed = seed
         self.min_foreground = min_foreground
         self.flips = flips
+        # Plane orientations (stack axis) whose column axis is long enough for a patch, per pair.
+        self.stack_axes: list[list[int]] = []
         for pair in self.pairs:
             others = [d for d in range(3) if d != pair.axis]
-            if pair.hr.shape[pair.axis] < patch_size or min(pair.hr.shape[d] for d in others) < patch_size:
+            valid = [b for b in others if pair.hr.shape[next(d for d in others if d != b)] >= patch_size]
+            if pair.hr.shape[pair.axis] < patch_size or not valid:
                 raise ValueError(
                     f"{pair.name}: shape {pair.hr.shape} is smaller than patch_size={patch_size} along the "
-                    "through-plane axis or an in-plane axis; lower data.patch_size"
+                    "through-plane axis or both in-plane axes; lower data.patch_size"
                 )
+            self.stack_axes.append(valid)
 
     def __len__(self) -> int:
         return self.length
 
     def _draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
-        pair = self.pairs[rng.integers(len(self.pairs))]
+        which = int(rng.integers(len(self.pairs)))
+        pair, stack_axes = self.pairs[which], self.stack_axes[which]
         axis = pair.axis
-        others = [d for d in range(3) if d != axis]
-        stack_axis = others[rng.integers(2)]
-        column_axis = others[0] if stack_axis == others[1] else others[1]
+        stack_axis = stack_axes[int(rng.integers(len(stack_axes)))]
+        column_axis = 3 - axis - stack_axis
         p = self.patch_size
         index = [slice(None)] * 3
         index[stack_axis] = int(rng.integers(pair.hr.shape[stack_axis]))

@@ -97,6 +97,4 @@ class ThickSlice:
             len(result.kernel),
             result.step,
         )
-        return Volume(
-            data=lr.astype(np.float32), affine=result.affine, header=volume.header.copy(), path=None
-        )
+        return Volume(data=lr.astype(np.float32), affine=result.affine, header=volume.header.copy(), path=None)

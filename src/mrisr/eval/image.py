@@ -45,9 +45,7 @@ def _bool_mask(mask: np.ndarray | None, shape: tuple[int, ...], name: str = "mas
         return None
     m = np.asarray(mask)
     if m.shape != tuple(shape):
-        raise MrisrInputError(
-            None, f"{name} shape {m.shape} differs from image shape {tuple(shape)}", "resample it"
-        )
+        raise MrisrInputError(None, f"{name} shape {m.shape} differs from image shape {tuple(shape)}", "resample it")
     m = m if m.dtype == np.bool_ else m > 0.5
     if not m.any():
         raise MrisrInputError(None, f"{name} is empty (no voxel > 0.5)", "check the mask or omit it")
@@ -131,9 +129,7 @@ def normalize_intensity(
     return tuple(out)
 
 
-def psnr(
-    x: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None, data_range: float = 1.0
-) -> float:
+def psnr(x: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None, data_range: float = 1.0) -> float:
     """Peak signal-to-noise ratio 10·log10(L² / MSE) in dB.
 
     Args:
@@ -158,9 +154,7 @@ def psnr(
     return 10.0 * math.log10(data_range**2 / mse)
 
 
-def ssim(
-    x: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None, data_range: float = 1.0
-) -> float:
+def ssim(x: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None, data_range: float = 1.0) -> float:
     """Mean structural similarity (MSSIM of Wang et al. 2004; not multi-scale SSIM).
 
     The SSIM map comes from :func:`skimage.metrics.structural_similarity` with a Gaussian window
@@ -179,9 +173,7 @@ def ssim(
     """
     a, b = _check_pair(x, reference)
     if a.ndim not in (2, 3):
-        raise MrisrInputError(
-            None, f"SSIM needs a 2-D or 3-D image, got shape {a.shape}", "pass a single volume"
-        )
+        raise MrisrInputError(None, f"SSIM needs a 2-D or 3-D image, got shape {a.shape}", "pass a single volume")
     win = 2 * int(3.5 * _SSIM_SIGMA + 0.5) + 1
     if min(a.shape) < win:
         raise MrisrInputError(
@@ -282,9 +274,7 @@ def resample_to_reference(moving: Volume, reference: Volume, order: int = 3) -> 
     for start in range(0, out_shape[0], step):
         stop = min(out_shape[0], start + step)
         ii = np.arange(start, stop, dtype=np.float64)[:, None, None]
-        coords = np.stack(
-            [vox[r, 0] * ii + vox[r, 1] * jj + vox[r, 2] * kk + vox[r, 3] for r in range(3)], axis=0
-        )
+        coords = np.stack([vox[r, 0] * ii + vox[r, 1] * jj + vox[r, 2] * kk + vox[r, 3] for r in range(3)], axis=0)
         out[start:stop] = ndimage.map_coordinates(
             src, coords.reshape(3, -1), order=order, mode="nearest", prefilter=False
         ).reshape(stop - start, out_shape[1], out_shape[2])
@@ -292,20 +282,27 @@ def resample_to_reference(moving: Volume, reference: Volume, order: int = 3) -> 
 
 
 def image_metrics(
-    sr: Volume, hr: Volume, mask: Volume | None = None, percentile: float = 99.5
+    sr: Volume,
+    hr: Volume,
+    mask: Volume | None = None,
+    percentile: float = 99.5,
+    normalization_mask: Volume | None = None,
 ) -> dict[str, float | str]:
     """PSNR and mean SSIM of a super-resolved volume against its HR reference, on the HR grid.
 
     ``sr`` (cubic B-spline) and ``mask`` (nearest neighbour, then ``> 0.5``) are resampled onto the HR
     grid by world coordinates when their grids differ. Intensities follow the rule of
-    :func:`normalize_intensity`: both divided by the HR ``percentile`` inside the mask (or inside the
-    HR foreground, voxels > 0, without a mask), clipped to [0, 1], data range 1.
+    :func:`normalize_intensity`: both divided by the HR ``percentile`` inside ``normalization_mask`` (a
+    foreground/brain mask; default the HR foreground, voxels > 0), clipped to [0, 1], data range 1. The
+    region of interest ``mask`` (e.g. a cord mask) only selects the voxels of the masked metrics: normalising
+    by an ROI's own percentile would clip everything brighter than the ROI (CSF around a T2w cord).
 
     Args:
         sr: Super-resolved (or interpolated, LR) volume.
         hr: High-resolution reference; its grid is the evaluation grid.
-        mask: Optional region of interest (e.g. brain or cord mask).
+        mask: Optional region of interest (e.g. brain or cord mask) for ``psnr_mask``/``ssim_mask``.
         percentile: HR intensity percentile mapped to 1.
+        normalization_mask: Optional foreground mask inside which the percentile is taken.
 
     Returns:
         ``{"psnr", "ssim"}`` over the whole volume (dB and unitless), ``"psnr_mask"``/``"ssim_mask"``
@@ -319,7 +316,15 @@ def image_metrics(
     if mask is not None:
         m = resample_to_reference(mask, hr, order=0) if not _same_grid(mask, hr) else mask.data
         mask_arr = _bool_mask(m, hr.shape, name="mask on the HR grid")
-    hr_n, sr_n = normalize_intensity(hr.data, sr_data, mask=mask_arr, percentile=percentile, clip=True)
+    norm_arr: np.ndarray | None = None
+    if normalization_mask is not None:
+        m = (
+            resample_to_reference(normalization_mask, hr, order=0)
+            if not _same_grid(normalization_mask, hr)
+            else normalization_mask.data
+        )
+        norm_arr = _bool_mask(m, hr.shape, name="normalization mask on the HR grid")
+    hr_n, sr_n = normalize_intensity(hr.data, sr_data, mask=norm_arr, percentile=percentile, clip=True)
     result: dict[str, float | str] = {
         "psnr": psnr(sr_n, hr_n),
         "ssim": ssim(sr_n, hr_n),
@@ -330,7 +335,7 @@ def image_metrics(
     result["grid"] = "hr"
     result["resampled"] = resampled
     result["normalization"] = f"hr_p{percentile:g}"
-    result["normalization_region"] = "mask" if mask_arr is not None else "foreground"
+    result["normalization_region"] = "normalization_mask" if norm_arr is not None else "foreground"
     _LOG.info(
         "image metrics on the HR grid (resampled=%s, normalisation hr_p%g inside the %s): %s",
         resampled,

@@ -161,14 +161,10 @@ def load_volume(path: PathLike, dtype: npt.DTypeLike = np.float32, allow_constan
     p = Path(path)
     if not p.exists():
         if p.is_symlink():
-            raise MrisrInputError(
-                p, "broken symbolic link (its target does not exist)", "fix or remove the link"
-            )
+            raise MrisrInputError(p, "broken symbolic link (its target does not exist)", "fix or remove the link")
         raise MrisrInputError(p, "file does not exist", "check the path and the working directory")
     if p.is_dir():
-        raise MrisrInputError(
-            p, "is a directory, not a NIfTI file", "pass the .nii or .nii.gz file inside it"
-        )
+        raise MrisrInputError(p, "is a directory, not a NIfTI file", "pass the .nii or .nii.gz file inside it")
     if not p.is_file():
         raise MrisrInputError(p, "is not a regular file", "pass a .nii or .nii.gz file")
     try:
@@ -301,9 +297,7 @@ def _check_shape(shape: tuple[int, ...], label: Path | None) -> tuple[int, int, 
             "extract one volume first, e.g. `fslroi in.nii.gz vol0.nii.gz 0 1`",
         )
     if any(s == 0 for s in shape[:3]):
-        raise MrisrInputError(
-            label, f"empty image: a dimension has length 0 (shape {shape})", "re-export the image"
-        )
+        raise MrisrInputError(label, f"empty image: a dimension has length 0 (shape {shape})", "re-export the image")
     if len(shape) > 3:
         _LOG.debug("%s: squeezing singleton trailing dimensions of shape %s", label, shape)
     return (shape[0], shape[1], shape[2])
@@ -320,9 +314,7 @@ def _check_zooms_and_affine(header: nib.Nifti1Header, affine: np.ndarray, label:
     if not np.all(np.isfinite(affine)):
         raise MrisrInputError(label, "the affine (sform/qform) contains NaN or Inf", "repair the header")
     if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
-        raise MrisrInputError(
-            label, "the affine (sform/qform) is singular: voxels have no volume", "repair the header"
-        )
+        raise MrisrInputError(label, "the affine (sform/qform) is singular: voxels have no volume", "repair the header")
 
 
 def header_to_mm(header: nib.Nifti1Header, affine: np.ndarray, label: PathLike | None = None) -> np.ndarray:
@@ -363,9 +355,7 @@ def header_to_mm(header: nib.Nifti1Header, affine: np.ndarray, label: PathLike |
             hdr[key] = hdr[key] * scale
         for key in ("qoffset_x", "qoffset_y", "qoffset_z"):
             hdr[key] = hdr[key] * scale
-        _LOG.info(
-            "%s: converted spatial unit %s to mm (factor %g)", label or "<in-memory image>", xyz_unit, scale
-        )
+        _LOG.info("%s: converted spatial unit %s to mm (factor %g)", label or "<in-memory image>", xyz_unit, scale)
     try:
         header.set_xyzt_units("mm", t_unit)
     except KeyError:
@@ -395,9 +385,7 @@ def _read_data(img: nib.Nifti1Image, shape3: tuple[int, int, int], label: Path |
             "convert to a real-valued scalar image (e.g. magnitude) first",
         )
     if arr.size != int(np.prod(shape3)):
-        raise MrisrInputError(
-            label, f"data has {arr.size} voxels, header shape is {shape3}", "re-export the image"
-        )
+        raise MrisrInputError(label, f"data has {arr.size} voxels, header shape is {shape3}", "re-export the image")
     return np.asarray(arr).reshape(shape3)
 
 
@@ -405,9 +393,7 @@ def _cast(data: np.ndarray, dtype: np.dtype[Any], label: Path | None) -> np.ndar
     """Copy ``data`` to ``dtype``; floats going to integers are rounded and range-checked."""
     if dtype.kind in "iu" and data.dtype.kind == "f":
         if not np.all(np.isfinite(data)):
-            raise MrisrInputError(
-                label, f"non-finite values cannot be stored as {dtype}", "use a float dtype"
-            )
+            raise MrisrInputError(label, f"non-finite values cannot be stored as {dtype}", "use a float dtype")
         rounded = np.rint(data)
         info = np.iinfo(dtype)
         lo, hi = float(rounded.min()), float(rounded.max())
@@ -430,9 +416,7 @@ def _cast(data: np.ndarray, dtype: np.dtype[Any], label: Path | None) -> np.ndar
     if dtype.kind == "f" and data.dtype.kind == "f" and dtype.itemsize < data.dtype.itemsize:
         finfo = np.finfo(dtype)
         if data.size and float(np.max(np.abs(data))) > float(finfo.max):
-            raise MrisrInputError(
-                label, f"values exceed the range of {dtype}", "use float64 or rescale the data"
-            )
+            raise MrisrInputError(label, f"values exceed the range of {dtype}", "use float64 or rescale the data")
     return data.astype(dtype, copy=True)
 
 
@@ -570,9 +554,7 @@ def save_volume(
             raise ValueError("save_volume: an affine is required when saving a bare array")
         aff, hdr = affine, header
     if out.is_dir():
-        raise MrisrInputError(
-            out, "output path is an existing directory", "pass a file name ending in .nii.gz"
-        )
+        raise MrisrInputError(out, "output path is an existing directory", "pass a file name ending in .nii.gz")
     if data.dtype.kind == "c":
         raise MrisrInputError(out, "complex data cannot be saved", "save the magnitude (np.abs) instead")
     out_dtype = np.dtype(dtype)

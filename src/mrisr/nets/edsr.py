@@ -3,7 +3,7 @@
 Two uses in mrisr:
 - ``upscale=1``: refines a slice already interpolated onto the target grid (the through-plane factor of thick-slice
   MRI is rarely an integer, so the resampling is done by the physics code and the network learns the residual);
-- ``upscale`` ∈ {2, 3, 4, 8}: the original pixel-shuffle layout used by PRETTIER-style fine-tuning (Giraldo et al. 2024).
+- ``upscale`` ∈ {2, 3, 4, 8}: pixel-shuffle layout of PRETTIER-style fine-tuning (Giraldo et al. 2024).
 The network holds no intensity normalisation: inputs are already scaled by the data pipeline.
 """
 

@@ -40,9 +40,7 @@ def make_slr_table(tb: float = 16.0, n_samples: int = SLR_TABLE_SAMPLES, out: Pa
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tb", type=float, default=16.0, help="time-bandwidth product (default 16)")
     parser.add_argument("--n-samples", type=int, default=SLR_TABLE_SAMPLES, help="number of table samples")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output .npy path")

@@ -60,9 +60,7 @@ _DEFAULT_DISCRETIZATION: dict[str, Discretization] = {"gaussian": "point", "rect
 # --------------------------------------------------------------------------------------------------
 
 
-def kernel_fwhm_voxels(
-    thickness_mm: float, spacing_mm: float, convention: FWHMConvention = "variance"
-) -> float:
+def kernel_fwhm_voxels(thickness_mm: float, spacing_mm: float, convention: FWHMConvention = "variance") -> float:
     """FWHM of the through-plane blur kernel in HR voxels (physics.md §2.2).
 
     ``variance``: f = √(T² − Δ²)/Δ. The HR image already carries a PSF of width ≈ Δ, and the
@@ -106,9 +104,7 @@ def kernel_fwhm_voxels(
 # --------------------------------------------------------------------------------------------------
 
 
-def compute_slr_profile(
-    tb: float = 16.0, n_samples: int = SLR_TABLE_SAMPLES
-) -> tuple[np.ndarray, np.ndarray]:
+def compute_slr_profile(tb: float = 16.0, n_samples: int = SLR_TABLE_SAMPLES) -> tuple[np.ndarray, np.ndarray]:
     """Simulate the |M_xy| slice profile of an SLR 90° excitation pulse with sigpy (physics.md §2.1).
 
     Pulse: ``sigpy.mri.rf.slr.dzrf(n=128, tb=tb, ptype='ex', ftype='ls', d1=0.01, d2=0.01,
@@ -287,9 +283,7 @@ def load_kernel_file(kernel_file: str | Path) -> np.ndarray:
     """
     path = Path(kernel_file)
     kernel = np.load(path, allow_pickle=False)
-    fix = (
-        "save a 1-D, finite, non-negative, odd-length array, e.g. np.save(path, np.array([0.25, 0.5, 0.25]))"
-    )
+    fix = "save a 1-D, finite, non-negative, odd-length array, e.g. np.save(path, np.array([0.25, 0.5, 0.25]))"
     if kernel.ndim != 1:
         raise ValueError(f"kernel file {path} holds an array of shape {kernel.shape}, expected 1-D; {fix}")
     kernel = kernel.astype(np.float64)
@@ -373,9 +367,7 @@ def slice_kernel(
     kernel = np.clip(0.5 * (kernel + kernel[::-1]), 0.0, None)
     total = kernel.sum()
     if total <= 0:
-        raise ValueError(
-            f"{kind} kernel with fwhm={fwhm} and support {length} is empty; use a larger support"
-        )
+        raise ValueError(f"{kind} kernel with fwhm={fwhm} and support {length} is empty; use a larger support")
     return kernel / total
 
 

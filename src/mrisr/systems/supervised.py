@@ -105,6 +105,12 @@ class SupervisedSR(L.LightningModule):
         sr = self.super_resolve(lr, geometry, grid)
         return {**batch, "sr": sr, "method": type(self.net).__name__}
 
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        # Whole test volumes stay in host memory; super_resolve moves slice batches to the device itself.
+        if isinstance(batch, dict) and "geometry" in batch:
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(params=self.parameters())
         if self.scheduler_factory is None:
@@ -140,7 +146,10 @@ class SupervisedSR(L.LightningModule):
             column_axis = next(d for d in others if d != stack_axis)
             planes = volume.permute(stack_axis, axis, column_axis).unsqueeze(1)  # (N, 1, rows, cols)
             pred = torch.cat(
-                [self(planes[i : i + self.inference_batch_size]).float() for i in range(0, planes.shape[0], self.inference_batch_size)]
+                [
+                    self(planes[i : i + self.inference_batch_size]).float()
+                    for i in range(0, planes.shape[0], self.inference_batch_size)
+                ]
             )
             order = [stack_axis, axis, column_axis]
             outputs.append(pred.squeeze(1).permute(*np.argsort(order).tolist()))
