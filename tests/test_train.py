@@ -119,3 +119,22 @@ def test_every_config_option_composes_and_instantiates(group: str, tmp_path: Pat
         for key in ("callbacks", "eval", "logger"):
             for node in (cfg.get(key) or {}).values():
                 assert instantiate(node) is not None
+
+
+def test_spine_data_option_trains_on_shared_spines(shared_data: Path, tmp_path: Path) -> None:
+    errsm_11 = shared_data / "spine_hr" / "errsm_11" / "t2.nii.gz"
+    proc = run_command(
+        [
+            "train.py",
+            "experiment=smoke",
+            "data=spine",
+            f"paths.runs_dir={tmp_path}",
+            f"data.test=[{errsm_11}]",
+            "eval=image_metrics",
+        ]
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = list(csv.DictReader((find_run_dir(tmp_path) / "test_metrics.csv").open()))
+    assert {row["subject"] for row in rows} == {"errsm_11/t2"}
+    psnr = {row["method"]: float(row["value"]) for row in rows if row["metric"] == "psnr"}
+    assert psnr["cubic"] > psnr["nearest"]

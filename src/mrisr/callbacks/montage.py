@@ -34,8 +34,8 @@ def save_png_atomic(figure: Any, path: Path, dpi: int = 120) -> Path:
 class MontageCallback(L.Callback):
     """Writes ``<output_dir>/montage_<subject>.png`` for the first ``max_volumes`` test volumes.
 
-    The plane is the central one along the first in-plane axis, so the through-plane axis runs vertically and the
-    thick-slice blocks of the LR input are visible. All panels share the HR grey-level window.
+    The plane is the one with the most anatomy along the shorter in-plane axis, cropped to the object; the
+    through-plane axis runs vertically (index 0 at the bottom) so the thick-slice blocks of the LR input are visible. All panels share the HR grey-level window.
     """
 
     def __init__(self, output_dir: str, max_volumes: int = 3) -> None:
@@ -68,15 +68,26 @@ class MontageCallback(L.Callback):
         }
         images = {name: resample_to_reference(v, hr, order=1) for name, v in panels.items()}
         images["HR"] = hr.data
-        stack_axis = next(d for d in range(3) if d != axis)
+        # Stack along the shorter in-plane axis so the displayed plane is the largest one containing the slice axis.
+        stack_axis = min((d for d in range(3) if d != axis), key=lambda d: hr.shape[d])
         vmax = float(np.percentile(hr.data[hr.data > 0], 99.5))
+        # The plane with the most anatomy, cropped to the object's bounding box (5-voxel margin).
+        foreground = hr.data > 0.05 * vmax
+        index = int(np.argmax(foreground.sum(axis=tuple(d for d in range(3) if d != stack_axis))))
+        remaining = [d for d in range(3) if d != stack_axis]
+        transpose = remaining.index(axis) == 1  # through-plane axis vertical
+        mask_plane = np.take(foreground, index, axis=stack_axis)
+        mask_plane = mask_plane.T if transpose else mask_plane
+        rows, cols = np.nonzero(mask_plane) if mask_plane.any() else (np.arange(2), np.arange(2))
+        crop = (
+            slice(max(rows.min() - 5, 0), rows.max() + 6),
+            slice(max(cols.min() - 5, 0), cols.max() + 6),
+        )
         fig, axes = plt.subplots(1, len(images), figsize=(3.2 * len(images), 3.6))
         for ax, (name, data) in zip(axes, images.items(), strict=True):
-            plane = np.take(data, data.shape[stack_axis] // 2, axis=stack_axis)
-            remaining = [d for d in range(3) if d != stack_axis]
-            if remaining.index(axis) == 1:  # through-plane axis vertical
-                plane = plane.T
-            ax.imshow(plane, cmap="gray", vmin=0, vmax=vmax, aspect="equal", interpolation="nearest")
+            plane = np.take(data, index, axis=stack_axis)
+            plane = (plane.T if transpose else plane)[crop]
+            ax.imshow(plane, cmap="gray", vmin=0, vmax=vmax, aspect="equal", interpolation="nearest", origin="lower")
             ax.set_title(name, fontsize=9)
             ax.axis("off")
         fig.suptitle(f"{outputs['name']} — {outputs['setting']}", fontsize=9)

@@ -43,6 +43,16 @@ def crop_volume(volume: Volume, axis: int, start: int, stop: int) -> Volume:
     )
 
 
+def foreground_extent(data: np.ndarray, axis: int, threshold: float = 0.05) -> tuple[int, int]:
+    """Index range ``[lo, hi)`` along ``axis`` of voxels above ``threshold`` × the maximum (the object's extent)."""
+    other = tuple(d for d in range(data.ndim) if d != axis)
+    profile = np.max(data, axis=other)
+    inside = np.flatnonzero(profile > threshold * float(profile.max()))
+    if inside.size == 0:
+        return 0, data.shape[axis]
+    return int(inside[0]), int(inside[-1]) + 1
+
+
 @dataclass
 class TrainingPair:
     """One HR volume and its simulated LR counterpart on the HR grid, both divided by the same intensity scale."""
@@ -172,7 +182,8 @@ class SimulatedPairsDataModule(L.LightningDataModule):
     """HR volumes → simulated thick-slice pairs for supervised training, validation and whole-volume testing.
 
     A source listed in several splits (e.g. the single MNI152 template) is cut into disjoint slabs along
-    ``slab_axis`` in the proportions ``slab_fractions`` (train, val, test), so no voxel is shared between splits.
+    ``slab_axis`` in the proportions ``slab_fractions`` (train, val, test) of the object's extent along that axis,
+    so no voxel is shared between splits and every slab contains anatomy.
 
     Args:
         train: training sources (NIfTI paths or ``"mni152"``).
@@ -244,7 +255,9 @@ class SimulatedPairsDataModule(L.LightningDataModule):
                 out[used_in[0]][source_name(source)] = volume
                 continue
             n = volume.shape[self.slab_axis]
-            bounds = np.round(np.cumsum((0.0, *self.slab_fractions)) * n).astype(int)
+            lo, hi = foreground_extent(volume.data, self.slab_axis)
+            bounds = np.round(lo + np.cumsum((0.0, *self.slab_fractions)) * (hi - lo)).astype(int)
+            bounds[0], bounds[-1] = 0, n  # background beyond the head stays with the outer slabs
             for i, name in enumerate(names):
                 if name in used_in:
                     start, stop = int(bounds[i]), int(bounds[i + 1])

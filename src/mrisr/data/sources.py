@@ -20,6 +20,7 @@ def load_source(source: str) -> Volume:
         from nilearn.datasets import load_mni152_template
 
         img = load_mni152_template(resolution=1)
+        img.header.set_xyzt_units("mm")  # the template is defined in mm; its header leaves the unit unset
         volume = volume_from_image(img)
         volume.data = np.clip(volume.data, 0, None)
         return volume
