@@ -35,7 +35,8 @@ class MontageCallback(L.Callback):
     """Writes ``<output_dir>/montage_<subject>.png`` for the first ``max_volumes`` test volumes.
 
     The plane is the one with the most anatomy along the shorter in-plane axis, cropped to the object; the
-    through-plane axis runs vertically (index 0 at the bottom) so the thick-slice blocks of the LR input are visible. All panels share the HR grey-level window.
+    through-plane axis runs vertically (index 0 at the bottom) so the thick-slice blocks of the LR input are
+    visible. All panels share the HR grey-level window.
     """
 
     def __init__(self, output_dir: str, max_volumes: int = 3) -> None:
