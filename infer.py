@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import mrisr.utils.config  # noqa: F401  (registers the ${repo_root:} resolver before Hydra composes)
 from mrisr.api import as_volume
+from mrisr.callbacks.image_metrics import write_rows_atomic
 from mrisr.inference import output_grid
 from mrisr.io.errors import MrisrInputError
 from mrisr.io.geometry import detect_slice_axis
@@ -53,12 +54,34 @@ def infer(cfg: DictConfig) -> Path:
     geometry = detect_slice_axis(volume, axis=cfg.axis, allow_anisotropic_inplane=bool(cfg.allow_anisotropic_inplane))
     grid = output_grid(geometry, volume.shape[geometry.axis], cfg.target_spacing_mm)
     device = resolve_device(str(cfg.device))
+    zero_shot_options = {
+        "thickness_mm": cfg.thickness,
+        "profile": cfg.profile,
+        "max_time_s": cfg.budget.max_time,
+        "max_steps": cfg.budget.max_steps,
+    }
+    given = {k: v for k, v in zero_shot_options.items() if v is not None}
+    if cfg.ckpt_path and given:
+        raise MrisrInputError(
+            cfg.ckpt_path,
+            "thickness=/profile=/budget.* apply to per-volume fits, not to a trained checkpoint",
+            "drop them",
+        )
     if cfg.ckpt_path:
         model = load_checkpoint_model(cfg.ckpt_path, device=device)
         model_name = f"checkpoint:{cfg.ckpt_path}"
     else:
-        model = load_model(cfg.model, device=device)
-        model_name = OmegaConf.to_container(cfg.model, resolve=True)
+        model_cfg = cfg.model.copy()
+        for key, value in given.items():
+            if key not in model_cfg:
+                raise MrisrInputError(
+                    None,
+                    f"{key} applies to models fitted per volume, not to {model_cfg._target_}",
+                    "drop thickness=/profile=/budget.* or choose model=smore|smore_fast|smore_v4|eclare",
+                )
+            model_cfg[key] = value
+        model = load_model(model_cfg, device=device)
+        model_name = OmegaConf.to_container(model_cfg, resolve=True)
         if hasattr(model, "state_dict") and not getattr(model, "fits_per_volume", False):
             raise MrisrInputError(
                 None,
@@ -77,8 +100,9 @@ def infer(cfg: DictConfig) -> Path:
         grid.spacing_mm,
     )
     started = time.perf_counter()
+    fit_summary = None
     if getattr(model, "fits_per_volume", False):
-        model.fit_volume(volume, geometry, grid)
+        fit_summary = model.fit_volume(volume, geometry, grid)
     sr = model.super_resolve(volume, geometry, grid)
     elapsed = time.perf_counter() - started
     written = save_volume(sr, target, header=volume.header)
@@ -94,6 +118,11 @@ def infer(cfg: DictConfig) -> Path:
         "output_shape": list(sr.shape),
         "seconds": round(elapsed, 3),
     }
+    if fit_summary is not None:
+        record["fit"] = fit_summary
+        fit_log = written.with_name(f"{sidecar_path(written).name.removesuffix('.mrisr.json')}.fit.csv")
+        write_rows_atomic(model.fit_log, fit_log, fields=("step", "loss", "lr", "seconds"))
+        record["fit_log"] = str(fit_log)
     sidecar = sidecar_path(written)
     fd, tmp = tempfile.mkstemp(prefix=f".{sidecar.name}.", dir=sidecar.parent)
     with os.fdopen(fd, "w") as handle:

@@ -54,7 +54,7 @@ def test_gap_changes_the_sampling_not_the_blur(errsm_11: nib.Nifti1Image) -> Non
             if np.allclose(world(gap, k), world(no_gap, j), atol=1e-6):
                 np.testing.assert_allclose(gap.get_fdata()[..., k], no_gap.get_fdata()[..., j], rtol=1e-5, atol=1e-3)
                 matched += 1
-    assert matched == 3  # centres coincide at HR positions 13.5, 25.5 and 37.5
+    assert matched == 5  # centres coincide at HR positions 1.5, 13.5, 25.5, 37.5 and 49.5
 
 
 def test_seeded_noise_is_reproducible(errsm_11: nib.Nifti1Image) -> None:

@@ -22,6 +22,7 @@ from torch import nn
 from mrisr.inference import OutputGrid, interpolate_volume
 from mrisr.io.geometry import SliceGeometry
 from mrisr.io.nifti import Volume
+from mrisr.systems.planes import predict_planes
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
@@ -129,32 +130,6 @@ class SupervisedSR(L.LightningModule):
             checkpoint["mrisr_config"] = self.run_config
 
     # ---------------------------------------------------------------- inference on whole volumes
-    @torch.inference_mode()
-    def predict_planes(self, volume: torch.Tensor, axis: int) -> torch.Tensor:
-        """Apply the network to every plane containing ``axis``, along both other axes, and average.
-
-        Args:
-            volume: ``(X, Y, Z)`` intensities already on the target grid and normalised.
-            axis: through-plane axis; it becomes the row axis of every 2-D plane.
-
-        Returns:
-            ``(X, Y, Z)`` prediction, mean of the two orientations.
-        """
-        others = [d for d in range(3) if d != axis]
-        outputs = []
-        for stack_axis in others:
-            column_axis = next(d for d in others if d != stack_axis)
-            planes = volume.permute(stack_axis, axis, column_axis).unsqueeze(1)  # (N, 1, rows, cols)
-            pred = torch.cat(
-                [
-                    self(planes[i : i + self.inference_batch_size]).float()
-                    for i in range(0, planes.shape[0], self.inference_batch_size)
-                ]
-            )
-            order = [stack_axis, axis, column_axis]
-            outputs.append(pred.squeeze(1).permute(*np.argsort(order).tolist()))
-        return torch.stack(outputs).mean(0)
-
     def super_resolve(self, volume: Volume, geometry: SliceGeometry, grid: OutputGrid) -> Volume:
         """Cubic B-spline onto ``grid``, then the network over both plane orientations (intensities restored)."""
         scale = intensity_scale(volume.data, self.percentile)
@@ -162,6 +137,6 @@ class SupervisedSR(L.LightningModule):
         was_training = self.training
         self.eval()
         x = torch.from_numpy(upsampled.data / scale).to(self.device, torch.float32)
-        pred = self.predict_planes(x, grid.axis).cpu().numpy() * scale
+        pred = predict_planes(self, x, grid.axis, self.inference_batch_size).cpu().numpy() * scale
         self.train(was_training)
         return Volume(data=pred.astype(np.float32), affine=upsampled.affine, header=upsampled.header, path=None)

@@ -1,0 +1,294 @@
+"""Zero-shot (self-supervised) through-plane SR fitted per volume: SMORE / ECLARE family (models.md §1).
+
+``ZeroShotSR`` needs no external training data. For each input volume it
+1. derives the slice profile of the acquisition (thickness T, default = separation S; same kernel function as every
+   simulation in mrisr), the in-plane spacing Δ and the factor s = S/Δ (non-integer allowed, gaps allowed);
+2. fits a 2-D network on self-training pairs made from the volume's own in-plane data
+   (:class:`mrisr.data.zero_shot.SelfTrainingPairs`) with Lightning, within a wall-time budget that includes the
+   final inference: the learning-rate schedule (one cycle) is driven by the fraction of the budget spent, so the
+   schedule completes exactly when the budget does;
+3. super-resolves every plane containing the thick-slice axis, along both in-plane axes, and averages the two.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from mrisr.data.zero_shot import PatchGeometry, Sampling, SelfTrainingPairs, SingleVolumeDataModule
+from mrisr.inference import OutputGrid
+from mrisr.io.geometry import SliceGeometry
+from mrisr.io.nifti import Volume
+from mrisr.physics.profiles import FWHMConvention, ProfileKind, kernel_fwhm_voxels, slice_kernel
+from mrisr.physics.resample import resample_affine, resample_axis
+from mrisr.systems.planes import predict_planes
+
+log = logging.getLogger(__name__)
+
+NetFactory = Callable[..., nn.Module]
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+
+
+def one_cycle_lr(
+    progress: float, max_lr: float, pct_start: float = 0.3, div_factor: float = 25.0, final_div_factor: float = 1e4
+) -> float:
+    """One-cycle learning rate (Smith & Topin 2019, cosine annealing) at ``progress`` ∈ [0, 1] of the schedule."""
+    progress = min(max(progress, 0.0), 1.0)
+    initial, final = max_lr / div_factor, max_lr / div_factor / final_div_factor
+    if progress < pct_start:
+        phase = progress / pct_start
+        return initial + (max_lr - initial) * (1 - math.cos(math.pi * phase)) / 2
+    phase = (progress - pct_start) / (1 - pct_start)
+    return final + (max_lr - final) * (1 + math.cos(math.pi * phase)) / 2
+
+
+class ZeroShotSR(L.LightningModule):
+    """Per-volume self-supervised SR with a row-upsampling 2-D network (WDSR by default).
+
+    Args:
+        net: partial network factory, called with ``scale=s`` once the volume's factor is known.
+        optimizer: partial optimizer factory.
+        max_lr: peak learning rate of the one-cycle schedule.
+        pct_start: fraction of the schedule spent warming up.
+        loss: ``l1`` (SMORE) or ``mse`` (ECLARE).
+        thickness_mm: slice thickness T (FWHM); ``None`` = the slice separation (no gap).
+        profile: slice-profile kind (``slr``, ``gaussian``, ``rect``, ``file``).
+        fwhm_convention: ``variance`` (f = √(T² − Δ²)/Δ) or ``absolute`` (f = T/Δ) (physics.md §2.2).
+        kernel_file: 1-D kernel (.npy, in-plane voxels) for ``profile="file"``, e.g. an ESPRESO estimate.
+        lr_patch_rows: LR rows per training patch (HR rows = round(s · lr_patch_rows)).
+        patch_cols: columns per training patch.
+        batch_size: patches per step.
+        sampling: ``gradient`` (joint gradient-weighted centres) or ``uniform``.
+        sampling_sigma: Gaussian σ (voxels) before the gradient.
+        max_steps: optimiser steps at most.
+        max_time_s: wall-time budget in seconds for fit + inference (``None`` = steps only).
+        precision: Lightning precision of the fit and of inference (``bf16-mixed`` halves CPU time).
+        accelerator: Lightning accelerator of the fit (``auto``, ``cpu``, ``gpu``).
+        channels_last: channels-last memory format (faster convolutions on CPU).
+        inference_batch_size: planes per forward pass at inference.
+        seed: seed of the fit (network initialisation, patch sampling).
+        progress_bar: show Lightning's progress bar during the fit.
+    """
+
+    fits_per_volume = True
+
+    def __init__(
+        self,
+        net: NetFactory,
+        optimizer: OptimizerFactory,
+        max_lr: float = 1e-3,
+        pct_start: float = 0.3,
+        loss: Literal["l1", "mse"] = "l1",
+        thickness_mm: float | None = None,
+        profile: ProfileKind = "slr",
+        fwhm_convention: FWHMConvention = "variance",
+        kernel_file: str | None = None,
+        lr_patch_rows: int = 16,
+        patch_cols: int = 48,
+        batch_size: int = 32,
+        sampling: Sampling = "gradient",
+        sampling_sigma: float = 1.0,
+        max_steps: int = 2000,
+        max_time_s: float | None = 300.0,
+        precision: str = "bf16-mixed",
+        accelerator: str = "auto",
+        channels_last: bool = True,
+        inference_batch_size: int = 16,
+        seed: int = 0,
+        progress_bar: bool = True,
+    ) -> None:
+        super().__init__()
+        if loss not in ("l1", "mse"):
+            raise ValueError(f"loss must be 'l1' or 'mse', got {loss!r}")
+        self.net_factory, self.optimizer_factory = net, optimizer
+        self.max_lr, self.pct_start = max_lr, pct_start
+        self.criterion: nn.Module = nn.L1Loss() if loss == "l1" else nn.MSELoss()
+        self.thickness_mm, self.profile, self.fwhm_convention = thickness_mm, profile, fwhm_convention
+        self.kernel_file = kernel_file
+        self.lr_patch_rows, self.patch_cols, self.batch_size = lr_patch_rows, patch_cols, batch_size
+        self.sampling, self.sampling_sigma = sampling, sampling_sigma
+        self.max_steps, self.max_time_s = max_steps, max_time_s
+        self.precision, self.accelerator = precision, accelerator
+        self.channels_last, self.inference_batch_size = channels_last, inference_batch_size
+        self.seed, self.progress_bar = seed, progress_bar
+        self.net: nn.Module | None = None
+        self.kernel: np.ndarray | None = None
+        self.fit_log: list[dict[str, float]] = []
+        self.fit_summary: dict[str, Any] = {}
+        self._normalisation: tuple[float, float] = (0.0, 1.0)
+        self._fitted_on: tuple[int, ...] | None = None
+        self._fit_deadline = math.inf
+        self._fit_started = 0.0
+        self._fit_seconds = math.inf
+
+    # ---------------------------------------------------------------- Lightning hooks
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert self.net is not None, "fit_volume() builds the network"
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.criterion(self(batch["lr"]), batch["hr"])
+        self.log("fit/loss", loss, prog_bar=True)
+        self.fit_log.append(
+            {
+                "step": float(self.global_step),
+                "loss": float(loss.detach()),
+                "lr": float(self.optimizers().param_groups[0]["lr"]),
+                "seconds": time.perf_counter() - self._fit_started,
+            }
+        )
+        return loss
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> int | None:
+        elapsed = time.perf_counter() - self._fit_started
+        progress = max(self.global_step / max(self.max_steps, 1), elapsed / self._fit_seconds)
+        if progress >= 1.0:
+            return -1  # budget spent: end the epoch (and, with the endless stream, the fit)
+        for group in self.optimizers().param_groups:
+            group["lr"] = one_cycle_lr(progress, self.max_lr, self.pct_start)
+        return None
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_factory(params=self.parameters())
+
+    # ---------------------------------------------------------------- fit on one volume
+    def _normalise(self, data: np.ndarray) -> np.ndarray:
+        low, high = float(data.min()), float(data.max())
+        if not high > low:
+            raise ValueError("the volume is constant: nothing to super-resolve")
+        self._normalisation = (low, high)
+        return (data - low) / (high - low)
+
+    def _autocast_dtype(self) -> torch.dtype | None:
+        return (
+            torch.bfloat16
+            if self.precision.startswith("bf16")
+            else (torch.float16 if self.precision.startswith("16") else None)
+        )
+
+    def _moved(self, volume: Volume, axis: int) -> torch.Tensor:
+        return torch.from_numpy(np.moveaxis(self._normalise(volume.data.astype(np.float32)), axis, -1).copy())
+
+    def fit_volume(self, volume: Volume, geometry: SliceGeometry, grid: OutputGrid | None = None) -> dict[str, Any]:
+        """Fit the network on ``volume``'s own in-plane data (Lightning ``Trainer.fit`` on a one-volume datamodule).
+
+        Returns:
+            A summary (kernel, patch sizes, steps, seconds, final loss) also kept in ``fit_summary``.
+        """
+        started = time.perf_counter()
+        L.seed_everything(self.seed, workers=True, verbose=False)
+        spacing, separation = geometry.inplane_spacing_mm, geometry.separation_mm
+        thickness = separation if self.thickness_mm is None else float(self.thickness_mm)
+        scale = separation / spacing
+        fwhm = kernel_fwhm_voxels(thickness, spacing, self.fwhm_convention)
+        self.kernel = slice_kernel(fwhm, self.profile, kernel_file=self.kernel_file)
+        hr_rows = max(1, round(scale * self.lr_patch_rows))
+        patch = PatchGeometry(self.lr_patch_rows, hr_rows, self.patch_cols, scale)
+        self.net = self.net_factory(scale=scale)
+        if self.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        data = self._moved(volume, geometry.axis)
+        pairs = SelfTrainingPairs(data, self.kernel, patch, self.sampling, self.sampling_sigma)
+        datamodule = SingleVolumeDataModule(pairs, self.batch_size, seed=self.seed)
+
+        # Budget: what remains after set-up and the (measured) cost of the final inference.
+        inference_estimate = self.estimate_inference_seconds(data, geometry)
+        budget = math.inf if self.max_time_s is None else self.max_time_s - (time.perf_counter() - started)
+        self._fit_seconds = max(budget - 1.15 * inference_estimate, 1.0)
+        self.fit_log = []
+        trainer = L.Trainer(
+            accelerator=self.accelerator,
+            devices=1,
+            precision=self.precision,
+            max_steps=self.max_steps,
+            max_epochs=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=self.progress_bar,
+            num_sanity_val_steps=0,
+            limit_val_batches=0,
+            deterministic=False,
+        )
+        self._fit_started = time.perf_counter()
+        trainer.fit(self, datamodule=datamodule)
+        self._fitted_on = tuple(volume.shape)
+        losses = [row["loss"] for row in self.fit_log]
+        head = float(np.mean(losses[: max(1, len(losses) // 10)])) if losses else math.nan
+        tail = float(np.mean(losses[-max(1, len(losses) // 10) :])) if losses else math.nan
+        self.fit_summary = {
+            "scale": scale,
+            "thickness_mm": thickness,
+            "separation_mm": separation,
+            "inplane_spacing_mm": spacing,
+            "kernel_fwhm_voxels": fwhm,
+            "kernel": self.kernel.tolist(),
+            "lr_patch_rows": patch.lr_rows,
+            "hr_patch_rows": patch.hr_rows,
+            "patch_cols": patch.cols,
+            "steps": len(losses),
+            "fit_seconds": round(time.perf_counter() - self._fit_started, 2),
+            "inference_estimate_seconds": round(inference_estimate, 2),
+            "loss_first_10pct": head,
+            "loss_last_10pct": tail,
+            "parameters": sum(p.numel() for p in self.net.parameters()),
+        }
+        log.info(
+            "zero-shot fit: s=%.4g, T=%.3g mm, kernel FWHM %.3f voxels (%d taps), %d steps in %.1f s, loss %.4g → %.4g",
+            scale,
+            thickness,
+            fwhm,
+            len(self.kernel),
+            len(losses),
+            self.fit_summary["fit_seconds"],
+            head,
+            tail,
+        )
+        return self.fit_summary
+
+    @torch.inference_mode()
+    def estimate_inference_seconds(self, data: torch.Tensor, geometry: SliceGeometry) -> float:
+        """Time one batch of real planes through the (untrained) network and extrapolate to the whole volume."""
+        assert self.net is not None
+        self.net.eval()
+        z = data.shape[-1]
+        planes = data.permute(0, 2, 1)[: self.inference_batch_size].unsqueeze(1).contiguous()  # (B, 1, Z, Y)
+        dtype = self._autocast_dtype()
+        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+            self(planes)  # warm-up
+            start = time.perf_counter()
+            self(planes)
+            per_batch = time.perf_counter() - start
+        self.net.train()
+        pixels_per_batch = planes.shape[0] * z * data.shape[1]
+        total_pixels = 2 * data.shape[0] * data.shape[1] * z
+        return per_batch * total_pixels / pixels_per_batch
+
+    # ---------------------------------------------------------------- inference
+    def super_resolve(self, volume: Volume, geometry: SliceGeometry, grid: OutputGrid) -> Volume:
+        """Super-resolve the volume this model was fitted on onto ``grid`` (both in-plane orientations, averaged)."""
+        if self.net is None or self._fitted_on != tuple(volume.shape):
+            raise RuntimeError("ZeroShotSR.super_resolve needs fit_volume() on this volume first")
+        self.net.eval()
+        data = self._moved(volume, geometry.axis).to(self.device)
+        pred = predict_planes(
+            self, data, axis=2, batch_size=self.inference_batch_size, autocast_dtype=self._autocast_dtype()
+        )
+        n_net = pred.shape[-1]
+        if n_net != grid.length:  # target spacing other than the in-plane spacing: same-FOV resize of the net grid
+            net_spacing = geometry.separation_mm * volume.shape[geometry.axis] / n_net
+            pred = resample_axis(pred.double(), axis=2, step=grid.spacing_mm / net_spacing, n_out=grid.length)
+        low, high = self._normalisation
+        out = np.moveaxis(pred.float().cpu().numpy(), -1, geometry.axis) * (high - low) + low
+        affine = resample_affine(volume.affine, geometry.axis, grid.step, volume.shape[geometry.axis], grid.length)
+        return Volume(data=out.astype(np.float32), affine=affine, header=volume.header.copy(), path=None)
