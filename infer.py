@@ -16,7 +16,8 @@ from pathlib import Path
 
 import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 import mrisr.utils.config  # noqa: F401  (registers the ${repo_root:} resolver before Hydra composes)
 from mrisr.api import as_volume
@@ -72,14 +73,14 @@ def infer(cfg: DictConfig) -> Path:
         model_name = f"checkpoint:{cfg.ckpt_path}"
     else:
         model_cfg = cfg.model.copy()
-        for key, value in given.items():
-            if key not in model_cfg:
-                raise MrisrInputError(
-                    None,
-                    f"{key} applies to models fitted per volume, not to {model_cfg._target_}",
-                    "drop thickness=/profile=/budget.* or choose model=smore|smore_fast|smore_v4|eclare",
-                )
-            model_cfg[key] = value
+        if given and not getattr(get_class(model_cfg._target_), "fits_per_volume", False):
+            raise MrisrInputError(
+                None,
+                f"{', '.join(given)} apply to models fitted per volume, not to {model_cfg._target_}",
+                "drop thickness=/profile=/budget.* or choose model=smore|smore_fast|smore_v4|eclare",
+            )
+        with open_dict(model_cfg):
+            model_cfg.update(given)
         model = load_model(model_cfg, device=device)
         model_name = OmegaConf.to_container(model_cfg, resolve=True)
         if hasattr(model, "state_dict") and not getattr(model, "fits_per_volume", False):

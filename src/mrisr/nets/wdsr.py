@@ -19,7 +19,7 @@ from mrisr.physics.resample import resample_axis
 
 
 def pixel_shuffle_1d(x: torch.Tensor, factor: int) -> torch.Tensor:
-    """Rows-only sub-pixel shuffle: ``(B, C·r, H, W) → (B, C, H·r, W)`` with ``out[b, c, h·r + i] = in[b, c·r + i, h]``."""
+    """Rows-only sub-pixel shuffle ``(B, C·r, H, W) → (B, C, H·r, W)``: ``out[b, c, h·r + i] = in[b, c·r + i, h]``."""
     b, cr, h, w = x.shape
     if cr % factor:
         raise ValueError(f"channels {cr} are not divisible by the shuffle factor {factor}")
