@@ -10,7 +10,7 @@ volumes with their simulated LR on its own grid, so test metrics are computed ex
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,7 @@ from mrisr.data.sources import load_source, source_name
 from mrisr.degradations.thick_slice import ThickSlice
 from mrisr.inference import OutputGrid, interpolate_volume, output_grid
 from mrisr.io.geometry import SliceGeometry, detect_slice_axis
-from mrisr.io.nifti import Volume
+from mrisr.io.nifti import Volume, load_volume
 from mrisr.systems.supervised import intensity_scale
 
 log = logging.getLogger(__name__)
@@ -199,6 +199,8 @@ class SimulatedPairsDataModule(L.LightningDataModule):
         percentile: intensity-normalisation percentile (foreground of the LR volume).
         num_workers: DataLoader workers.
         seed: seed of patch sampling and noise.
+        test_annotations: per test source, files on its HR grid passed to evaluation callbacks as
+            ``annotations`` (e.g. ``{path: {cord_mask: ..., landmarks: ...}}``).
     """
 
     def __init__(
@@ -216,6 +218,7 @@ class SimulatedPairsDataModule(L.LightningDataModule):
         percentile: float = 99.5,
         num_workers: int = 0,
         seed: int = 0,
+        test_annotations: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         super().__init__()
         if slab_axis == degradation.axis:
@@ -233,6 +236,10 @@ class SimulatedPairsDataModule(L.LightningDataModule):
         self.percentile = percentile
         self.num_workers = num_workers
         self.seed = seed
+        self.test_annotations = {source_name(k): dict(v) for k, v in (test_annotations or {}).items()}
+        unused = set(self.test_annotations) - {source_name(s) for s in self.splits["test"]}
+        if unused:
+            log.info("test_annotations of sources outside the test split are not used: %s", sorted(unused))
         self._volumes: dict[str, dict[str, Volume]] = {}
         self.train_set: PlanePatchDataset | None = None
         self.val_set: FixedPatchDataset | None = None
@@ -292,7 +299,18 @@ class SimulatedPairsDataModule(L.LightningDataModule):
         geometry: SliceGeometry = detect_slice_axis(lr, axis=self.degradation.axis)
         grid = output_grid(geometry, lr.shape[geometry.axis], target_spacing_mm=float(hr.zooms[geometry.axis]))
         setting = f"T{self.degradation.thickness_mm:g}_S{self.degradation.separation:g}_{self.degradation.profile}"
-        return {"name": name, "setting": setting, "hr": hr, "lr": lr, "geometry": geometry, "grid": grid}
+        annotations = {
+            kind: load_volume(path, allow_constant=True) for kind, path in self.test_annotations.get(name, {}).items()
+        }
+        return {
+            "name": name,
+            "setting": setting,
+            "hr": hr,
+            "lr": lr,
+            "geometry": geometry,
+            "grid": grid,
+            "annotations": annotations,
+        }
 
     def setup(self, stage: str | None = None) -> None:
         volumes = self._split_volumes()
