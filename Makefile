@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mrisr-installed
 
-.PHONY: setup demo test test-full lint format clean-runs
+.PHONY: setup demo test test-slow test-full lint format clean-runs
 
 # The environment is rebuilt only when pyproject.toml changes (the stamp holds its hash).
 $(STAMP): pyproject.toml
@@ -22,6 +22,9 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+test-slow: setup
+	$(PY) -m pytest -q -m "slow and not gpu"
 
 test-full: setup
 	$(PY) -m pytest -q -m "not gpu"

@@ -50,9 +50,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = instantiate_group(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
-    trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    if cfg.train:
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    elif cfg.ckpt_path:
+        # Evaluate a trained checkpoint (e.g. under another strategy) without training.
+        trainer.validate(model=model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=False)
+    else:
+        raise MrisrInputError(None, "train=false needs a checkpoint to evaluate", "pass ckpt_path=<.ckpt>")
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    if cfg.test:
+    if cfg.test and not cfg.train:
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=False)
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    elif cfg.test:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if not best:
             log.warning("no best checkpoint recorded: testing the current weights")
@@ -60,6 +69,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
 
     output_dir = Path(cfg.paths.output_dir)
+    if not trainer.is_global_zero:
+        return metrics
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     if trainer.checkpoint_callback is not None:
         log.info("best checkpoint: %s", trainer.checkpoint_callback.best_model_path)

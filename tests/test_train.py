@@ -145,3 +145,33 @@ def test_spine_data_option_trains_on_shared_spines(shared_data: Path, tmp_path: 
     assert {row["subject"] for row in rows} == {"errsm_11/t2"}
     psnr = {row["method"]: float(row["value"]) for row in rows if row["metric"] == "psnr"}
     assert psnr["cubic"] > psnr["nearest"]
+
+
+@pytest.mark.slow
+def test_two_process_ddp_validation_equals_single_process(smoke_run: Path, tmp_path: Path) -> None:
+    """trainer=ddp_cpu (2 gloo processes) reports the same validation metrics as one process for the same weights."""
+    ckpt = smoke_run / "checkpoints" / "last.ckpt"
+    results = {}
+    for name, extra in (("single", []), ("ddp", ["trainer=ddp_cpu"])):
+        runs = tmp_path / name
+        proc = run_command(
+            [
+                "train.py",
+                "experiment=smoke",
+                *extra,
+                "train=false",
+                "test=false",
+                f"ckpt_path={ckpt}",
+                f"paths.runs_dir={runs}",
+            ]
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results[name] = json.loads((find_run_dir(runs) / "metrics.json").read_text())
+    for key in ("val/loss", "val/psnr", "val/psnr_input"):
+        assert results["ddp"][key] == pytest.approx(results["single"][key], rel=1e-6)
+
+
+def test_slurm_launcher_config_composes() -> None:
+    proc = run_command(["train.py", "hydra/launcher=slurm", "--cfg", "hydra"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher" in proc.stdout

@@ -18,6 +18,7 @@ import lightning as L
 import numpy as np
 import torch
 from torch import nn
+from torchmetrics import MeanMetric
 
 from mrisr.inference import OutputGrid, interpolate_volume
 from mrisr.io.geometry import SliceGeometry
@@ -77,6 +78,7 @@ class SupervisedSR(L.LightningModule):
         self.criterion: nn.Module = nn.L1Loss() if loss == "l1" else nn.MSELoss()
         self.percentile = percentile
         self.inference_batch_size = inference_batch_size
+        self.val_mse, self.val_mse_input = MeanMetric(), MeanMetric()
         # Resolved run config, stored in checkpoints so that infer.py can rebuild the model from the file alone.
         self.run_config: dict[str, Any] | None = None
 
@@ -92,11 +94,18 @@ class SupervisedSR(L.LightningModule):
         pred = self(batch["lr"]).float()
         hr = batch["hr"].float()
         batch_size = batch["lr"].shape[0]
-        self.log("val/loss", self.criterion(pred, hr), prog_bar=True, batch_size=batch_size)
-        mse = torch.mean((pred.clamp(0, 1) - hr.clamp(0, 1)) ** 2)
-        self.log("val/psnr", -10 * torch.log10(mse.clamp_min(1e-12)), batch_size=batch_size)
-        base_mse = torch.mean((batch["lr"].float().clamp(0, 1) - hr.clamp(0, 1)) ** 2)
-        self.log("val/psnr_input", -10 * torch.log10(base_mse.clamp_min(1e-12)), batch_size=batch_size)
+        self.log("val/loss", self.criterion(pred, hr), prog_bar=True, batch_size=batch_size, sync_dist=True)
+        # PSNR is computed from the mean squared error over all validation pixels of all processes (a mean of
+        # per-batch PSNRs would depend on batching and on the number of processes).
+        self.val_mse.update(torch.mean((pred.clamp(0, 1) - hr.clamp(0, 1)) ** 2), weight=batch_size)
+        self.val_mse_input.update(
+            torch.mean((batch["lr"].float().clamp(0, 1) - hr.clamp(0, 1)) ** 2), weight=batch_size
+        )
+
+    def on_validation_epoch_end(self) -> None:
+        for name, metric in (("val/psnr", self.val_mse), ("val/psnr_input", self.val_mse_input)):
+            self.log(name, -10 * torch.log10(metric.compute().clamp_min(1e-12)))
+            metric.reset()
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         """Super-resolve one whole test volume; evaluation callbacks consume the returned volumes."""
