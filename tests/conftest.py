@@ -30,9 +30,11 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def run_command(args: list[str], cwd: Path = REPO_ROOT, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_command(
+    args: list[str], cwd: Path = REPO_ROOT, timeout: float = 600, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run ``python <args>`` with the test interpreter; returns the completed process (never raises on failure)."""
-    env = {**os.environ, "MPLBACKEND": "Agg", "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0"}
+    env = {**os.environ, "MPLBACKEND": "Agg", "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0", **(extra_env or {})}
     return subprocess.run(
         [sys.executable, *args],
         cwd=cwd,
