@@ -36,6 +36,8 @@ from mrisr.models import load_checkpoint_model, load_model
 log = logging.getLogger("mrisr.infer")
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+# Fewest slices along the thick-slice axis that interpolation (and a learned model) can work with.
+MIN_SLICES = 3
 
 
 def resolve_device(name: str) -> str:
@@ -116,7 +118,14 @@ def super_resolve_file(model: Any, model_name: Any, source: Path, target: Path, 
         raise MrisrInputError(target, "output is the input file", "choose another output; inputs are never overwritten")
     volume = as_volume(source)
     geometry = detect_slice_axis(volume, axis=cfg.axis, allow_anisotropic_inplane=bool(cfg.allow_anisotropic_inplane))
-    grid = output_grid(geometry, volume.shape[geometry.axis], cfg.target_spacing_mm)
+    n_slices = volume.shape[geometry.axis]
+    if n_slices < MIN_SLICES:
+        raise MrisrInputError(
+            source,
+            f"only {n_slices} slice(s) along the through-plane axis {geometry.axis}",
+            f"through-plane super-resolution needs at least {MIN_SLICES} slices; check the file or axis=",
+        )
+    grid = output_grid(geometry, n_slices, cfg.target_spacing_mm)
     log.info(
         "%s: axis %d (%s), separation %.4g mm, in-plane %.4g mm, factor %.4g → %d slices of %.4g mm",
         source, geometry.axis, geometry.axis_code, geometry.separation_mm, geometry.inplane_spacing_mm,

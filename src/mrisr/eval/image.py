@@ -266,6 +266,15 @@ def resample_to_reference(moving: Volume, reference: Volume, order: int = 3) -> 
         if order > 1:
             src = ndimage.spline_filter(src, order=order, output=np.float64, mode="nearest")
     out = np.empty(out_shape, dtype=out_dtype)
+    for start, stop, coords in _mapped_coordinates(vox, out_shape):
+        out[start:stop] = ndimage.map_coordinates(
+            src, coords.reshape(3, -1), order=order, mode="nearest", prefilter=False
+        ).reshape(stop - start, out_shape[1], out_shape[2])
+    return out
+
+
+def _mapped_coordinates(vox: np.ndarray, out_shape: tuple[int, ...]):  # noqa: ANN202 - generator of chunks
+    """Chunks ``(start, stop, coords (3, stop − start, Y, Z))`` of moving-voxel coordinates of reference voxels."""
     plane = out_shape[1] * out_shape[2]
     step = max(1, _CHUNK_VOXELS // max(plane, 1))
     jj, kk = np.meshgrid(
@@ -274,11 +283,25 @@ def resample_to_reference(moving: Volume, reference: Volume, order: int = 3) -> 
     for start in range(0, out_shape[0], step):
         stop = min(out_shape[0], start + step)
         ii = np.arange(start, stop, dtype=np.float64)[:, None, None]
-        coords = np.stack([vox[r, 0] * ii + vox[r, 1] * jj + vox[r, 2] * kk + vox[r, 3] for r in range(3)], axis=0)
-        out[start:stop] = ndimage.map_coordinates(
-            src, coords.reshape(3, -1), order=order, mode="nearest", prefilter=False
-        ).reshape(stop - start, out_shape[1], out_shape[2])
-    return out
+        yield start, stop, np.stack([vox[r, 0] * ii + vox[r, 1] * jj + vox[r, 2] * kk + vox[r, 3] for r in range(3)])
+
+
+def field_of_view_mask(moving: Volume, reference: Volume) -> np.ndarray:
+    """Boolean ``reference.shape`` array: reference voxel centres inside the moving field of view.
+
+    The field of view of an axis with N voxels is [−½, N − ½] in voxel units (physics.md §3).
+    """
+    if _same_grid(moving, reference):
+        return np.ones(reference.shape, dtype=bool)
+    vox = np.linalg.inv(moving.affine) @ reference.affine
+    inside = np.empty(reference.shape, dtype=bool)
+    tol = 1e-6
+    for start, stop, coords in _mapped_coordinates(vox, reference.shape):
+        ok = np.ones(coords.shape[1:], dtype=bool)
+        for axis, n in enumerate(moving.shape):
+            ok &= (coords[axis] >= -0.5 - tol) & (coords[axis] <= n - 0.5 + tol)
+        inside[start:stop] = ok
+    return inside
 
 
 def image_metrics(
@@ -287,6 +310,7 @@ def image_metrics(
     mask: Volume | None = None,
     percentile: float = 99.5,
     normalization_mask: Volume | None = None,
+    min_coverage: float = 0.9,
 ) -> dict[str, float | str]:
     """PSNR and mean SSIM of a super-resolved volume against its HR reference, on the HR grid.
 
@@ -303,6 +327,7 @@ def image_metrics(
         mask: Optional region of interest (e.g. brain or cord mask) for ``psnr_mask``/``ssim_mask``.
         percentile: HR intensity percentile mapped to 1.
         normalization_mask: Optional foreground mask inside which the percentile is taken.
+        min_coverage: smallest fraction of HR voxels that must lie inside the SR field of view.
 
     Returns:
         ``{"psnr", "ssim"}`` over the whole volume (dB and unitless), ``"psnr_mask"``/``"ssim_mask"``
@@ -311,10 +336,24 @@ def image_metrics(
         ``"foreground"``).
     """
     resampled = not _same_grid(sr, hr)
+    if resampled:
+        coverage = float(field_of_view_mask(sr, hr).mean())
+        if coverage < min_coverage:
+            raise MrisrInputError(
+                sr.path,
+                f"the image covers only {100 * coverage:.1f} % of the reference field of view",
+                "compare volumes of the same subject in the same space (check both affines)",
+            )
     sr_data = resample_to_reference(sr, hr, order=3) if resampled else sr.data
     mask_arr: np.ndarray | None = None
     if mask is not None:
-        m = resample_to_reference(mask, hr, order=0) if not _same_grid(mask, hr) else mask.data
+        m = mask.data
+        if not _same_grid(mask, hr):  # outside its own field of view a mask is background, not an edge copy
+            m = resample_to_reference(mask, hr, order=0) * field_of_view_mask(mask, hr)
+        if not np.any(np.asarray(m) > 0.5):
+            raise MrisrInputError(
+                mask.path, "the mask has no voxel inside the reference image", "pass the mask of this image"
+            )
         mask_arr = _bool_mask(m, hr.shape, name="mask on the HR grid")
     norm_arr: np.ndarray | None = None
     if normalization_mask is not None:

@@ -363,14 +363,25 @@ def header_to_mm(header: nib.Nifti1Header, affine: np.ndarray, label: PathLike |
     return out
 
 
+MAX_VOXELS = int(os.environ.get("MRISR_MAX_VOXELS", 2**31 - 1))
+
+
 def _read_data(img: nib.Nifti1Image, shape3: tuple[int, int, int], label: Path | None) -> np.ndarray:
+    n_voxels = int(np.prod(shape3, dtype=np.int64))
+    if n_voxels > MAX_VOXELS:
+        raise MrisrInputError(
+            label,
+            f"header declares {shape3[0]}×{shape3[1]}×{shape3[2]} = {n_voxels:,} voxels, more than the limit of "
+            f"{MAX_VOXELS:,}",
+            "check the header (a corrupt dim field?) or raise the limit with the MRISR_MAX_VOXELS environment variable",
+        )
     try:
         arr = np.asanyarray(img.dataobj)
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise MrisrInputError(
             label, f"corrupt or truncated image data ({exc})", "re-download or re-export the image"
         ) from exc
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, MemoryError) as exc:
         raise MrisrInputError(
             label,
             f"image data cannot be read; the file is probably truncated ({type(exc).__name__}: {exc})",
