@@ -11,6 +11,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+
 from conftest import file_digest, run_command
 
 AFFINE_THICK = np.diag([1.0, 1.0, 3.0, 1.0])
@@ -141,19 +142,19 @@ CASES = [
         missing,
         lambda bad, out: ["infer.py", f"input={good(out.parent)}", f"output={out}", f"ckpt_path={bad}"],
         "checkpoint",
-    ),  # fmt: skip
+    ),
     Case(
         "corrupt checkpoint",
         corrupt_checkpoint,
         lambda bad, out: ["infer.py", f"input={good(out.parent)}", f"output={out}", f"ckpt_path={bad}"],
         "checkpoint",
-    ),  # fmt: skip
+    ),
     Case(
         "unknown config key",
         good,
         lambda bad, out: ["-m", "mrisr.simulate", f"input={bad}", f"output={out}", "thicknes=3"],
         "thicknes",
-    ),  # fmt: skip
+    ),
     Case(
         "mask outside the image",
         good,
@@ -166,13 +167,13 @@ CASES = [
             f"output={out}",
         ],
         "mask",
-    ),  # fmt: skip
+    ),
     Case(
         "images of different spaces",
         good,
         lambda bad, out: ["-m", "mrisr.evaluate", f"sr={far_image(out.parent)}", f"hr={bad}", f"output={out}"],
         "field of view",
-    ),  # fmt: skip
+    ),
 ]
 
 
