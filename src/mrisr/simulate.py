@@ -2,23 +2,90 @@
 
 Writes the simulated thick-slice volume with an exact affine (physics.md §1, §3) and prints one JSON line with the
 applied parameters. ``notation="3||1"`` (Dewey et al.) may replace thickness/gap. The input is never modified.
+
+``degradation=<preset>`` applies a preset of ``conf/degradation/`` instead (same seed → identical output, another
+seed → another draw); the record of every applied step is printed and written next to the output as
+``<output stem>.mrisr.json``. ``montage=preview.png`` writes HR next to ``montage_draws`` random draws.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 
 from mrisr.api import as_volume, simulate, simulation_axis
+from mrisr.degradations.thick_slice import ThickSlice
 from mrisr.io.errors import MrisrInputError
+from mrisr.io.geometry import detect_slice_axis
 from mrisr.io.nifti import Volume, same_file, save_volume
 from mrisr.physics.forward import parse_dewey_notation
 from mrisr.utils.cli import print_json_line, run_cli
 from mrisr.utils.config import compose
 
 log = logging.getLogger("mrisr.simulate")
+
+
+def _sidecar(output: Path) -> Path:
+    """``LR.nii.gz`` → ``LR.mrisr.json``."""
+    return output.with_name(f"{output.name.removesuffix('.gz').removesuffix('.nii')}.mrisr.json")
+
+
+def _write_json_atomic(record: dict[str, Any], path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(record, handle, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _montage(cfg: DictConfig, volume: Volume, degradation: Any, axis: int) -> str | None:
+    if cfg.montage is None:
+        return None
+    from mrisr.degradations.preview import degradation_montage
+
+    seeds = [int(cfg.seed) + k for k in range(max(1, int(cfg.montage_draws)))]
+    return str(degradation_montage(volume, degradation, Path(cfg.montage), seeds, axis))
+
+
+def _apply_preset(cfg: DictConfig, source: Path, target: Path) -> int:
+    """``degradation=<preset>``: apply the preset with ``seed``, write the output, its record and the montage."""
+    volume = as_volume(source)
+    axis = int(cfg.degradation.get("axis", 2)) if cfg.axis == "auto" else int(cfg.axis)
+    axis = detect_slice_axis(volume, axis=axis).axis
+    degradation = instantiate(cfg.degradation, axis=axis)  # config errors surface as Hydra errors (clean exit)
+    if not callable(getattr(degradation, "describe", None)):
+        raise MrisrInputError(None, "the degradation config does not build a degradation", "use conf/degradation")
+    seed = int(cfg.seed)
+    try:
+        lr = degradation(volume, seed=seed)
+    except ValueError as err:
+        raise MrisrInputError(source, str(err), "choose a preset that fits this volume or another axis") from err
+    record = dict(getattr(degradation, "last_record", None) or degradation.describe(seed))
+    written = save_volume(lr, target, header=volume.header)
+    image = lr.to_nifti()
+    record.update(
+        {
+            "input": str(source),
+            "output": str(written),
+            "shape": list(lr.shape),
+            "zooms": [round(float(z), 6) for z in image.header.get_zooms()[:3]],
+        }
+    )
+    _write_json_atomic(record, _sidecar(written))
+    montage = _montage(cfg, volume, degradation, axis)
+    print_json_line({**record, "montage": montage} if montage else record)
+    return 0
 
 
 def main(argv: list[str]) -> int:
@@ -28,6 +95,8 @@ def main(argv: list[str]) -> int:
         raise MrisrInputError(
             target, "output is the input file", "choose another output path; inputs are never overwritten"
         )
+    if cfg.get("degradation") is not None:
+        return _apply_preset(cfg, source, target)
     if cfg.notation is not None:
         try:
             thickness, gap = parse_dewey_notation(str(cfg.notation))
@@ -56,18 +125,32 @@ def main(argv: list[str]) -> int:
         path=None,
     )
     written = save_volume(lr, target, header=volume.header)
-    print_json_line(
-        {
-            "output": str(written),
-            "axis": axis,
-            "thickness_mm": thickness,
-            "separation_mm": separation,
-            "gap_mm": separation - thickness,
-            "profile": cfg.profile,
-            "shape": list(lr.shape),
-            "zooms": [round(float(z), 6) for z in image.header.get_zooms()[:3]],
-        }
-    )
+    result = {
+        "output": str(written),
+        "axis": axis,
+        "thickness_mm": thickness,
+        "separation_mm": separation,
+        "gap_mm": separation - thickness,
+        "profile": cfg.profile,
+        "shape": list(lr.shape),
+        "zooms": [round(float(z), 6) for z in image.header.get_zooms()[:3]],
+    }
+    if cfg.montage is not None:
+        noise = 0.0
+        if float(cfg.noise_std) > 0:
+            foreground = volume.data[volume.data > 0]
+            noise = float(cfg.noise_std) * (float(np.percentile(foreground, 99.5)) if foreground.size else 1.0)
+        model = ThickSlice(
+            thickness_mm=thickness,
+            separation_mm=separation,
+            axis=axis,
+            profile=cfg.profile,
+            fwhm_convention=cfg.fwhm_convention,
+            kernel_file=cfg.kernel_file,
+            noise_std=noise,
+        )
+        result["montage"] = _montage(cfg, volume, model, axis)
+    print_json_line(result)
     return 0
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import numpy as np
+import torch
 
 from mrisr.io.nifti import Volume
 from mrisr.physics import simulate_thick_slices
@@ -44,6 +46,9 @@ class ThickSlice:
     noise_std: float = 0.0
     order: int = 3
 
+    #: :meth:`__call__` returns the LR volume on its own thick-slice grid.
+    output_grid: ClassVar[Literal["lr", "hr"]] = "lr"
+
     def __post_init__(self) -> None:
         if self.thickness_mm <= 0:
             raise ValueError(f"thickness_mm must be > 0 mm, got {self.thickness_mm}")
@@ -63,6 +68,69 @@ class ThickSlice:
     def gap_mm(self) -> float:
         """Gap G = S − T in mm (negative = overlap)."""
         return self.separation - self.thickness_mm
+
+    @property
+    def setting(self) -> str:
+        """Short stable name for result tables, e.g. ``T3_S4_slr``."""
+        return f"T{self.thickness_mm:g}_S{self.separation:g}_{self.profile}"
+
+    @property
+    def is_random(self) -> bool:
+        """Whether the output depends on the seed (only through the noise)."""
+        return self.noise_std > 0
+
+    def describe(self, seed: int | None = None) -> dict[str, Any]:
+        """Parameters of :meth:`__call__` with ``seed`` (JSON-ready; the acquisition itself is deterministic)."""
+        return {
+            "setting": self.setting,
+            "seed": seed,
+            "axis": self.axis,
+            "output_grid": self.output_grid,
+            "thickness_mm": self.thickness_mm,
+            "separation_mm": self.separation,
+            "gap_mm": self.gap_mm,
+            "profile": self.profile,
+            "fwhm_convention": self.fwhm_convention,
+            "discretization": self.discretization,
+            "kernel_file": self.kernel_file,
+            "noise_std": self.noise_std,
+            "order": self.order,
+        }
+
+    def as_stack(self) -> Any:
+        """The same acquisition as a :class:`~mrisr.degradations.stack.DegradationStack` (slice profile → sampling →
+        noise), used for training pairs."""
+        from mrisr.degradations.acquisition import Downsample, SliceProfile
+        from mrisr.degradations.intensity import RandomNoise
+        from mrisr.degradations.stack import DegradationStack
+
+        steps: list[Any] = [
+            SliceProfile(
+                thickness_mm=self.thickness_mm,
+                separation_mm=self.separation,
+                profile=self.profile,
+                fwhm_convention=self.fwhm_convention,
+                discretization=self.discretization,
+                kernel_file=self.kernel_file,
+            ),
+            Downsample(order=self.order),
+        ]
+        if self.noise_std > 0:
+            steps.append(RandomNoise(sigma_range=(self.noise_std, self.noise_std), clip_min=None))
+        return DegradationStack(steps=steps, axis=self.axis, setting=self.setting, intensity_percentile=None)
+
+    def sample_pair(
+        self, hr_plane: torch.Tensor, spacing_mm: float, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training pair from one 2-D plane ``(1, H, W)`` (rows = through-plane axis, ``spacing_mm`` along them).
+
+        The plane is blurred with the slice profile, sampled at the same-FOV LR positions, given noise of SD
+        ``noise_std`` (in the plane's intensity units) and brought back onto the HR grid (cubic B-spline).
+
+        Returns:
+            ``(hr, lr_on_hr_grid)``, both ``(1, H, W)`` float32 on the plane's device.
+        """
+        return self.as_stack().sample_pair(hr_plane, spacing_mm, generator)
 
     def __call__(self, volume: Volume, seed: int | None = None) -> Volume:
         """Apply the acquisition model to ``volume`` (data ``(X, Y, Z)``, spacing from its affine).

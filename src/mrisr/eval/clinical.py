@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -118,7 +117,8 @@ def _require_columns(frame: pd.DataFrame, required: Sequence[str], path: str | N
     if missing:
         raise MrisrInputError(
             path,
-            f"{what} lacks column(s) {', '.join(repr(c) for c in missing)} (found: {', '.join(map(str, frame.columns))})",
+            f"{what} lacks column(s) {', '.join(repr(c) for c in missing)} "
+            f"(found: {', '.join(map(str, frame.columns))})",
             "add the column(s), or map existing names onto them with rename (e.g. rename={id: subject})",
         )
 
@@ -231,7 +231,7 @@ def load_results(sources: PathOrFrame | Iterable[PathOrFrame]) -> pd.DataFrame:
         _require_columns(frame, RESULT_COLUMNS, path, "results table")
         for column in ("subject", "method", "metric", "setting", "session"):
             if column in frame.columns:
-                frame[column] = frame[column].astype(str).str.strip()
+                frame[column] = frame[column].fillna("").astype(str).str.strip()
         frame["value"] = _numeric_column(frame, "value", path)
         frames.append(frame)
     if not frames:
@@ -301,6 +301,7 @@ def clinical_correlation_rows(
     bootstrap_samples: int = 100,
     bootstrap_size: int = 50,
     bootstrap_replace: bool = True,
+    bootstrap_settings: Sequence[str] | None = None,
     seed: int = 0,
     alpha: float = 0.05,
 ) -> list[dict[str, Any]]:
@@ -329,6 +330,7 @@ def clinical_correlation_rows(
         bootstrap_samples: number of subsamples (0 disables the bootstrap).
         bootstrap_size: subjects per subsample.
         bootstrap_replace: draw subjects with replacement.
+        bootstrap_settings: cohorts bootstrapped (default: ``random`` when it exists, as in Dewey et al., else all).
         seed: seed of the resolution draw and of the bootstrap.
         alpha: significance level of the bootstrap summary.
 
@@ -347,6 +349,8 @@ def clinical_correlation_rows(
     if random_resolution and len(settings) > 1:
         cohorts["random"] = stats.random_resolution_cohort(sel, settings=settings, seed=seed)
     transforms = dict(transforms or {})
+    if bootstrap_settings is None:
+        bootstrap_settings = ["random"] if "random" in cohorts else list(cohorts)
     rows: list[dict[str, Any]] = []
     for setting, cohort in cohorts.items():
         wide = stats.pivot_methods(cohort, metric).reset_index()
@@ -376,7 +380,7 @@ def clinical_correlation_rows(
                         w = {**key, "reference": reference}
                         rows += result_rows(dep.williams, analysis="williams", **w)
                         rows += result_rows(dep.between, prefix="between_", analysis="williams", **w)
-                if bootstrap_samples > 0:
+                if bootstrap_samples > 0 and setting in bootstrap_settings:
                     boot = _bootstrap_correlation(
                         data, method, outcome, covariates, correlation, bootstrap_samples, bootstrap_size,
                         bootstrap_replace, seed, alpha,
@@ -458,8 +462,9 @@ def longitudinal_analysis(
     """Dewey et al.'s longitudinal atrophy model, once per version of the 2-D images (Tables 1 and 2).
 
     Each image contributes one value: for 2-D images the ``version`` method (LR or SR), for 3-D images the
-    ``native`` (acquired) value. T1w values get the additive T1w → T2w correction: ``t1w_delta_mm2`` when given, else
-    δ estimated from same-subject, same-date pairs of T1w and T2w 3-D images (:func:`~mrisr.eval.stats.t1w_to_t2w_correction`).
+    ``native`` (acquired) value. T1w values get the additive T1w → T2w correction: ``t1w_delta_mm2`` when given,
+    else δ estimated from same-subject, same-date pairs of T1w and T2w 3-D images
+    (:func:`~mrisr.eval.stats.t1w_to_t2w_correction`).
     The model is :func:`~mrisr.eval.stats.fit_mixed_model` with ``value ~ sex + age0 + time + age0:time``
     (``+ image_2d`` when requested), time in years since the first scan.
 
@@ -547,8 +552,3 @@ def longitudinal_analysis(
     if not fits:
         raise MrisrInputError(path, "no mixed model could be fitted", "check the versions and methods in the results")
     return LongitudinalResult(rows, fits, correction, frames)
-
-
-def finite(value: float) -> bool:
-    """True for a finite float (helper for report formatting)."""
-    return isinstance(value, (int, float)) and math.isfinite(value)

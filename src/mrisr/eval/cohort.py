@@ -47,7 +47,11 @@ SYNTHETIC_BACKEND = "mrisr.eval.cohort (synthetic)"
 DEWEY_SETTINGS: tuple[str, ...] = ("3||0.0", "3||0.3", "3||0.5", "3||1.0")
 
 #: Planted outcome effects: name → (adjusted slope per mm² of HR MUCCA, population partial correlation magnitude).
-DEFAULT_OUTCOMES: Mapping[str, tuple[float, float]] = {"edss": (-0.052, 0.30), "t25fw": (-0.014, 0.27)}
+DEFAULT_OUTCOMES: Mapping[str, tuple[float, float]] = {
+    "edss": (-0.052, 0.30),
+    "t25fw": (-0.014, 0.27),
+    "9hpt": (-0.394, 0.38),
+}
 
 
 @dataclass(frozen=True)

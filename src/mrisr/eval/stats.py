@@ -92,21 +92,23 @@ def _paired_arrays(x: Iterable[float], y: Iterable[float], minimum: int, what: s
     return a, b
 
 
-def _numeric_frame(data: pd.DataFrame, columns: Sequence[str], minimum: int, what: str) -> pd.DataFrame:
-    """The ``columns`` of ``data`` as floats, rows with a missing value dropped; errors name the bad columns."""
+def _numeric_matrix(data: pd.DataFrame, columns: Sequence[str], minimum: int, what: str) -> np.ndarray:
+    """The ``columns`` of ``data`` as a float matrix (n, len(columns)), rows with a missing value dropped.
+
+    Raises:
+        ValueError: missing or non-numeric columns (named), or fewer than ``minimum`` complete rows.
+    """
     missing = [c for c in columns if c not in data.columns]
     if missing:
         raise ValueError(f"{what}: missing column(s) {missing}; available: {list(data.columns)}")
-    frame = data.loc[:, list(columns)]
-    bad = [
-        c for c in columns if not pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
-    ]
+    bad = [c for c in columns if not (pd.api.types.is_numeric_dtype(data[c]) or pd.api.types.is_bool_dtype(data[c]))]
     if bad:
         raise ValueError(f"{what}: column(s) {bad} are not numeric (encode sex as 0/1, parse numbers first)")
-    frame = frame.astype(float).dropna()
-    if len(frame) < minimum:
-        raise ValueError(f"{what}: needs at least {minimum} complete rows of {list(columns)}, got {len(frame)}")
-    return frame
+    values = np.column_stack([data[c].to_numpy(dtype=float, na_value=np.nan) for c in columns])
+    values = values[np.isfinite(values).all(axis=1)]
+    if len(values) < minimum:
+        raise ValueError(f"{what}: needs at least {minimum} complete rows of {list(columns)}, got {len(values)}")
+    return values
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -251,13 +253,18 @@ def partial_correlation(
     if method not in ("pearson", "spearman"):
         raise ValueError(f"method must be 'pearson' or 'spearman', got {method!r}")
     k = len(covariates)
-    frame = _numeric_frame(data, [x, y, *covariates], k + 3, "partial correlation")
-    values = frame.to_numpy()
+    values = _numeric_matrix(data, [x, y, *covariates], k + 3, "partial correlation")
+    return _partial_from_matrix(values, confidence, method)
+
+
+def _partial_from_matrix(values: np.ndarray, confidence: float, method: str) -> Correlation:
+    """Partial correlation of columns 0 and 1 of ``values`` given the remaining columns."""
     if method == "spearman":
         values = np.column_stack([sps.rankdata(col) for col in values.T])
     design = np.column_stack([np.ones(len(values)), values[:, 2:]])
     rx = _residualize(values[:, 0], design)
     ry = _residualize(values[:, 1], design)
+    k = values.shape[1] - 2
     return _correlation_result(_corr(rx, ry, "partial correlation"), len(values), k, confidence, method)
 
 
@@ -269,7 +276,8 @@ class WilliamsTest:
         t: test statistic (negative when r_jk < r_jh).
         df: degrees of freedom n_eff − 3.
         p: two-sided p-value.
-        n: effective sample size n − k_cov used in the formula.
+        n: number of subjects.
+        n_eff: effective sample size n − k_cov used in the formula.
         r12: r_jk.
         r13: r_jh.
         r23: r_kh.
@@ -279,6 +287,7 @@ class WilliamsTest:
     df: int
     p: float
     n: int
+    n_eff: int
     r12: float
     r13: float
     r23: float
@@ -326,7 +335,8 @@ def williams_test(r12: float, r13: float, r23: float, n: int, n_covariates: int 
     denom = 2.0 * ((n_eff - 1.0) / (n_eff - 3.0)) * det + r_bar**2 * (1.0 - r_kh) ** 3
     t = (r_jk - r_jh) * math.sqrt((n_eff - 1.0) * (1.0 + r_kh) / denom)
     dof = n_eff - 3
-    return WilliamsTest(t=t, df=dof, p=float(2.0 * sps.t.sf(abs(t), dof)), n=n_eff, r12=r_jk, r13=r_jh, r23=r_kh)
+    p = float(2.0 * sps.t.sf(abs(t), dof))
+    return WilliamsTest(t=t, df=dof, p=p, n=int(n), n_eff=n_eff, r12=r_jk, r13=r_jh, r23=r_kh)
 
 
 @dataclass(frozen=True)
@@ -372,12 +382,15 @@ def dependent_correlation_test(
     Returns:
         The :class:`DependentCorrelations`.
     """
-    frame = _numeric_frame(data, [shared, reference, candidate, *covariates], len(covariates) + 4, "williams")
-    cov = list(covariates)
-    r_jk = partial_correlation(frame, shared, reference, cov, confidence, method)
-    r_jh = partial_correlation(frame, shared, candidate, cov, confidence, method)
-    r_kh = partial_correlation(frame, reference, candidate, cov, confidence, method)
-    test = williams_test(r_jk.r, r_jh.r, r_kh.r, len(frame), n_covariates=len(cov))
+    if method not in ("pearson", "spearman"):
+        raise ValueError(f"method must be 'pearson' or 'spearman', got {method!r}")
+    k = len(covariates)
+    values = _numeric_matrix(data, [shared, reference, candidate, *covariates], k + 4, "williams")
+    cov = values[:, 3:]
+    r_jk = _partial_from_matrix(np.column_stack([values[:, [0, 1]], cov]), confidence, method)
+    r_jh = _partial_from_matrix(np.column_stack([values[:, [0, 2]], cov]), confidence, method)
+    r_kh = _partial_from_matrix(np.column_stack([values[:, [1, 2]], cov]), confidence, method)
+    test = williams_test(r_jk.r, r_jh.r, r_kh.r, len(values), n_covariates=k)
     return DependentCorrelations(reference=r_jk, candidate=r_jh, between=r_kh, williams=test)
 
 
@@ -635,7 +648,7 @@ def regression_slope(
     transform: OutcomeTransform = "none",
     confidence: float = 0.95,
 ) -> Slope:
-    """OLS ``outcome ~ 1 + predictor + covariates`` and the predictor's coefficient (statsmodels ``OLS``).
+    """OLS ``outcome ~ 1 + predictor + covariates`` and the predictor's coefficient.
 
     β̂ = (XᵀX)⁻¹Xᵀy, SE from σ̂²(XᵀX)⁻¹ with σ̂² = RSS/(n − p); CI = β̂ ± t_{n−p}·SE. The outcome may be transformed
     first (``log``: ln y, needs y > 0; ``inverse``: 1/y, needs y ≠ 0) for skewed outcomes such as T25FW or 9HPT.
@@ -654,11 +667,9 @@ def regression_slope(
     Raises:
         ValueError: missing or non-numeric columns, too few rows, or outcome values the transform cannot take.
     """
-    import statsmodels.api as sm
-
     k = len(covariates)
-    frame = _numeric_frame(data, [outcome, predictor, *covariates], k + 3, "regression")
-    y = frame[outcome].to_numpy()
+    values = _numeric_matrix(data, [outcome, predictor, *covariates], k + 3, "regression")
+    y = values[:, 0]
     if transform == "log":
         if (y <= 0).any():
             raise ValueError(f"regression: log transform needs {outcome!r} > 0")
@@ -669,19 +680,28 @@ def regression_slope(
         y = 1.0 / y
     elif transform != "none":
         raise ValueError(f"transform must be 'none', 'log' or 'inverse', got {transform!r}")
-    exog = sm.add_constant(frame[[predictor, *covariates]].to_numpy(), has_constant="add")
-    fit = sm.OLS(y, exog).fit()
-    low, high = fit.conf_int(alpha=1.0 - confidence)[1]
+    n = len(y)
+    X = np.column_stack([np.ones(n), values[:, 1:]])
+    beta, _, rank, _ = np.linalg.lstsq(X, y, rcond=None)
+    if rank < X.shape[1]:
+        raise ValueError(f"regression: the design [1, {predictor}, {', '.join(covariates)}] is rank deficient")
+    resid = y - X @ beta
+    dof = n - X.shape[1]
+    sigma2 = float(resid @ resid) / dof
+    se = math.sqrt(sigma2 * float(np.linalg.inv(X.T @ X)[1, 1]))
+    t = float(beta[1]) / se if se > 0 else math.copysign(math.inf, float(beta[1]))
+    crit = float(sps.t.ppf(0.5 + confidence / 2.0, dof))
+    tss = float(((y - y.mean()) ** 2).sum())
     return Slope(
-        slope=float(fit.params[1]),
-        se=float(fit.bse[1]),
-        ci_low=float(low),
-        ci_high=float(high),
-        t=float(fit.tvalues[1]),
-        p=float(fit.pvalues[1]),
-        df=int(fit.df_resid),
-        r2=float(fit.rsquared),
-        n=len(frame),
+        slope=float(beta[1]),
+        se=se,
+        ci_low=float(beta[1]) - crit * se,
+        ci_high=float(beta[1]) + crit * se,
+        t=t,
+        p=float(2.0 * sps.t.sf(abs(t), dof)),
+        df=dof,
+        r2=1.0 - float(resid @ resid) / tss if tss > 0 else math.nan,
+        n=n,
         transform=transform,
     )
 
@@ -898,24 +918,27 @@ def bootstrap_subsamples(
         raise ValueError(f"bootstrap: missing subject column {subject_col!r}")
     if n_samples < 1 or sample_size < 1:
         raise ValueError("bootstrap: n_samples and sample_size must be positive")
-    groups = {key: frame for key, frame in data.groupby(subject_col, sort=True)}
-    subjects = list(groups)
+    positions = data.groupby(subject_col, sort=True).indices
+    subjects = list(positions)
     if not replace and sample_size > len(subjects):
         raise ValueError(f"bootstrap: cannot draw {sample_size} of {len(subjects)} subjects without replacement")
     rng = np.random.default_rng(seed)
+    ids = np.asarray([str(s) for s in subjects], dtype=object)
     records: list[dict[str, float]] = []
     for _ in range(n_samples):
         picks = rng.choice(len(subjects), size=sample_size, replace=replace)
-        parts = []
-        seen: dict[int, int] = {}
-        for idx in picks:
-            copy = seen.get(int(idx), 0)
-            seen[int(idx)] = copy + 1
-            part = groups[subjects[idx]]
-            if copy:
-                part = part.assign(**{subject_col: f"{subjects[idx]}#{copy}"})
-            parts.append(part)
-        sample = pd.concat(parts, ignore_index=True)
+        # Copy number of each pick (0 for the first draw of a subject, 1 for the second…).
+        order = np.argsort(picks, kind="stable")
+        sorted_picks = picks[order]
+        first = np.searchsorted(sorted_picks, sorted_picks, side="left")
+        copy = np.empty_like(picks)
+        copy[order] = np.arange(sample_size) - first
+        index = np.concatenate([positions[subjects[i]] for i in picks])
+        counts = np.array([len(positions[subjects[i]]) for i in picks])
+        labels = np.repeat([ids[i] if c == 0 else f"{ids[i]}#{c}" for i, c in zip(picks, copy, strict=True)], counts)
+        sample = data.iloc[index].reset_index(drop=True)
+        if copy.any():
+            sample[subject_col] = labels
         try:
             records.append({k: float(v) for k, v in statistic(sample).items()})
         except (ValueError, np.linalg.LinAlgError) as err:
@@ -1012,6 +1035,37 @@ class MixedModelFit:
         return rows.iloc[0]
 
 
+def _fit_once(
+    formula: str, frame: pd.DataFrame, groups: str, re_formula: str | None, reml: bool, **kwargs: object
+) -> tuple[object | None, list[str]]:
+    """One MixedLM fit; returns (result or None, problems) where problems lists errors and convergence warnings."""
+    import statsmodels.formula.api as smf
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model = smf.mixedlm(formula, frame, groups=frame[groups], re_formula=re_formula)
+            result = model.fit(reml=reml, **kwargs)
+        except (ValueError, np.linalg.LinAlgError) as err:
+            return None, [f"failed: {err}"]
+    problems = sorted({str(w.message).splitlines()[0] for w in caught if issubclass(w.category, ConvergenceWarning)})
+    if not result.converged and not problems:
+        problems = ["converged=False"]
+    if not np.all(np.isfinite(np.asarray(result.bse_fe, dtype=float))):
+        problems.append("non-finite standard errors")
+    return result, problems
+
+
+def _warm_start(intercept_fit: object, k_re: int) -> object:
+    """Start values for a random-slope fit: fixed effects and intercept variance of the random-intercept fit."""
+    from statsmodels.regression.mixed_linear_model import MixedLMParams
+
+    cov = np.eye(k_re) * 0.01
+    cov[0, 0] = max(float(np.asarray(intercept_fit.cov_re)[0, 0]) / float(intercept_fit.scale), 0.01)
+    return MixedLMParams.from_components(fe_params=np.asarray(intercept_fit.fe_params, dtype=float), cov_re=cov)
+
+
 def fit_mixed_model(
     data: pd.DataFrame,
     formula: str | None = None,
@@ -1024,90 +1078,73 @@ def fit_mixed_model(
 
     y_it = x_itᵀβ + b_0i + b_1i·t + ε_it with (b_0i, b_1i) ~ N(0, G), ε ~ N(0, σ²) (Laird & Ware 1982), fitted by
     REML. Default formula (Dewey et al., Tables 1–2): ``value ~ sex + age0 + time + age0:time``, time in years since
-    the first scan, age0 = age at first scan; add ``+ image_2d`` for the 2-D image-type term. Fallback chain when a
-    fit raises, does not converge or emits a ``ConvergenceWarning``: random slope (default optimiser) → random slope
-    with ``method=["lbfgs", "powell"]`` → random intercept only. Every attempt is logged and recorded.
+    the first scan, age0 = age at first scan; add ``+ image_2d`` for the 2-D image-type term.
+
+    Fallback chain when a fit raises, does not converge or emits a ``ConvergenceWarning``: random slope (default
+    optimiser) → random slope with ``method=["lbfgs", "powell"]`` → random intercept only. The random-slope fits start
+    from the fixed effects and intercept variance of a random-intercept fit (a small slope variance otherwise): with
+    between-subject variances much larger than the residual one, as for MUCCA, statsmodels' default start values
+    often stall. Every attempt is logged and recorded in ``attempts``.
 
     Args:
         data: one row per image; columns of the formula plus ``groups``.
         formula: fixed-effects formula (default :func:`atrophy_formula`).
         groups: subject column.
-        re_formula: random-effects formula of the first two attempts.
+        re_formula: random-effects formula of the random-slope attempts (must include the intercept).
         reml: REML (True) or maximum likelihood.
         confidence: coverage of the Wald intervals.
 
     Returns:
-        The :class:`MixedModelFit` of the first converged attempt (else of the last attempt that produced estimates).
+        The :class:`MixedModelFit` of the first clean attempt (else of the last attempt that produced estimates, with
+        ``converged=False``).
 
     Raises:
         ValueError: missing columns, or no attempt produced estimates.
     """
-    import statsmodels.formula.api as smf
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning
-
     formula = formula or atrophy_formula()
     if groups not in data.columns:
         raise ValueError(f"mixed model: missing group column {groups!r}")
     tokens = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", formula))
-    frame = data.dropna(subset=[c for c in data.columns if c in tokens or c == groups])
-    attempts_spec = [
-        ("random_slope", re_formula, {}),
-        ("random_slope_lbfgs_powell", re_formula, {"method": ["lbfgs", "powell"]}),
-        ("random_intercept", None, {}),
-    ]
+    missing = sorted(t for t in tokens if t not in data.columns and t not in {"C", "np", "I"})
+    if missing:
+        raise ValueError(f"mixed model: formula {formula!r} needs column(s) {missing}")
+    frame = data.dropna(subset=[c for c in data.columns if c in tokens or c == groups]).reset_index(drop=True)
+
+    intercept_fit, intercept_problems = _fit_once(formula, frame, groups, None, reml)
+    start: dict[str, object] = {}
+    if intercept_fit is not None:
+        try:
+            import statsmodels.formula.api as smf
+
+            k_re = smf.mixedlm(formula, frame, groups=frame[groups], re_formula=re_formula).k_re
+            start = {"start_params": _warm_start(intercept_fit, k_re)}
+        except (ValueError, np.linalg.LinAlgError) as err:
+            log.debug("no warm start: %s", err)
     attempts: list[str] = []
-    fallback = None
-    for name, re_f, kwargs in attempts_spec:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                model = smf.mixedlm(formula, frame, groups=frame[groups], re_formula=re_f)
-                result = model.fit(reml=reml, **kwargs)
-            except (ValueError, np.linalg.LinAlgError) as err:
-                attempts.append(f"{name}: failed ({err})")
-                log.warning("mixed model %s failed: %s", name, err)
-                continue
-        problems = sorted(
-            {str(w.message).splitlines()[0] for w in caught if issubclass(w.category, ConvergenceWarning)}
-        )
-        ok = bool(result.converged) and not problems and np.all(np.isfinite(result.bse_fe))
-        attempts.append(
-            f"{name}: {'converged' if ok else 'not converged'}" + (f" ({'; '.join(problems)})" if problems else "")
-        )
-        if ok:
-            log.info(
-                "mixed model: %s converged (%d observations, %d subjects)",
-                name,
-                result.nobs,
-                len(result.model.group_labels),
-            )
-            return MixedModelFit(
-                _fixed_effects(result, confidence),
-                name,
-                True,
-                int(result.nobs),
-                len(result.model.group_labels),
-                formula,
-                tuple(attempts),
-            )
-        log.warning(
-            "mixed model %s did not converge cleanly (%s); trying the next model",
-            name,
-            "; ".join(problems) or "converged=False",
-        )
+    fallback: tuple[str, object] | None = None
+    for name in ("random_slope", "random_slope_lbfgs_powell", "random_intercept"):
+        if name == "random_intercept":
+            result, problems = intercept_fit, intercept_problems
+        else:
+            kwargs = {"method": ["lbfgs", "powell"]} if name.endswith("powell") else {}
+            result, problems = _fit_once(formula, frame, groups, re_formula, reml, **start, **kwargs)
+        attempts.append(f"{name}: " + ("converged" if not problems else "not converged (" + "; ".join(problems) + ")"))
+        if result is None:
+            log.warning("mixed model %s failed: %s", name, "; ".join(problems))
+            continue
+        n_groups = len(result.model.group_labels)
+        if not problems:
+            log.info("mixed model: %s converged (%d observations, %d subjects)", name, result.nobs, n_groups)
+            fit = _fixed_effects(result, confidence)
+            return MixedModelFit(fit, name, True, int(result.nobs), n_groups, formula, tuple(attempts))
+        log.warning("mixed model %s did not converge cleanly (%s); trying the next model", name, "; ".join(problems))
         fallback = (name, result)
     if fallback is None:
         raise ValueError(f"mixed model: no fit succeeded ({' | '.join(attempts)})")
     name, result = fallback
-    return MixedModelFit(
-        _fixed_effects(result, confidence),
-        name,
-        False,
-        int(result.nobs),
-        len(result.model.group_labels),
-        formula,
-        tuple(attempts),
-    )
+    n_groups = len(result.model.group_labels)
+    fit = _fixed_effects(result, confidence)
+    return MixedModelFit(fit, name, False, int(result.nobs), n_groups, formula, tuple(attempts))
 
 
 def _fixed_effects(result: object, confidence: float) -> pd.DataFrame:
