@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mrisr.data.sources import load_source, source_name
+from mrisr.degradations.stack import DegradationStack
 from mrisr.degradations.thick_slice import ThickSlice
 from mrisr.inference import OutputGrid, interpolate_volume, output_grid
 from mrisr.io.geometry import SliceGeometry, detect_slice_axis
@@ -55,12 +56,14 @@ def foreground_extent(data: np.ndarray, axis: int, threshold: float = 0.05) -> t
 
 @dataclass
 class TrainingPair:
-    """One HR volume and its simulated LR counterpart on the HR grid, both divided by the same intensity scale."""
+    """One HR volume and its LR counterpart on the HR grid (precomputed for deterministic degradations), both
+    divided by the same intensity scale."""
 
     name: str
     hr: np.ndarray  # (X, Y, Z) float32
-    lr_on_hr_grid: np.ndarray  # (X, Y, Z) float32
+    lr_on_hr_grid: np.ndarray | None  # (X, Y, Z) float32; None = degraded per sample (random degradations)
     axis: int
+    spacing_mm: float
 
 
 class EpochSampler(Sampler[int]):
@@ -90,6 +93,7 @@ class PlanePatchDataset(Dataset):
         seed: base seed.
         min_foreground: minimum mean HR intensity of a patch (retries up to 20 draws, then accepts the best).
         flips: random flips of rows and columns (the forward model is symmetric).
+        degradation: random degradation (``sample_pair``) applied per sample to pairs without precomputed LR.
     """
 
     def __init__(
@@ -100,8 +104,12 @@ class PlanePatchDataset(Dataset):
         seed: int,
         min_foreground: float = 0.05,
         flips: bool = True,
+        degradation: Any = None,
     ) -> None:
         self.pairs = list(pairs)
+        self.degradation = degradation
+        if any(pair.lr_on_hr_grid is None for pair in self.pairs) and degradation is None:
+            raise ValueError("pairs without precomputed LR need a degradation with sample_pair()")
         self.patch_size = patch_size
         self.length = length
         self.seed = seed
@@ -122,42 +130,55 @@ class PlanePatchDataset(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def _draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
+    def _draw(self, rng: np.random.Generator) -> tuple[TrainingPair, tuple, int, int, float]:
+        """A patch location: (pair, plane index, first row, first column, mean HR intensity of the patch)."""
         which = int(rng.integers(len(self.pairs)))
         pair, stack_axes = self.pairs[which], self.stack_axes[which]
         axis = pair.axis
         stack_axis = stack_axes[int(rng.integers(len(stack_axes)))]
         column_axis = 3 - axis - stack_axis
         p = self.patch_size
-        index = [slice(None)] * 3
-        index[stack_axis] = int(rng.integers(pair.hr.shape[stack_axis]))
+        plane = [slice(None)] * 3
+        plane[stack_axis] = int(rng.integers(pair.hr.shape[stack_axis]))
         r0 = int(rng.integers(pair.hr.shape[axis] - p + 1))
         c0 = int(rng.integers(pair.hr.shape[column_axis] - p + 1))
-        index[axis] = slice(r0, r0 + p)
-        index[column_axis] = slice(c0, c0 + p)
-        hr, lr = pair.hr[tuple(index)], pair.lr_on_hr_grid[tuple(index)]
-        if axis > column_axis:  # rows must run along the through-plane axis
-            hr, lr = hr.T, lr.T
-        return hr, lr, float(hr.mean())
+        hr_plane = self._rows_first(pair.hr[tuple(plane)], axis, column_axis)
+        return pair, (tuple(plane), column_axis), r0, c0, float(hr_plane[r0 : r0 + p, c0 : c0 + p].mean())
+
+    @staticmethod
+    def _rows_first(plane: np.ndarray, axis: int, column_axis: int) -> np.ndarray:
+        return plane.T if axis > column_axis else plane  # rows must run along the through-plane axis
 
     def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, int(k)])
         best = None
         for _ in range(20):
-            hr, lr, mean = self._draw(rng)
-            if best is None or mean > best[2]:
-                best = (hr, lr, mean)
-            if mean >= self.min_foreground:
+            draw = self._draw(rng)
+            if best is None or draw[-1] > best[-1]:
+                best = draw
+            if draw[-1] >= self.min_foreground:
                 break
-        hr, lr, _ = best
+        pair, (plane, column_axis), r0, c0, _ = best
+        p = self.patch_size
+        hr_plane = self._rows_first(pair.hr[plane], pair.axis, column_axis)
+        if pair.lr_on_hr_grid is not None:
+            lr_plane = self._rows_first(pair.lr_on_hr_grid[plane], pair.axis, column_axis)
+        else:
+            # Random degradation of the whole plane (so patch borders see no padding of the patch), then the crop.
+            generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+            hr_t, lr_t = self.degradation.sample_pair(
+                torch.from_numpy(np.ascontiguousarray(hr_plane))[None], pair.spacing_mm, generator
+            )
+            hr_plane, lr_plane = hr_t[0].numpy(), lr_t[0].numpy()
+        hr, lr = hr_plane[r0 : r0 + p, c0 : c0 + p], lr_plane[r0 : r0 + p, c0 : c0 + p]
         if self.flips:
             if rng.random() < 0.5:
                 hr, lr = hr[::-1], lr[::-1]
             if rng.random() < 0.5:
                 hr, lr = hr[:, ::-1], lr[:, ::-1]
         return {
-            "hr": torch.from_numpy(np.ascontiguousarray(hr)).unsqueeze(0),
-            "lr": torch.from_numpy(np.ascontiguousarray(lr)).unsqueeze(0),
+            "hr": torch.from_numpy(np.ascontiguousarray(hr, dtype=np.float32)).unsqueeze(0),
+            "lr": torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32)).unsqueeze(0),
         }
 
 
@@ -208,7 +229,7 @@ class SimulatedPairsDataModule(L.LightningDataModule):
         train: Sequence[str],
         val: Sequence[str],
         test: Sequence[str],
-        degradation: ThickSlice,
+        degradation: ThickSlice | DegradationStack,
         patch_size: int = 64,
         batch_size: int = 16,
         patches_per_epoch: int = 1024,
@@ -275,22 +296,27 @@ class SimulatedPairsDataModule(L.LightningDataModule):
         return out
 
     def _pair(self, name: str, volume: Volume, seed: int) -> TrainingPair:
-        lr = self.degradation(volume, seed=seed)
         axis = self.degradation.axis
-        geometry = detect_slice_axis(lr, axis=axis)
-        grid = OutputGrid(
-            axis=axis,
-            step=volume.zooms[axis] / geometry.separation_mm,
-            length=volume.shape[axis],
-            spacing_mm=float(volume.zooms[axis]),
-        )
-        lr_up = interpolate_volume(lr, grid, order=3)
+        spacing = float(volume.zooms[axis])
+        if self.degradation.is_random:
+            scale = intensity_scale(volume.data, self.percentile)
+            return TrainingPair(name, (volume.data / scale).astype(np.float32), None, axis, spacing)
+        lr = self.degradation(volume, seed=seed)
+        if getattr(self.degradation, "output_grid", "lr") == "hr":
+            lr_up = lr
+        else:
+            geometry = detect_slice_axis(lr, axis=axis)
+            grid = OutputGrid(
+                axis=axis, step=spacing / geometry.separation_mm, length=volume.shape[axis], spacing_mm=spacing
+            )
+            lr_up = interpolate_volume(lr, grid, order=3)
         scale = intensity_scale(lr.data, self.percentile)
         return TrainingPair(
             name=name,
             hr=(volume.data / scale).astype(np.float32),
             lr_on_hr_grid=(lr_up.data / scale).astype(np.float32),
             axis=axis,
+            spacing_mm=spacing,
         )
 
     def test_item(self, name: str, hr: Volume, seed: int) -> dict[str, Any]:
@@ -298,7 +324,7 @@ class SimulatedPairsDataModule(L.LightningDataModule):
         lr = self.degradation(hr, seed=seed)
         geometry: SliceGeometry = detect_slice_axis(lr, axis=self.degradation.axis)
         grid = output_grid(geometry, lr.shape[geometry.axis], target_spacing_mm=float(hr.zooms[geometry.axis]))
-        setting = f"T{self.degradation.thickness_mm:g}_S{self.degradation.separation:g}_{self.degradation.profile}"
+        setting = self.degradation.setting
         annotations = {
             kind: load_volume(path, allow_constant=True) for kind, path in self.test_annotations.get(name, {}).items()
         }
@@ -319,8 +345,12 @@ class SimulatedPairsDataModule(L.LightningDataModule):
             val_pairs = [self._pair(n, v, self.seed + 1) for n, v in volumes["val"].items()]
             if not train_pairs or not val_pairs:
                 raise ValueError("data: the train and val splits need at least one source each")
-            self.train_set = PlanePatchDataset(train_pairs, self.patch_size, self.patches_per_epoch, self.seed)
-            val_source = PlanePatchDataset(val_pairs, self.patch_size, self.val_patches, self.seed + 10_000)
+            self.train_set = PlanePatchDataset(
+                train_pairs, self.patch_size, self.patches_per_epoch, self.seed, degradation=self.degradation
+            )
+            val_source = PlanePatchDataset(
+                val_pairs, self.patch_size, self.val_patches, self.seed + 10_000, degradation=self.degradation
+            )
             self.val_set = FixedPatchDataset(val_source, self.val_patches)
             log.info(
                 "training pairs: %s; validation: %s",
