@@ -70,7 +70,10 @@ class ZeroShotSR(L.LightningModule):
         sampling_sigma: Gaussian σ (voxels) before the gradient.
         max_steps: optimiser steps at most.
         max_time_s: wall-time budget in seconds for fit + inference (``None`` = steps only).
-        precision: Lightning precision of the fit and of inference (``bf16-mixed`` halves CPU time).
+        precision: Lightning precision of the fit. On CPUs, fp32 training is faster than bf16 autocast (measured:
+            bf16 backward passes of small convolutions are several times slower).
+        inference_precision: autocast dtype of the final inference (``bf16`` ≈ 1.3–2× faster on CPU with
+            channels-last; the cubic skip branch always stays fp32, so only the learned residual is rounded).
         accelerator: Lightning accelerator of the fit (``auto``, ``cpu``, ``gpu``).
         channels_last: channels-last memory format (faster convolutions on CPU).
         inference_batch_size: planes per forward pass at inference.
@@ -98,7 +101,8 @@ class ZeroShotSR(L.LightningModule):
         sampling_sigma: float = 1.0,
         max_steps: int = 2000,
         max_time_s: float | None = 300.0,
-        precision: str = "bf16-mixed",
+        precision: str = "32-true",
+        inference_precision: Literal["32", "bf16", "16"] = "bf16",
         accelerator: str = "auto",
         channels_last: bool = True,
         inference_batch_size: int = 16,
@@ -117,6 +121,7 @@ class ZeroShotSR(L.LightningModule):
         self.sampling, self.sampling_sigma = sampling, sampling_sigma
         self.max_steps, self.max_time_s = max_steps, max_time_s
         self.precision, self.accelerator = precision, accelerator
+        self.inference_precision = inference_precision
         self.channels_last, self.inference_batch_size = channels_last, inference_batch_size
         self.seed, self.progress_bar = seed, progress_bar
         self.net: nn.Module | None = None
@@ -265,10 +270,12 @@ class ZeroShotSR(L.LightningModule):
         planes = data.permute(0, 2, 1)[: self.inference_batch_size].unsqueeze(1).contiguous()  # (B, 1, Z, Y)
         dtype = self._autocast_dtype()
         with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
-            self(planes)  # warm-up
-            start = time.perf_counter()
-            self(planes)
-            per_batch = time.perf_counter() - start
+            timings = []
+            for _ in range(3):  # the first call includes one-off kernel selection
+                start = time.perf_counter()
+                self(planes)
+                timings.append(time.perf_counter() - start)
+        per_batch = min(timings[1:])
         self.net.train()
         pixels_per_batch = planes.shape[0] * z * data.shape[1]
         total_pixels = 2 * data.shape[0] * data.shape[1] * z
