@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 from pathlib import Path
 
+import lightning as L
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 from conftest import run_command
+from mrisr.callbacks.cord import CordMorphometryCallback
+from mrisr.degradations.thick_slice import ThickSlice
 from mrisr.eval.cord import (
     WINDOW_PRESETS,
     WindowPreset,
@@ -22,6 +27,9 @@ from mrisr.eval.cord import (
     landmark_point,
     select_window,
 )
+from mrisr.inference import interpolate_volume, output_grid
+from mrisr.io import Volume, detect_slice_axis
+from mrisr.segmentation.classical import ClassicalSegmenter
 
 AREA = math.pi * 3.5**2  # 38.48 mm²
 
@@ -250,3 +258,190 @@ def test_errsm_c2_referenced_mucca_table(shared_data: Path, subject: str) -> Non
         assert compute_mucca(mask, seg.affine, c2_mm=c2, window=preset).mucca_mm2 == pytest.approx(value, abs=0.1)
     # Projection by axial slice gives the same window here.
     assert compute_mucca(mask, seg.affine, c2_mm=c2, projection="axial").slices == result.slices
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+
+def last_json(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def test_mucca_cli_pam50_and_errsm(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mrisr.mucca import main
+    from mrisr.utils.cli import run_cli
+
+    base = shared_data / "fixtures" / "pam50_small"
+    seg, pmj = base / "PAM50_small_cord.nii.gz", base / "PAM50_small_t2_pmj_manual.nii.gz"
+    for window, value in (("dewey2024_text", 70.60), ("bedard2022", 67.80)):
+        with pytest.raises(SystemExit) as exit_info:
+            run_cli(main, [f"seg={seg}", f"pmj={pmj}", f"window={window}"])
+        assert exit_info.value.code == 0
+        result = last_json(capsys.readouterr().out)
+        assert result["mucca_mm2"] == pytest.approx(value, abs=0.1) and result["reference"] == "pmj"
+    errsm = shared_data / "spine_hr" / "errsm_11"
+    perslice = tmp_path / "perslice.csv"
+    args = [f"seg={errsm / 't2_manual_segmentation.nii.gz'}", f"c2={errsm / 't2_landmarks_C2_T2_center.nii.gz'}"]
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(main, [*args, f"perslice_output={perslice}"])
+    assert exit_info.value.code == 0
+    result = last_json(capsys.readouterr().out)
+    assert result["mucca_mm2"] == pytest.approx(75.77, abs=0.1) and (result["z_first"], result["z_last"]) == (151, 180)
+    rows = list(csv.DictReader(perslice.open()))
+    assert sum(int(r["in_window"]) for r in rows) == 30
+    # User errors: a wrong label value and two landmarks exit 2 with one line, no traceback.
+    for bad in ([f"seg={seg}", f"pmj={pmj}", "pmj_label=3"], [f"seg={seg}", f"pmj={pmj}", f"c2={pmj}"]):
+        with pytest.raises(SystemExit) as exit_info:
+            run_cli(main, bad)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and "Fix:" in err
+
+
+@pytest.mark.slow
+def test_mucca_cli_subprocess_segments_with_classical_backend(shared_data: Path) -> None:
+    """``python -m mrisr.mucca image=… c2=…``: the built-in segmenter, JSON with ``mucca_mm2`` on the last line."""
+    errsm = shared_data / "spine_hr" / "errsm_21"
+    proc = run_command(
+        ["-m", "mrisr.mucca", f"image={errsm / 't2.nii.gz'}", f"c2={errsm / 't2_landmarks_C2_T2_center.nii.gz'}"]
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = last_json(proc.stdout)
+    assert result["backend"] == "classical" and result["status"] == "ok"
+    assert result["mucca_mm2"] == pytest.approx(82.02, rel=0.05)  # manual-mask MUCCA ± 5 %
+
+
+# ------------------------------------------------------------------------------------------ callback
+
+
+def cord_phantom(length: int = 80) -> tuple[Volume, np.ndarray]:
+    """1 mm T2w-like phantom: dark elliptic cord (5 × 3.5 mm, 54.98 mm²) in a bright CSF tube, tilted 10°."""
+    n = (40, 44, length)
+    t = math.tan(math.radians(10))
+    cord = np.zeros(n, np.float32)
+    csf = np.zeros(n, np.float32)
+    offsets = (np.arange(3) + 0.5) / 3 - 0.5
+    for ox in offsets:
+        for oy in offsets:
+            for oz in offsets:
+                x, y, z = np.meshgrid(
+                    np.arange(n[0]) + ox - n[0] / 2,
+                    np.arange(n[1]) + oy - n[1] / 2,
+                    np.arange(n[2]) + oz - n[2] / 2,
+                    indexing="ij",
+                    sparse=True,
+                )
+                v = (y - t * z) / math.sqrt(1 + t * t)
+                cord += (x / 5.0) ** 2 + (v / 3.5) ** 2 <= 1
+                csf += (x / 9.0) ** 2 + (v / 7.0) ** 2 <= 1
+    cord, csf = cord / 27, csf / 27
+    image = 250 + 750 * (csf - cord) + 350 * cord + np.random.default_rng(0).normal(0, 10, n)
+    affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    affine[:3, 3] = [-20.0, -22.0, -100.0]
+    return Volume(image.astype(np.float32), affine), cord
+
+
+class ReplayModule(L.LightningModule):
+    """Returns each prepared test item as the ``test_step`` output (the contract of the SR systems)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def test_step(self, batch: dict, batch_idx: int) -> dict:
+        return batch
+
+    def transfer_batch_to_device(self, batch: dict, device: torch.device, dataloader_idx: int) -> dict:
+        return batch  # whole volumes stay on the host, as in the SR systems
+
+
+def make_test_item(annotations: bool = True) -> dict:
+    hr, cord = cord_phantom()
+    lr = ThickSlice(thickness_mm=3.0, separation_mm=3.0, axis=2)(hr, seed=0)
+    geometry = detect_slice_axis(lr, axis=2)
+    grid = output_grid(geometry, lr.shape[2], target_spacing_mm=1.0)
+    sr = interpolate_volume(lr, grid, order=3)
+    item = {"name": "phantom", "setting": "T3_S3", "method": "Cubic", "hr": hr, "lr": lr, "sr": sr, "grid": grid}
+    item["geometry"] = geometry
+    if annotations:
+        labels = np.zeros(hr.shape, np.int16)
+        labels[20, 22 + round(math.tan(math.radians(10)) * 30), 70] = 2  # C2 centre on the cord axis, z = 70
+        item["annotations"] = {
+            "cord_mask": Volume(cord.astype(np.float32), hr.affine),  # partial-volume mask
+            "landmarks": Volume(labels, hr.affine),
+        }
+    return item
+
+
+def run_test_callbacks(items: list[dict], callbacks: list[L.Callback], tmp_path: Path) -> None:
+    trainer = L.Trainer(
+        accelerator="cpu",
+        logger=False,
+        callbacks=callbacks,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    loader = torch.utils.data.DataLoader(items, batch_size=1, collate_fn=lambda b: b[0])
+    trainer.test(ReplayModule(), dataloaders=loader, verbose=False)
+
+
+def test_cord_callback_rows_for_hr_lr_sr(tmp_path: Path) -> None:
+    callback = CordMorphometryCallback(output_dir=str(tmp_path), segmenter=ClassicalSegmenter(), baselines=["linear"])
+    run_test_callbacks([make_test_item()], [callback], tmp_path)
+    rows = list(csv.DictReader((tmp_path / "cord_metrics.csv").open()))
+    assert set(rows[0]) == {"subject", "setting", "method", "metric", "value", "backend", "status"}
+    value = {(r["method"], r["metric"]): float(r["value"]) for r in rows}
+    area = math.pi * 5.0 * 3.5
+    # HR: the (partial-volume) annotation mask; LR (3 mm axial slices) and SR: segmented on their grids.
+    assert value[("HR", "mucca_mm2")] == pytest.approx(area, rel=0.03)
+    for method in ("LR", "Cubic", "linear"):
+        assert value[(method, "mucca_mm2")] == pytest.approx(area, rel=0.1)
+        assert value[(method, "dice_vs_hr")] > 0.8
+        assert value[(method, "mucca_abs_err")] == pytest.approx(
+            abs(value[(method, "mucca_mm2")] - value[("HR", "mucca_mm2")]), abs=1e-9
+        )
+    assert {r["backend"] for r in rows if r["method"] == "LR"} == {"mrisr.eval.cord/classical"}
+    assert {r["backend"] for r in rows if r["method"] == "HR"} == {"provided"}
+    perslice = list(csv.DictReader((tmp_path / "cord_perslice.csv").open()))
+    assert {r["method"] for r in perslice} == {"HR", "LR", "Cubic", "linear"}
+    assert (tmp_path / "cord_qc_phantom.png").stat().st_size > 5000
+
+
+def test_cord_callback_without_annotations_warns_once_and_keeps_landmark_free_metrics(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    callback = CordMorphometryCallback(output_dir=str(tmp_path), segmenter=ClassicalSegmenter(), qc_plots=False)
+    with caplog.at_level(logging.WARNING, logger="mrisr.callbacks.cord"):
+        run_test_callbacks([make_test_item(annotations=False)] * 2, [callback], tmp_path)
+    rows = list(csv.DictReader((tmp_path / "cord_metrics.csv").open()))
+    assert {r["metric"] for r in rows} == {"csa_mean_mm2", "dice_vs_hr"}
+    assert len([r for r in rows if r["metric"] == "csa_mean_mm2"]) == 6  # HR, LR, SR for two volumes
+    landmark_warnings = [m for m in caplog.messages if "no landmarks" in m]
+    assert len(landmark_warnings) == 1
+
+
+@pytest.mark.slow
+def test_smoke_experiment_writes_cord_and_topology_rows(shared_data: Path, tmp_path: Path) -> None:
+    """``train.py experiment=smoke data=spine eval=[image_metrics,cord,topology]``: rows in the run directory."""
+    errsm_11 = shared_data / "spine_hr" / "errsm_11" / "t2.nii.gz"
+    proc = run_command(
+        [
+            "train.py",
+            "experiment=smoke",
+            "data=spine",
+            f"paths.runs_dir={tmp_path}",
+            f"data.test=[{errsm_11}]",
+            "eval=[image_metrics,cord,topology]",
+        ]
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = sorted(p for p in (tmp_path / "train").iterdir() if p.is_dir())[-1]
+    rows = list(csv.DictReader((run_dir / "cord_metrics.csv").open()))
+    value = {(r["method"], r["metric"]): r for r in rows}
+    # HR: the manual mask and C2 landmark supplied by the data module; LR and SR segmented on their own grids.
+    assert float(value[("HR", "mucca_mm2")]["value"]) == pytest.approx(75.77, abs=0.1)
+    assert {r["method"] for r in rows} >= {"HR", "LR", "EDSR"}
+    assert all(r["subject"] == "errsm_11/t2" for r in rows)
+    assert (run_dir / "cord_perslice.csv").is_file() and (run_dir / "test_metrics.csv").is_file()
+    assert "topology: no 'vertebrae' annotation" in proc.stderr + (run_dir / "train.log").read_text()

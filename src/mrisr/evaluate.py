@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from mrisr.api import as_volume
-from mrisr.callbacks.image_metrics import write_rows_atomic
 from mrisr.eval.image import image_metrics
+from mrisr.utils.atomic import write_rows_atomic
 from mrisr.utils.cli import print_json_line, run_cli
 from mrisr.utils.config import compose
 

@@ -21,7 +21,7 @@ from mrisr.eval.clinical import (
     load_results,
     longitudinal_analysis,
 )
-from mrisr.report import write_csv_atomic, write_text_atomic
+from mrisr.utils.atomic import write_rows_atomic, write_text_atomic
 from mrisr.utils.cli import print_json_line, run_cli
 from mrisr.utils.config import compose
 
@@ -100,7 +100,7 @@ def main(argv: list[str]) -> int:
         image_2d_terms=[bool(b) for b in cfg.image_2d_terms],
         path=str(cfg.clinical),
     )
-    csv_path = write_csv_atomic(result.rows, output / "longitudinal_stats.csv", fields=STATS_FIELDS)
+    csv_path = write_rows_atomic(result.rows, output / "longitudinal_stats.csv", fields=STATS_FIELDS)
     md_path = output / "longitudinal.md"
     write_text_atomic(fixed_effects_markdown(result, str(cfg.metric)), md_path)
     summary = {

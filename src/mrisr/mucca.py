@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 from hydra.utils import instantiate
 
-from mrisr.callbacks.image_metrics import write_rows_atomic
 from mrisr.eval.cord import WINDOW_PRESETS, compute_mucca, landmark_point
 from mrisr.io.errors import MrisrInputError
 from mrisr.io.nifti import load_volume, save_volume
+from mrisr.utils.atomic import write_rows_atomic
 from mrisr.utils.cli import print_json_line, run_cli
 from mrisr.utils.config import compose
 

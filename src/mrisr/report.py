@@ -25,7 +25,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import textwrap
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -39,6 +38,7 @@ from scipy import stats as sps
 from mrisr.eval import stats
 from mrisr.eval.clinical import RESULT_COLUMNS, load_clinical_table, load_results
 from mrisr.io.errors import MrisrInputError
+from mrisr.utils.atomic import save_figure_atomic, write_rows_atomic, write_text_atomic
 
 __all__ = [
     "Run",
@@ -56,65 +56,23 @@ __all__ = [
     "plot_correlation_heatmaps",
     "save_figure_atomic",
     "summarize",
-    "write_csv_atomic",
+    "write_rows_atomic",
     "write_text_atomic",
 ]
 
 log = logging.getLogger(__name__)
 
-KEY_COLUMNS = ("label", "setting", "metric")
-METRIC_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "mucca_mm2": "MUCCA (mm²)", "csa_mm2": "CSA (mm²)"}
 
-
-def write_csv_atomic(rows: Sequence[dict[str, Any]], path: Path, fields: Sequence[str]) -> Path:
-    """Write ``rows`` as CSV through a temporary file and an atomic rename (without importing Lightning)."""
-    import csv
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+def _save_and_close(figure: Any, path: Path) -> Path:
+    """Save a report figure atomically (PNG, 130 dpi) and close it."""
     try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(fields))
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def save_figure_atomic(figure: Any, path: Path, dpi: int = 130) -> Path:
-    """Save a matplotlib figure as PNG through a temporary file and an atomic rename, then close it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        figure.savefig(tmp, dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return save_figure_atomic(figure, path, dpi=130)
     finally:
         _pyplot().close(figure)
-    return path
 
 
-def write_text_atomic(text: str, path: Path) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text if text.endswith("\n") else text + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+KEY_COLUMNS = ("label", "setting", "metric")
+METRIC_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "mucca_mm2": "MUCCA (mm²)", "csa_mm2": "CSA (mm²)"}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -599,7 +557,7 @@ def plot_boxplots(rows: pd.DataFrame, metric: str, path: Path) -> Path:
     ax.set_title(f"{_metric_label(metric)} per setting")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(title="method", fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    return save_figure_atomic(fig, path)
+    return _save_and_close(fig, path)
 
 
 def _hr_wide(rows: pd.DataFrame, metric: str, hr_method: str) -> tuple[pd.DataFrame, list[str], list[str]]:
@@ -645,7 +603,7 @@ def plot_correlation_heatmaps(rows: pd.DataFrame, metric: str, hr_method: str, p
         ax.set_yticks(range(len(names)), names, fontsize=8)
         ax.set_title(f"{method}: {metric}", fontsize=9)
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="Pearson r")
-    return save_figure_atomic(fig, path)
+    return _save_and_close(fig, path)
 
 
 def _fit_band(x: np.ndarray, y: np.ndarray, grid: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, ...]:
@@ -716,7 +674,7 @@ def plot_agreement(rows: pd.DataFrame, metric: str, hr_method: str, path: Path) 
                 ax.set_ylabel(f"{method} {_metric_label(metric)}", fontsize=8)
     axes[0, 0].legend(loc="lower right", fontsize=7, frameon=False)
     fig.suptitle(f"{metric}: methods against {hr_method}", fontsize=10)
-    return save_figure_atomic(fig, path)
+    return _save_and_close(fig, path)
 
 
 def plot_bland_altman(rows: pd.DataFrame, metric: str, hr_method: str, path: Path) -> Path | None:
@@ -750,7 +708,7 @@ def plot_bland_altman(rows: pd.DataFrame, metric: str, hr_method: str, path: Pat
             if j == 0:
                 ax.set_ylabel(f"{method} − {hr_method}", fontsize=8)
     fig.suptitle(f"{metric}: Bland–Altman against {hr_method} (solid: bias, dashed: ±1.96 SD)", fontsize=10)
-    return save_figure_atomic(fig, path)
+    return _save_and_close(fig, path)
 
 
 def plot_clinical(
@@ -806,7 +764,7 @@ def plot_clinical(
                 ax.set_ylabel(outcome, fontsize=8)
     adjusted = f"; partial r adjusted for {', '.join(cov)}" if cov else ""
     fig.suptitle(f"Clinical outcomes against {metric} (randomised-resolution cohort{adjusted})", fontsize=10)
-    return save_figure_atomic(fig, path)
+    return _save_and_close(fig, path)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -857,8 +815,8 @@ def main(argv: list[str]) -> int:
     written: dict[str, Any] = {"runs": len(runs), "labels": _ordered(r.label for r in runs)}
     run_rows = [{"label": r.label, "path": str(r.path), "overrides": " ".join(r.overrides),
                  "tables": " ".join(t.name for t in r.tables)} for r in runs]  # fmt: skip
-    write_csv_atomic(run_rows, output / "runs.csv", fields=("label", "path", "overrides", "tables"))
-    write_csv_atomic(summary.to_dict("records"), output / "summary.csv", fields=list(summary.columns))
+    write_rows_atomic(run_rows, output / "runs.csv", fields=("label", "path", "overrides", "tables"))
+    write_rows_atomic(summary.to_dict("records"), output / "summary.csv", fields=list(summary.columns))
     written["markdown"] = str(write_text_atomic(markdown_table(summary, float(cfg.alpha)), output / "benchmark.md"))
     written["latex"] = str(write_text_atomic(latex_table(summary, float(cfg.alpha)), output / "benchmark.tex"))
     written["csv"] = str(output / "summary.csv")

@@ -13,8 +13,6 @@ import glob
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass
@@ -26,12 +24,12 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mrisr.api import as_volume
-from mrisr.callbacks.image_metrics import write_rows_atomic
 from mrisr.inference import output_grid
 from mrisr.io.errors import MrisrInputError
 from mrisr.io.geometry import detect_slice_axis
 from mrisr.io.nifti import same_file, save_volume
 from mrisr.models import load_checkpoint_model, load_model
+from mrisr.utils.atomic import write_json_atomic, write_rows_atomic
 
 log = logging.getLogger("mrisr.infer")
 
@@ -63,17 +61,6 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def write_json_atomic(record: dict[str, Any], path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(record, handle, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def build_model(cfg: DictConfig) -> tuple[Any, Any]:

@@ -10,10 +10,7 @@ seed → another draw); the record of every applied step is printed and written 
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +24,7 @@ from mrisr.io.errors import MrisrInputError
 from mrisr.io.geometry import detect_slice_axis
 from mrisr.io.nifti import Volume, same_file, save_volume
 from mrisr.physics.forward import parse_dewey_notation
+from mrisr.utils.atomic import write_json_atomic
 from mrisr.utils.cli import print_json_line, run_cli
 from mrisr.utils.config import compose
 
@@ -36,17 +34,6 @@ log = logging.getLogger("mrisr.simulate")
 def _sidecar(output: Path) -> Path:
     """``LR.nii.gz`` → ``LR.mrisr.json``."""
     return output.with_name(f"{output.name.removesuffix('.gz').removesuffix('.nii')}.mrisr.json")
-
-
-def _write_json_atomic(record: dict[str, Any], path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(record, handle, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _montage(cfg: DictConfig, volume: Volume, degradation: Any, axis: int) -> str | None:
@@ -82,7 +69,7 @@ def _apply_preset(cfg: DictConfig, source: Path, target: Path) -> int:
             "zooms": [round(float(z), 6) for z in image.header.get_zooms()[:3]],
         }
     )
-    _write_json_atomic(record, _sidecar(written))
+    write_json_atomic(record, _sidecar(written))
     montage = _montage(cfg, volume, degradation, axis)
     print_json_line({**record, "montage": montage} if montage else record)
     return 0

@@ -9,7 +9,6 @@ from pathlib import Path
 import lightning as L
 import pandas as pd
 
-from mrisr.callbacks.image_metrics import write_rows_atomic
 from mrisr.eval.clinical import (
     STATS_FIELDS,
     clinical_correlation_rows,
@@ -17,6 +16,7 @@ from mrisr.eval.clinical import (
     load_results,
 )
 from mrisr.io.errors import MrisrInputError
+from mrisr.utils.atomic import write_rows_atomic
 
 log = logging.getLogger(__name__)
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,27 +11,12 @@ import lightning as L
 
 from mrisr.eval.image import image_metrics
 from mrisr.inference import interpolate_volume
+from mrisr.utils.atomic import write_rows_atomic
 
 log = logging.getLogger(__name__)
 
 INTERPOLATION_ORDERS = {"nearest": 0, "linear": 1, "cubic": 3}
 FIELDS = ("subject", "setting", "method", "metric", "value", "backend")
-
-
-def write_rows_atomic(rows: Sequence[dict[str, Any]], path: Path, fields: Sequence[str] = FIELDS) -> Path:
-    """Write ``rows`` as CSV to ``path`` through a temporary file and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(fields))
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 class ImageMetricsCallback(L.Callback):
@@ -99,5 +81,5 @@ class ImageMetricsCallback(L.Callback):
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero and self.rows:
-            write_rows_atomic(self.rows, self.path)
+            write_rows_atomic(self.rows, self.path, FIELDS)
             log.info("test metrics written to %s", self.path)

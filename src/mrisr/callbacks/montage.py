@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,22 +11,9 @@ import numpy as np
 
 from mrisr.eval.image import resample_to_reference
 from mrisr.inference import interpolate_volume
+from mrisr.utils.atomic import save_figure_atomic
 
 log = logging.getLogger(__name__)
-
-
-def save_png_atomic(figure: Any, path: Path, dpi: int = 120) -> Path:
-    """Save a matplotlib figure through a temporary file and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        figure.savefig(tmp, dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 class MontageCallback(L.Callback):
@@ -93,6 +78,6 @@ class MontageCallback(L.Callback):
             ax.axis("off")
         fig.suptitle(f"{outputs['name']} — {outputs['setting']}", fontsize=9)
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in outputs["name"])
-        path = save_png_atomic(fig, self.output_dir / f"montage_{safe}.png")
+        path = save_figure_atomic(fig, self.output_dir / f"montage_{safe}.png")
         plt.close(fig)
         self.written.append(path)

@@ -13,13 +13,13 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from mrisr.io.nifti import Volume, load_volume, save_volume
+from mrisr.utils.atomic import write_json_atomic
 
 __all__ = ["DegradedInputCache", "TestDegradation", "degrade_for_test", "subject_seed", "volume_digest"]
 
@@ -91,18 +91,6 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "subject"
 
 
-def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class DegradedInputCache:
     """On-disk cache of test-time LR volumes: ``<root>/<setting>/<subject>_seed<seed>.nii.gz`` plus ``.json`` record.
 
@@ -144,7 +132,7 @@ class DegradedInputCache:
         stored = load_volume(image_path)
         record["lr_sha256"] = volume_digest(stored)
         record["lr_affine"] = np.asarray(stored.affine).tolist()
-        _write_json_atomic(record_path, record)
+        write_json_atomic(record, record_path)
         return stored, {**record, "cached": False}
 
 

@@ -10,7 +10,6 @@ HR grey-level window.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,21 +19,9 @@ import torch
 
 from mrisr.eval.image import resample_to_reference
 from mrisr.io.nifti import Volume
+from mrisr.utils.atomic import save_figure_atomic
 
 __all__ = ["degradation_montage"]
-
-
-def _save_png_atomic(figure: Any, path: Path, dpi: int = 110) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        figure.savefig(tmp, dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _title(record: dict[str, Any] | None, seed: int) -> str:
@@ -128,6 +115,6 @@ def degradation_montage(
                 ax.set_title(name, fontsize=8)
     setting = getattr(degradation, "setting", type(degradation).__name__)
     fig.suptitle(f"{setting}: test-time draws (top) and training pairs (bottom)", fontsize=9)
-    written = _save_png_atomic(fig, Path(path))
+    written = save_figure_atomic(fig, Path(path), dpi=110)
     plt.close(fig)
     return written

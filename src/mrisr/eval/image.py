@@ -273,7 +273,7 @@ def resample_to_reference(moving: Volume, reference: Volume, order: int = 3) -> 
     return out
 
 
-def _mapped_coordinates(vox: np.ndarray, out_shape: tuple[int, ...]):  # noqa: ANN202 - generator of chunks
+def _mapped_coordinates(vox: np.ndarray, out_shape: tuple[int, ...]):
     """Chunks ``(start, stop, coords (3, stop − start, Y, Z))`` of moving-voxel coordinates of reference voxels."""
     plane = out_shape[1] * out_shape[2]
     step = max(1, _CHUNK_VOXELS // max(plane, 1))
