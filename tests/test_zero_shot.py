@@ -183,3 +183,44 @@ def test_budget_options_are_refused_for_interpolation(t2_crop_lr: tuple, tmp_pat
         ["infer.py", f"input={lr_path}", f"output={tmp_path / 'o.nii.gz'}", "model=cubic", "thickness=3"]
     )
     assert proc.returncode != 0 and "per volume" in proc.stderr and not (tmp_path / "o.nii.gz").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "relative_path",
+    [
+        "thick/t2_axial_7p5mm_ms.nii.gz",  # axial 7.5 mm, in-plane 0.688 mm: s ≈ 10.9
+        "brain/pd_axial_2p4mm.nii.gz",  # brain, s ≈ 2.8 (non-integer)
+    ],
+)
+def test_infer_cli_zero_shot_on_real_thick_slice_volumes(shared_data: Path, tmp_path: Path, relative_path: str) -> None:
+    """``infer.py model=smore…`` on real thick-slice acquisitions: isotropic output grid, same field of view."""
+    source = shared_data / relative_path
+    before = source.read_bytes()
+    out = tmp_path / "sr.nii.gz"
+    proc = run_command(
+        [
+            "infer.py",
+            f"input={source}",
+            f"output={out}",
+            "model=smore_smoke",
+            "budget.max_steps=10",
+            f"paths.runs_dir={tmp_path}",
+        ]
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert source.read_bytes() == before
+    lr, sr = nib.load(source), nib.load(out)
+    zooms = np.array(lr.header.get_zooms()[:3], dtype=float)
+    axis = int(np.argmax(zooms))
+    inplane = float(np.mean(np.delete(zooms, axis)))
+    n_out = round(lr.shape[axis] * zooms[axis] / inplane)
+    assert sr.shape == tuple(n_out if d == axis else lr.shape[d] for d in range(3))
+    np.testing.assert_allclose(np.linalg.norm(sr.affine[:3, axis]), lr.shape[axis] * zooms[axis] / n_out, rtol=1e-6)
+    for d in range(3):
+        if d != axis:
+            np.testing.assert_allclose(sr.affine[:3, d], lr.affine[:3, d], atol=1e-6)
+    centre = lambda a, n: (a @ np.r_[(np.array(n) - 1) / 2, 1])[:3]  # noqa: E731
+    np.testing.assert_allclose(centre(sr.affine, sr.shape), centre(lr.affine, lr.shape), atol=1e-4)
+    data = np.asarray(sr.dataobj, dtype=np.float32)
+    assert np.isfinite(data).all() and data.std() > 0
