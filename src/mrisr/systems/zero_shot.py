@@ -208,7 +208,7 @@ class ZeroShotSR(L.LightningModule):
         if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         data = self._moved(volume, geometry.axis)
-        pairs = SelfTrainingPairs(data, self.kernel, patch, self.sampling, self.sampling_sigma)
+        pairs = self.training_pairs(data, patch)
         datamodule = SingleVolumeDataModule(pairs, self.batch_size, seed=self.seed)
 
         # Budget: what remains after set-up and the (measured) cost of the final inference.
@@ -266,6 +266,12 @@ class ZeroShotSR(L.LightningModule):
             tail,
         )
         return self.fit_summary
+
+    def training_pairs(self, data: torch.Tensor, patch: PatchGeometry) -> SelfTrainingPairs:
+        """Self-training pairs from the normalised volume ``(X, Y, Z)`` (Z = thick-slice axis); override to change
+        where pairs come from (e.g. diagnostics that train on other data with the same schedule)."""
+        assert self.kernel is not None
+        return SelfTrainingPairs(data, self.kernel, patch, self.sampling, self.sampling_sigma)
 
     @torch.inference_mode()
     def estimate_inference_seconds(self, data: torch.Tensor, geometry: SliceGeometry) -> float:
