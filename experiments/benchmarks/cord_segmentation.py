@@ -2,7 +2,8 @@
 
 For errsm_11/18/21 (1 mm sagittal T2w) the classical segmenter (``segmenter=classical``) is run on the HR volume and
 on thick-slice versions simulated at each Dewey et al. setting (3||0 … 3||1, SLR, axis 2, upsampled back by cubic
-interpolation so the mask lives on the HR grid). Dice against the manual mask and MUCCA (window ``dewey2024_text``
+interpolation; the grid covers the LR field of view, so the mask is brought onto the HR grid through world
+coordinates, nearest neighbour, for Dice). Dice against the manual mask and MUCCA (window ``dewey2024_text``
 referenced to C2, landmark from ``t2_landmarks_C2_T2_center.nii.gz``) against the manual mask's MUCCA are written
 to ``results/cord_segmentation.csv``.
 """
@@ -22,6 +23,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from mrisr.api import as_volume, simulate, super_resolve  # noqa: E402
 from mrisr.eval.cord import compute_mucca, landmark_point  # noqa: E402
+from mrisr.eval.image import resample_to_reference  # noqa: E402
 from mrisr.eval.lesions import dice  # noqa: E402
 from mrisr.io.nifti import load_volume  # noqa: E402
 from mrisr.segmentation.classical import ClassicalSegmenter  # noqa: E402
@@ -56,13 +58,14 @@ def main() -> None:
             mask = segmenter.segment(image)
             seconds = time.perf_counter() - start
             ours = compute_mucca(mask.data, mask.affine, c2_mm=c2)
+            on_hr = mask.data if mask.shape == manual.shape else resample_to_reference(mask, manual, order=0)
             rows.append(
                 {
                     "subject": subject,
                     "setting": setting,
                     "input": "HR" if SETTINGS[setting] is None else "LR (cubic to HR grid)",
                     "segmenter": "classical",
-                    "dice": dice(mask.data, manual.data),
+                    "dice": dice(on_hr, manual.data),
                     "mucca_mm2": ours.mucca_mm2,
                     "mucca_manual_mm2": reference.mucca_mm2,
                     "mucca_error_pct": 100 * (ours.mucca_mm2 / reference.mucca_mm2 - 1),
