@@ -158,16 +158,26 @@ def plot(csv_path: Path) -> None:
     learned["dpsnr"] = learned.psnr - learned.psnr_cubic
     learned["dssim"] = learned.ssim - learned.ssim_cubic
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for (method, setting), group in learned.groupby(["method", "setting"]):
+    markers = {method: marker for method, marker in zip(sorted(learned.method.unique()), "os^Dv", strict=False)}
+    # One colour per setting, a line through its budgets (mean over subjects), one marker per model config.
+    for index, (setting, group) in enumerate(learned.groupby("setting")):
+        colour = f"C{index}"
         mean = group.groupby("budget_min")[["dpsnr", "dssim"]].mean()
-        axes[0].plot(mean.index, mean.dpsnr, marker="o", label=f"{method} {setting}")
-        axes[1].plot(mean.index, mean.dssim, marker="o", label=f"{method} {setting}")
+        for ax, column in zip(axes, ("dpsnr", "dssim"), strict=True):
+            ax.plot(mean.index, mean[column], color=colour, lw=1, label=setting)
+        for method, points in group.groupby("method"):
+            per_budget = points.groupby("budget_min")[["dpsnr", "dssim"]].mean()
+            for ax, column in zip(axes, ("dpsnr", "dssim"), strict=True):
+                ax.scatter(per_budget.index, per_budget[column], color=colour, marker=markers[method], zorder=3)
+    for method, marker in markers.items():
+        axes[1].scatter([], [], color="0.4", marker=marker, label=method)
     for ax, name in zip(axes, ("PSNR gain over cubic (dB)", "SSIM gain over cubic"), strict=True):
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xlabel("wall-time budget, fit + inference (min, 2 CPU cores)")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=8, title="T||G (mean of subjects)", title_fontsize=8)
+    axes[1].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(csv_path.with_suffix(".png"), dpi=120)
 
