@@ -30,6 +30,7 @@ from mrisr.eval.cord import (
 from mrisr.inference import interpolate_volume, output_grid
 from mrisr.io import Volume, detect_slice_axis
 from mrisr.segmentation.classical import ClassicalSegmenter
+from support.replay import ReplayModule
 
 AREA = math.pi * 3.5**2  # 38.48 mm²
 
@@ -339,17 +340,6 @@ def cord_phantom(length: int = 80) -> tuple[Volume, np.ndarray]:
     affine = np.diag([1.0, 1.0, 1.0, 1.0])
     affine[:3, 3] = [-20.0, -22.0, -100.0]
     return Volume(image.astype(np.float32), affine), cord
-
-
-class ReplayModule(L.LightningModule):
-    """Returns each prepared test item as the ``test_step`` output (the contract of the SR systems)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.weight = torch.nn.Parameter(torch.zeros(1))
-
-    def test_step(self, batch: dict, batch_idx: int) -> dict:
-        return batch
 
     def transfer_batch_to_device(self, batch: dict, device: torch.device, dataloader_idx: int) -> dict:
         return batch  # whole volumes stay on the host, as in the SR systems

@@ -18,6 +18,7 @@ from mrisr.eval.lesions import dice, dice_per_label, lesion_metrics
 from mrisr.eval.slicewise import piq_available, slicewise_metrics
 from mrisr.eval.topology import betti_numbers, instance_betti, vertebra_topology
 from mrisr.io import Volume
+from support.replay import ReplayModule
 
 
 def ring(n: int = 25, width: int = 9, r_in: float = 5.0, r_out: float = 9.0) -> np.ndarray:
@@ -207,17 +208,7 @@ def test_piq_backend_agrees_with_the_numpy_fallback_and_runs_offline_metrics() -
     assert identical["gmsd"]["value"] == pytest.approx(0.0, abs=1e-6)
     assert piq_records["haarpsi"]["value"] < 1.0 and piq_records["gmsd"]["value"] > 0.0
 
-
-# ------------------------------------------------------------------------------------------ callback
-
-
-class ReplayModule(L.LightningModule):
-    def __init__(self) -> None:
-        super().__init__()
-        self.weight = torch.nn.Parameter(torch.zeros(1))
-
-    def test_step(self, batch: dict, batch_idx: int) -> dict:
-        return batch
+    # ------------------------------------------------------------------------------------------ callback
 
     def transfer_batch_to_device(self, batch: dict, device: torch.device, dataloader_idx: int) -> dict:
         return batch

@@ -27,6 +27,7 @@ from mrisr.eval.image import resample_to_reference  # noqa: E402
 from mrisr.eval.lesions import dice  # noqa: E402
 from mrisr.io.nifti import load_volume  # noqa: E402
 from mrisr.segmentation.classical import ClassicalSegmenter  # noqa: E402
+from mrisr.utils.atomic import write_atomic  # noqa: E402
 
 SETTINGS = {"HR": None, "3||0": 3.0, "3||0.3": 3.3, "3||0.5": 3.5, "3||1": 4.0}
 
@@ -75,9 +76,7 @@ def main() -> None:
             )
             print(subject, setting, {k: rows[-1][k] for k in ("dice", "mucca_error_pct")}, flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    pd.DataFrame(rows).to_csv(tmp, index=False)
-    os.replace(tmp, args.out)
+    write_atomic(args.out, lambda handle: pd.DataFrame(rows).to_csv(handle, index=False))
 
 
 if __name__ == "__main__":

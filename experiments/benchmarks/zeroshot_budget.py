@@ -36,6 +36,7 @@ from mrisr.api import as_volume, simulate, super_resolve  # noqa: E402
 from mrisr.eval.image import image_metrics  # noqa: E402
 from mrisr.inference import output_grid  # noqa: E402
 from mrisr.io.geometry import detect_slice_axis  # noqa: E402
+from mrisr.utils.atomic import write_atomic  # noqa: E402
 from mrisr.utils.config import compose  # noqa: E402
 
 SETTINGS = {"3||0": 3.0, "3||0.3": 3.3, "3||0.5": 3.5, "3||1": 4.0}
@@ -88,9 +89,7 @@ def main() -> None:
 
     def record(rows: list[dict]) -> None:
         frame = pd.concat([pd.read_csv(args.out), pd.DataFrame(rows)]) if args.out.exists() else pd.DataFrame(rows)
-        tmp = args.out.with_suffix(".tmp")
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, args.out)
+        write_atomic(args.out, lambda handle: frame.to_csv(handle, index=False))
 
     for subject in args.subjects:
         hr = as_volume(args.data / "spine_hr" / subject / "t2.nii.gz")

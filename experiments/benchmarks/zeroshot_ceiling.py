@@ -36,6 +36,7 @@ from mrisr.eval.image import image_metrics  # noqa: E402
 from mrisr.inference import output_grid  # noqa: E402
 from mrisr.io.geometry import detect_slice_axis  # noqa: E402
 from mrisr.systems.zero_shot import ZeroShotSR  # noqa: E402
+from mrisr.utils.atomic import write_atomic  # noqa: E402
 from mrisr.utils.config import compose  # noqa: E402
 
 SOURCES = ("lr_inplane", "hr_inplane", "hr_through_plane")
@@ -117,9 +118,7 @@ def main() -> None:
         )
         print(source, f"{wall:.0f}s psnr={metrics['psnr']:.3f} (+{metrics['psnr'] - cubic['psnr']:.2f} dB)", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    pd.DataFrame(rows).to_csv(tmp, index=False)
-    os.replace(tmp, args.out)
+    write_atomic(args.out, lambda handle: pd.DataFrame(rows).to_csv(handle, index=False))
 
 
 if __name__ == "__main__":
