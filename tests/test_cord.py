@@ -431,7 +431,7 @@ def test_smoke_experiment_writes_cord_and_topology_rows(shared_data: Path, tmp_p
     value = {(r["method"], r["metric"]): r for r in rows}
     # HR: the manual mask and C2 landmark supplied by the data module; LR and SR segmented on their own grids.
     assert float(value[("HR", "mucca_mm2")]["value"]) == pytest.approx(75.77, abs=0.1)
-    assert {r["method"] for r in rows} >= {"HR", "LR", "EDSR"}
+    assert {r["method"] for r in rows} >= {"HR", "LR", "edsr_small"}
     assert all(r["subject"] == "errsm_11/t2" for r in rows)
     assert (run_dir / "cord_perslice.csv").is_file() and (run_dir / "test_metrics.csv").is_file()
     assert "topology: no 'vertebrae' annotation" in proc.stderr + (run_dir / "train.log").read_text()

@@ -10,8 +10,9 @@ import pytest
 from scipy import ndimage
 from skimage.metrics import structural_similarity
 
-from mrisr.eval import image_metrics, normalize_intensity, psnr, resample_to_reference, ssim
+from mrisr.eval import image_metrics, normalize_intensity, psnr, ssim
 from mrisr.io import MrisrInputError, Volume
+from mrisr.io.regrid import resample_to_reference
 
 
 def _structure(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:

@@ -61,7 +61,7 @@ def test_report_of_smoke_multirun(smoke_multirun: Path, tmp_path: Path, capsys: 
     markdown = (out / "benchmark.md").read_text()
     header = markdown.splitlines()[0]
     columns = [c.strip() for c in header.strip("|").split("|")]
-    assert columns == ["Run", "Setting", "Metric", "EDSR", "nearest", "linear", "cubic"]
+    assert columns == ["Run", "Setting", "Metric", "edsr_small", "nearest", "linear", "cubic"]
     for label in labels:
         assert sum(line.startswith(f"| {label} |") for line in markdown.splitlines()) == 2  # psnr and ssim rows
     assert markdown.count("**") >= 8  # one bold best per row

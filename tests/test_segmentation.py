@@ -232,7 +232,9 @@ def test_unet_trains_on_crops_and_segments_from_its_checkpoint(tmp_path: Path) -
     """A few optimisation steps on phantom subjects, then the checkpoint drives ``segmenter=unet``."""
     import lightning as L
 
-    from mrisr.segmentation.unet import CordSegDataModule, CordSegUNet, UNetSegmenter
+    from mrisr.data.cordseg import CordSegDataModule
+    from mrisr.segmentation.unet import UNetSegmenter
+    from mrisr.systems.segmentation import CordSegUNet
 
     subjects = {}
     for i, tilt in enumerate((0.0, 15.0, 25.0)):

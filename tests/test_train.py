@@ -33,7 +33,7 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_smoke_run_writes_metrics_checkpoint_and_montage(smoke_run: Path) -> None:
     rows = list(csv.DictReader((smoke_run / "test_metrics.csv").open()))
     methods = {row["method"] for row in rows}
-    assert {"EDSR", "nearest", "linear", "cubic"} <= methods
+    assert {"edsr_small", "nearest", "linear", "cubic"} <= methods
     assert {row["metric"] for row in rows} == {"psnr", "ssim"}
     for row in rows:
         assert np.isfinite(float(row["value"]))

@@ -23,9 +23,9 @@ sys.path.insert(0, str(REPO / "src"))
 
 from mrisr.api import as_volume, simulate, super_resolve  # noqa: E402
 from mrisr.eval.cord import compute_mucca, landmark_point  # noqa: E402
-from mrisr.eval.image import resample_to_reference  # noqa: E402
 from mrisr.eval.lesions import dice  # noqa: E402
 from mrisr.io.nifti import load_volume  # noqa: E402
+from mrisr.io.regrid import resample_to_reference  # noqa: E402
 from mrisr.segmentation.classical import ClassicalSegmenter  # noqa: E402
 from mrisr.utils.atomic import write_atomic  # noqa: E402
 

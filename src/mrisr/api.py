@@ -17,9 +17,10 @@ import numpy as np
 
 from mrisr.degradations.thick_slice import ThickSlice
 from mrisr.eval.image import image_metrics
-from mrisr.inference import VolumeSuperResolver, output_grid
+from mrisr.inference import VolumeSuperResolver, run_on_volume
 from mrisr.io.errors import MrisrInputError
 from mrisr.io.geometry import detect_slice_axis
+from mrisr.io.intensity import foreground_percentile
 from mrisr.io.nifti import Volume, load_volume, volume_from_image
 from mrisr.physics.profiles import FWHMConvention, ProfileKind
 
@@ -108,8 +109,7 @@ def simulate(
         )
     noise = 0.0
     if noise_std > 0:
-        foreground = volume.data[volume.data > 0]
-        noise = noise_std * float(np.percentile(foreground, 99.5)) if foreground.size else noise_std
+        noise = noise_std * foreground_percentile(volume.data, source=volume.path)
     model = ThickSlice(
         thickness_mm=thickness_mm,
         separation_mm=separation,
@@ -128,26 +128,32 @@ def super_resolve(
     axis: int | Literal["auto"] = "auto",
     target_spacing_mm: float | None = None,
     allow_anisotropic_inplane: bool = False,
+    seed: int = 0,
 ) -> nib.Nifti1Image:
     """Super-resolve ``image`` through-plane onto the isotropic grid (or ``target_spacing_mm``).
 
     Args:
         image: thick-slice volume.
-        model: ``nearest`` / ``linear`` / ``cubic``, a path to a training checkpoint, or any object with a
-            ``super_resolve(volume, geometry, grid)`` method (e.g. a trained :class:`SupervisedSR`).
+        model: ``nearest`` / ``linear`` / ``cubic``, a path to a training checkpoint, or any model of the
+            :class:`~mrisr.inference.VolumeSuperResolver` protocol (e.g. a trained :class:`SupervisedSR`, or a
+            :class:`ZeroShotSR`, which is then fitted on ``image``).
         axis: through-plane axis or ``auto`` (refuses near-isotropic input).
         target_spacing_mm: output spacing along the axis (default: the in-plane spacing).
         allow_anisotropic_inplane: accept unequal in-plane spacings (the finer one becomes the target).
+        seed: seed of the generator that per-volume fits and stochastic models draw from.
     """
     from mrisr.models import load_model
 
-    volume = as_volume(image)
-    geometry = detect_slice_axis(volume, axis=axis, allow_anisotropic_inplane=allow_anisotropic_inplane)
-    grid = output_grid(geometry, volume.shape[geometry.axis], target_spacing_mm)
     resolver = load_model(model) if isinstance(model, str) else model
-    if getattr(resolver, "fits_per_volume", False):
-        resolver.fit_volume(volume, geometry, grid)
-    return resolver.super_resolve(volume, geometry, grid).to_nifti()
+    result = run_on_volume(
+        resolver,
+        as_volume(image),
+        axis=axis,
+        target_spacing_mm=target_spacing_mm,
+        allow_anisotropic_inplane=allow_anisotropic_inplane,
+        seed=seed,
+    )
+    return result.sr.to_nifti()
 
 
 def evaluate(sr: ImageLike, hr: ImageLike, mask: ImageLike | None = None, percentile: float = 99.5) -> dict[str, Any]:

@@ -1,20 +1,62 @@
-"""Output grids of through-plane super-resolution and the model-independent inference helpers.
+"""The inference protocol of every SR model, output grids, and the one function that super-resolves a volume.
 
-Every SR method writes onto the same grid: the through-plane axis resampled with the same-FOV rule (physics.md §3)
-to the target spacing (default: the in-plane spacing, i.e. isotropic), all other axes and header fields unchanged.
-The output therefore overlays the input in world coordinates in any viewer.
+* :class:`InferenceProtocol` — how a model comes to super-resolve an input: it is fixed (interpolation), loaded from
+  a checkpoint, fitted on the input itself, or loaded from a checkpoint and fine-tuned on the input.
+* :class:`VolumeSuperResolver` — what every model offers: ``super_resolve(volume, geometry, grid, generator)``, its
+  protocol, its label and the names of the options that may be changed at inference.
+* :func:`run_on_volume` — geometry detection, the minimum-slice check, the optional per-volume fit and the
+  super-resolution, with all randomness drawn from one seeded :class:`torch.Generator`; the Python API and the
+  command-line inference both call it.
+
+Every SR method writes onto the same grid: the through-plane axis resampled with the same-FOV rule
+(docs/physics.md §3) to the target spacing (default: the in-plane spacing, i.e. isotropic), all other axes and
+header fields unchanged. The output therefore overlays the input in world coordinates in any viewer.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
+import torch
 
-from mrisr.io.geometry import SliceGeometry
+from mrisr.io.errors import MrisrInputError
+from mrisr.io.geometry import SliceGeometry, detect_slice_axis
 from mrisr.io.nifti import Volume
 from mrisr.physics.resample import resample_affine, resample_axis
+
+#: Fewest slices along the thick-slice axis that interpolation (and a learned model) can work with.
+MIN_SLICES = 3
+
+
+class InferenceProtocol(StrEnum):
+    """How a model is made ready to super-resolve an input volume.
+
+    Attributes:
+        FIXED: nothing is learned (interpolation baselines); built from its config.
+        CHECKPOINT: trained weights, rebuilt from a checkpoint written by ``train.py``.
+        PER_VOLUME: fitted on each input volume itself (zero-shot, self-supervised), built from its config.
+        CHECKPOINT_PER_VOLUME: weights from a checkpoint (a prior), then fine-tuned on each input volume.
+    """
+
+    FIXED = "fixed"
+    CHECKPOINT = "checkpoint"
+    PER_VOLUME = "per_volume"
+    CHECKPOINT_PER_VOLUME = "checkpoint_per_volume"
+
+    @property
+    def fits_per_volume(self) -> bool:
+        """True when the model is fitted on each input before super-resolving it."""
+        return self in (InferenceProtocol.PER_VOLUME, InferenceProtocol.CHECKPOINT_PER_VOLUME)
+
+    @property
+    def needs_checkpoint(self) -> bool:
+        """True when the model's weights come from a checkpoint."""
+        return self in (InferenceProtocol.CHECKPOINT, InferenceProtocol.CHECKPOINT_PER_VOLUME)
 
 
 @dataclass(frozen=True)
@@ -61,8 +103,118 @@ def interpolate_volume(volume: Volume, grid: OutputGrid, order: int = 3) -> Volu
 
 @runtime_checkable
 class VolumeSuperResolver(Protocol):
-    """Anything that turns a thick-slice volume into a volume on an :class:`OutputGrid`."""
+    """Anything that turns a thick-slice volume into a volume on an :class:`OutputGrid`.
 
-    def super_resolve(self, volume: Volume, geometry: SliceGeometry, grid: OutputGrid) -> Volume:
+    Attributes:
+        inference_protocol: how the model becomes ready (:class:`InferenceProtocol`).
+        inference_options: constructor arguments that may be changed at inference (``infer.py model.<key>=…``).
+        method: label of the model in result tables and sidecars.
+    """
+
+    inference_protocol: ClassVar[InferenceProtocol]
+    inference_options: ClassVar[tuple[str, ...]]
+    method: str
+
+    def super_resolve(
+        self, volume: Volume, geometry: SliceGeometry, grid: OutputGrid, generator: torch.Generator | None = None
+    ) -> Volume:
         """Return the super-resolved volume on ``grid`` (affine from :func:`interpolate_volume`)."""
         ...
+
+
+def set_inference_options(model: VolumeSuperResolver, options: Mapping[str, Any]) -> None:
+    """Change inference options of a built model; options it does not declare are refused.
+
+    Args:
+        model: any model of the protocol.
+        options: ``{argument name: value}``; each name must be in ``model.inference_options``.
+
+    Raises:
+        MrisrInputError: a name that is not an inference option of the model (the message lists the options).
+    """
+    allowed = tuple(getattr(model, "inference_options", ()))
+    for key, value in options.items():
+        if key not in allowed:
+            listed = ", ".join(f"model.{name}" for name in allowed) or "none"
+            raise MrisrInputError(
+                None,
+                f"model.{key} is not an inference option of {type(model).__name__} (it is fixed by training)",
+                f"drop it; this model's inference options: {listed}",
+            )
+        setattr(model, key, value)
+    validate = getattr(model, "validate_inference_options", None)
+    if callable(validate):
+        validate()
+
+
+@dataclass
+class VolumeResult:
+    """What :func:`run_on_volume` produced.
+
+    Attributes:
+        sr: the super-resolved volume on ``grid``.
+        geometry: the input's slice geometry.
+        grid: the output grid.
+        seconds: wall time of fit + super-resolution.
+        fit: the per-volume fit summary (``None`` unless the model fits per volume).
+        record: JSON-ready description (geometry, grid, model label, seed, timing) for sidecars.
+    """
+
+    sr: Volume
+    geometry: SliceGeometry
+    grid: OutputGrid
+    seconds: float
+    fit: dict[str, Any] | None = None
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+def run_on_volume(
+    model: VolumeSuperResolver,
+    volume: Volume,
+    axis: int | Literal["auto"] = "auto",
+    target_spacing_mm: float | None = None,
+    allow_anisotropic_inplane: bool = False,
+    seed: int = 0,
+) -> VolumeResult:
+    """Super-resolve one volume with ``model``: geometry, checks, per-volume fit when the protocol asks for it.
+
+    Args:
+        model: a model of the :class:`VolumeSuperResolver` protocol.
+        volume: the thick-slice input.
+        axis: through-plane axis, or ``auto`` (largest spacing; near-isotropic input is refused).
+        target_spacing_mm: output spacing along the axis (default: the in-plane spacing, isotropic output).
+        allow_anisotropic_inplane: accept unequal in-plane spacings (the finer one becomes the target).
+        seed: seed of the one :class:`torch.Generator` from which the fit and the inference draw their randomness.
+
+    Raises:
+        MrisrInputError: fewer than :data:`MIN_SLICES` slices, or a geometry problem of the input.
+    """
+    geometry = detect_slice_axis(volume, axis=axis, allow_anisotropic_inplane=allow_anisotropic_inplane)
+    n_slices = volume.shape[geometry.axis]
+    if n_slices < MIN_SLICES:
+        raise MrisrInputError(
+            volume.path,
+            f"only {n_slices} slice(s) along the through-plane axis {geometry.axis}",
+            f"through-plane super-resolution needs at least {MIN_SLICES} slices; check the file or axis=",
+        )
+    grid = output_grid(geometry, n_slices, target_spacing_mm)
+    generator = torch.Generator().manual_seed(int(seed))
+    started = time.perf_counter()
+    fit = None
+    if model.inference_protocol.fits_per_volume:
+        fit = model.fit_volume(volume, geometry, grid, generator=generator)  # type: ignore[attr-defined]
+    sr = model.super_resolve(volume, geometry, grid, generator=generator)
+    seconds = time.perf_counter() - started
+    record = {
+        "method": model.method,
+        "inference_protocol": str(model.inference_protocol),
+        "seed": int(seed),
+        "axis": geometry.axis,
+        "separation_mm": geometry.separation_mm,
+        "inplane_spacing_mm": geometry.inplane_spacing_mm,
+        "factor": geometry.factor,
+        "output_spacing_mm": grid.spacing_mm,
+        "output_shape": list(sr.shape),
+        "seconds": round(seconds, 3),
+    }
+    return VolumeResult(sr=sr, geometry=geometry, grid=grid, seconds=seconds, fit=fit, record=record)

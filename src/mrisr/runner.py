@@ -19,30 +19,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-from hydra.utils import get_class
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from mrisr.api import as_volume
-from mrisr.inference import output_grid
+from mrisr.inference import VolumeSuperResolver, run_on_volume
 from mrisr.io.errors import MrisrInputError
-from mrisr.io.geometry import detect_slice_axis
 from mrisr.io.nifti import same_file, save_volume
-from mrisr.models import load_checkpoint_model, load_model
+from mrisr.models import build_inference_model, resolve_device
 from mrisr.utils.atomic import write_json_atomic, write_rows_atomic
 
 log = logging.getLogger("mrisr.infer")
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
-# Fewest slices along the thick-slice axis that interpolation (and a learned model) can work with.
-MIN_SLICES = 3
 
-
-def resolve_device(name: str) -> str:
-    """``auto`` → ``cuda`` when available, else ``cpu``."""
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
+#: infer.yaml keys that set inference options of per-volume models: {key: constructor argument}.
+PER_VOLUME_KEYS = {
+    "thickness": "thickness_mm",
+    "profile": "profile",
+    "budget.max_time": "max_time_s",
+    "budget.max_steps": "max_steps",
+}
 
 
 def nifti_stem(path: Path) -> str:
@@ -63,65 +59,82 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def build_model(cfg: DictConfig) -> tuple[Any, Any]:
-    """The SR model described by ``cfg`` (checkpoint, or ``cfg.model`` with the per-volume options applied)."""
+def command_line_overrides() -> list[str]:
+    """The Hydra overrides of the running command (``[]`` outside a Hydra application)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return list(HydraConfig.get().overrides.task)
+
+
+def inference_options(cfg: DictConfig, overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """Inference options requested by ``cfg``: the per-volume keys that are set, and ``model.*`` overrides.
+
+    Returns:
+        ``(options, model_keys)``: ``{constructor argument: value}`` and the ``model.*`` keys given on the command
+        line (they only need applying to models rebuilt from a checkpoint; config-built models already hold them).
+    """
+    options: dict[str, Any] = {}
+    for key, argument in PER_VOLUME_KEYS.items():
+        value = OmegaConf.select(cfg, key)
+        if value is not None:
+            if key.startswith("budget.") and not float(value) > 0:
+                raise MrisrInputError(None, f"{key}={value} must be > 0", f"pass a positive {key}, or drop it")
+            options[argument] = value
+    model_keys = []
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key.startswith("model."):
+            model_keys.append(key)
+    return options, model_keys
+
+
+def build_model(cfg: DictConfig) -> tuple[VolumeSuperResolver, Any]:
+    """The SR model described by ``cfg`` (a checkpoint, or ``cfg.model``) with its inference options applied.
+
+    Returns:
+        ``(model, description)``: the description (checkpoint path or resolved model config) goes to sidecars.
+    """
+    overrides = command_line_overrides()
+    options, model_keys = inference_options(cfg, overrides)
     device = resolve_device(str(cfg.device))
-    per_volume = {
-        "thickness_mm": cfg.thickness,
-        "profile": cfg.profile,
-        "max_time_s": cfg.budget.max_time,
-        "max_steps": cfg.budget.max_steps,
-    }
-    given = {k: v for k, v in per_volume.items() if v is not None}
     if cfg.ckpt_path:
-        if given:
-            raise MrisrInputError(
-                cfg.ckpt_path, "thickness=/profile=/budget.* apply to per-volume fits, not to a checkpoint", "drop them"
-            )
-        return load_checkpoint_model(cfg.ckpt_path, device=device), f"checkpoint:{cfg.ckpt_path}"
-    model_cfg = cfg.model.copy()
-    if given and not getattr(get_class(model_cfg._target_), "fits_per_volume", False):
-        raise MrisrInputError(
-            None,
-            f"{', '.join(given)} apply to models fitted per volume, not to {model_cfg._target_}",
-            "drop thickness=/profile=/budget.* or choose model=smore|smore_fast|smore_v4|eclare",
+        for key in model_keys:
+            options[key.removeprefix("model.")] = OmegaConf.select(cfg, key)
+        chosen = any(o.split("=", 1)[0] == "model" for o in overrides)
+        model = build_inference_model(
+            None, cfg.ckpt_path, options, device=device, expected_target=cfg.model._target_ if chosen else None
         )
-    with open_dict(model_cfg):
-        model_cfg.update(given)
-    model = load_model(model_cfg, device=device)
-    if hasattr(model, "state_dict") and not getattr(model, "fits_per_volume", False):
-        raise MrisrInputError(
-            None,
-            f"model {model_cfg._target_} is a network without trained weights",
-            "pass ckpt_path= a checkpoint written by train.py, or use model=cubic|linear|nearest",
-        )
-    return model, OmegaConf.to_container(model_cfg, resolve=True)
+        return model, f"checkpoint:{cfg.ckpt_path}"
+    model = build_inference_model(cfg.model, None, options, device=device)
+    description = OmegaConf.to_container(cfg.model, resolve=True)
+    assert isinstance(description, dict)
+    description.update(options)
+    return model, description
 
 
-def super_resolve_file(model: Any, model_name: Any, source: Path, target: Path, cfg: DictConfig) -> dict[str, Any]:
+def super_resolve_file(
+    model: VolumeSuperResolver, model_name: Any, source: Path, target: Path, cfg: DictConfig
+) -> dict[str, Any]:
     """Super-resolve ``source`` into ``target`` (atomic) and write its sidecar; returns the sidecar record."""
-    torch.manual_seed(int(cfg.seed))
     if target.exists() and same_file(source, target):
         raise MrisrInputError(target, "output is the input file", "choose another output; inputs are never overwritten")
     volume = as_volume(source)
-    geometry = detect_slice_axis(volume, axis=cfg.axis, allow_anisotropic_inplane=bool(cfg.allow_anisotropic_inplane))
-    n_slices = volume.shape[geometry.axis]
-    if n_slices < MIN_SLICES:
-        raise MrisrInputError(
-            source,
-            f"only {n_slices} slice(s) along the through-plane axis {geometry.axis}",
-            f"through-plane super-resolution needs at least {MIN_SLICES} slices; check the file or axis=",
-        )
-    grid = output_grid(geometry, n_slices, cfg.target_spacing_mm)
+    result = run_on_volume(
+        model,
+        volume,
+        axis=cfg.axis,
+        target_spacing_mm=cfg.target_spacing_mm,
+        allow_anisotropic_inplane=bool(cfg.allow_anisotropic_inplane),
+        seed=int(cfg.seed),
+    )
+    geometry, grid, sr = result.geometry, result.grid, result.sr
     log.info(
         "%s: axis %d (%s), separation %.4g mm, in-plane %.4g mm, factor %.4g → %d slices of %.4g mm",
         source, geometry.axis, geometry.axis_code, geometry.separation_mm, geometry.inplane_spacing_mm,
         geometry.factor, grid.length, grid.spacing_mm,
     )  # fmt: skip
-    started = time.perf_counter()
-    fit_summary = model.fit_volume(volume, geometry, grid) if getattr(model, "fits_per_volume", False) else None
-    sr = model.super_resolve(volume, geometry, grid)
-    elapsed = time.perf_counter() - started
     written = save_volume(sr, target, header=volume.header)
     record: dict[str, Any] = {
         "input": str(source),
@@ -129,20 +142,14 @@ def super_resolve_file(model: Any, model_name: Any, source: Path, target: Path, 
         "output": str(written),
         "output_sha256": file_sha256(written),
         "model": model_name,
-        "axis": geometry.axis,
-        "separation_mm": geometry.separation_mm,
-        "inplane_spacing_mm": geometry.inplane_spacing_mm,
-        "factor": geometry.factor,
-        "output_spacing_mm": grid.spacing_mm,
-        "output_shape": list(sr.shape),
-        "seconds": round(elapsed, 3),
+        **result.record,
     }
-    if fit_summary is not None:
+    if result.fit is not None:
         fit_log = written.with_name(f"{nifti_stem(written)}.fit.csv")
-        write_rows_atomic(model.fit_log, fit_log, fields=("step", "loss", "lr", "seconds"))
-        record.update(fit=fit_summary, fit_log=str(fit_log))
+        write_rows_atomic(model.fit_log, fit_log, fields=("step", "loss", "lr", "seconds"))  # type: ignore[attr-defined]
+        record.update(fit=result.fit, fit_log=str(fit_log))
     write_json_atomic(record, sidecar_path(written))
-    log.info("wrote %s (%s) in %.2f s", written, "×".join(map(str, sr.shape)), elapsed)
+    log.info("wrote %s (%s) in %.2f s", written, "×".join(map(str, sr.shape)), result.seconds)
     return record
 
 

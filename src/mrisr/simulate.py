@@ -22,6 +22,7 @@ from mrisr.api import as_volume, simulate, simulation_axis
 from mrisr.degradations.thick_slice import ThickSlice
 from mrisr.io.errors import MrisrInputError
 from mrisr.io.geometry import detect_slice_axis
+from mrisr.io.intensity import foreground_percentile
 from mrisr.io.nifti import Volume, same_file, save_volume
 from mrisr.physics.forward import parse_dewey_notation
 from mrisr.utils.atomic import write_json_atomic
@@ -125,8 +126,7 @@ def main(argv: list[str]) -> int:
     if cfg.montage is not None:
         noise = 0.0
         if float(cfg.noise_std) > 0:
-            foreground = volume.data[volume.data > 0]
-            noise = float(cfg.noise_std) * (float(np.percentile(foreground, 99.5)) if foreground.size else 1.0)
+            noise = float(cfg.noise_std) * foreground_percentile(volume.data, source=volume.path)
         model = ThickSlice(
             thickness_mm=thickness,
             separation_mm=separation,

@@ -29,11 +29,11 @@ from mrisr.eval.cord import (
     csa_per_slice,
     landmark_point,
 )
-from mrisr.eval.image import resample_to_reference
 from mrisr.eval.lesions import dice
 from mrisr.inference import interpolate_volume
 from mrisr.io.errors import MrisrInputError
 from mrisr.io.nifti import Volume
+from mrisr.io.regrid import resample_to_reference
 from mrisr.segmentation import CordSegmenter
 from mrisr.utils.atomic import save_figure_atomic, write_rows_atomic
 

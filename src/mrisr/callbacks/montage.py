@@ -9,8 +9,8 @@ from typing import Any
 import lightning as L
 import numpy as np
 
-from mrisr.eval.image import resample_to_reference
 from mrisr.inference import interpolate_volume
+from mrisr.io.regrid import resample_to_reference
 from mrisr.utils.atomic import save_figure_atomic
 
 log = logging.getLogger(__name__)

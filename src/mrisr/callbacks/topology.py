@@ -17,10 +17,10 @@ import lightning as L
 import numpy as np
 
 from mrisr.callbacks.image_metrics import INTERPOLATION_ORDERS
-from mrisr.eval.image import resample_to_reference
 from mrisr.eval.topology import CERVICAL_LABELS, TopologyResult, instance_betti, vertebra_topology
 from mrisr.inference import interpolate_volume
 from mrisr.io.nifti import Volume
+from mrisr.io.regrid import resample_to_reference
 from mrisr.utils.atomic import write_rows_atomic
 
 log = logging.getLogger(__name__)

@@ -24,8 +24,8 @@ from mrisr.degradations.stack import DegradationStack
 from mrisr.degradations.thick_slice import ThickSlice
 from mrisr.inference import OutputGrid, interpolate_volume, output_grid
 from mrisr.io.geometry import SliceGeometry, detect_slice_axis
+from mrisr.io.intensity import foreground_percentile
 from mrisr.io.nifti import Volume, load_volume
-from mrisr.systems.supervised import intensity_scale
 
 log = logging.getLogger(__name__)
 
@@ -299,7 +299,7 @@ class SimulatedPairsDataModule(L.LightningDataModule):
         axis = self.degradation.axis
         spacing = float(volume.zooms[axis])
         if self.degradation.is_random:
-            scale = intensity_scale(volume.data, self.percentile)
+            scale = foreground_percentile(volume.data, self.percentile, source=volume.path)
             return TrainingPair(name, (volume.data / scale).astype(np.float32), None, axis, spacing)
         lr = self.degradation(volume, seed=seed)
         if getattr(self.degradation, "output_grid", "lr") == "hr":
@@ -310,7 +310,7 @@ class SimulatedPairsDataModule(L.LightningDataModule):
                 axis=axis, step=spacing / geometry.separation_mm, length=volume.shape[axis], spacing_mm=spacing
             )
             lr_up = interpolate_volume(lr, grid, order=3)
-        scale = intensity_scale(lr.data, self.percentile)
+        scale = foreground_percentile(lr.data, self.percentile, source=volume.path)
         return TrainingPair(
             name=name,
             hr=(volume.data / scale).astype(np.float32),

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mrisr.eval.image import resample_to_reference
 from mrisr.io.nifti import Volume
+from mrisr.io.regrid import resample_to_reference
 from mrisr.utils.atomic import save_figure_atomic
 
 __all__ = ["degradation_montage"]

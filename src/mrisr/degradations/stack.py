@@ -26,6 +26,7 @@ import torch
 
 from mrisr.degradations.acquisition import Downsample, RandomSliceProfile, SliceProfile
 from mrisr.degradations.base import AcquisitionGeometry, PlannedStep
+from mrisr.io.intensity import foreground_percentile
 from mrisr.io.nifti import Volume
 from mrisr.physics.forward import upsample_to_grid
 from mrisr.physics.resample import resample_affine
@@ -70,14 +71,6 @@ class DegradationResult:
     def records(self) -> list[dict[str, Any]]:
         """JSON-ready records of every step."""
         return [step.record() for step in self.steps]
-
-
-def _foreground_percentile(data: np.ndarray, percentile: float) -> float:
-    foreground = data[data > 0]
-    if foreground.size == 0:
-        return 1.0
-    value = float(np.percentile(foreground, percentile))
-    return value if np.isfinite(value) and value > 0 else 1.0
 
 
 class DegradationStack:
@@ -310,7 +303,7 @@ class DegradationStack:
         steps = self.test_steps()
         scale = 1.0
         if self.intensity_percentile is not None and not all(getattr(s, "preserves_flat_field", True) for s in steps):
-            scale = _foreground_percentile(volume.data, float(self.intensity_percentile))
+            scale = foreground_percentile(volume.data, float(self.intensity_percentile), source=volume.path)
         generator = torch.Generator().manual_seed(seed)
         result = self.degrade(data / scale, spacing, generator, axis=self.axis, train=False, steps=steps)
         lr = (result.lr[0, 0] * scale).numpy().astype(np.float32)
@@ -373,7 +366,7 @@ class DegradationStack:
             if self.intensity_percentile is not None and not all(
                 getattr(s, "preserves_flat_field", True) for s in steps
             ):
-                scale = _foreground_percentile(volume.data, float(self.intensity_percentile))
+                scale = foreground_percentile(volume.data, float(self.intensity_percentile), source=volume.path)
             else:
                 scale = 1.0
         elif self._last_geometry is not None:

@@ -2,7 +2,6 @@
 
 Everything here is a pure function of arrays and affines:
 
-* :func:`reorient_axial` — lossless reorientation to RAS so that axis 2 runs inferior → superior (§2).
 * :func:`slice_centroids`, :func:`bspline_centerline`, :func:`linear_centerline`, :func:`hanning_smooth` —
   the two centerlines of the Spinal Cord Toolbox (``bspline`` for angle correction, ``linear`` + Hanning for
   distances; §2 step 2, §3 step 2).
@@ -27,9 +26,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-import nibabel as nib
 import numpy as np
 from scipy import interpolate
+
+from mrisr.io.regrid import reorient_axial
 
 __all__ = [
     "C2_LABEL",
@@ -47,7 +47,6 @@ __all__ = [
     "hanning_smooth",
     "landmark_point",
     "linear_centerline",
-    "reorient_axial",
     "select_window",
     "slice_centroids",
 ]
@@ -191,26 +190,6 @@ class MuccaResult:
 
 # --------------------------------------------------------------------------------------------------
 # Geometry helpers
-
-
-def reorient_axial(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Reorient losslessly to the closest canonical (RAS) orientation: axis 2 runs inferior → superior (§2).
-
-    Same result as ``nib.as_closest_canonical`` (axis permutation and flips only, no interpolation).
-
-    Args:
-        data: Array of shape ``(X, Y, Z)`` in stored order.
-        affine: Voxel-to-world matrix ``(4, 4)`` in mm.
-
-    Returns:
-        ``(data_ras, affine_ras)``: a view/copy of ``data`` in RAS order and its affine.
-    """
-    affine = np.asarray(affine, dtype=np.float64)
-    ornt = nib.orientations.io_orientation(affine)
-    if np.array_equal(ornt, [[0, 1], [1, 1], [2, 1]]):
-        return np.asarray(data), affine
-    out = nib.orientations.apply_orientation(np.asarray(data), ornt)
-    return out, affine @ nib.orientations.inv_ornt_aff(ornt, np.shape(data))
 
 
 def _spacing(affine: np.ndarray) -> tuple[float, float, float]:

@@ -21,21 +21,16 @@ import logging
 import math
 
 import numpy as np
-from scipy import ndimage
 from skimage.metrics import structural_similarity
 
 from mrisr.io.errors import MrisrInputError
+from mrisr.io.intensity import foreground_percentile
 from mrisr.io.nifti import Volume
+from mrisr.io.regrid import field_of_view_mask, resample_to_reference, same_grid
 
-__all__ = ["image_metrics", "normalize_intensity", "psnr", "resample_to_reference", "ssim"]
+__all__ = ["image_metrics", "normalize_intensity", "psnr", "ssim"]
 
 _LOG = logging.getLogger(__name__)
-
-#: Two grids are identical when shapes match and affines agree to this absolute tolerance (mm).
-GRID_ATOL = 1e-6
-
-#: Voxels per resampling chunk (bounds the coordinate arrays to a few hundred MB).
-_CHUNK_VOXELS = 1 << 21
 
 _SSIM_SIGMA = 1.5
 
@@ -94,30 +89,15 @@ def normalize_intensity(
         MrisrInputError: Shape mismatch, empty mask/foreground, or a percentile value ≤ 0 (or not
             finite), which cannot scale the images.
     """
-    if not 0.0 <= percentile <= 100.0:
-        raise ValueError(f"percentile must be in [0, 100], got {percentile}")
     ref = np.asarray(reference)
     for i, o in enumerate(others):
         if np.shape(o) != ref.shape:
             raise MrisrInputError(
                 None, f"image {i + 1} has shape {np.shape(o)}, reference {ref.shape}", "resample it first"
             )
-    if mask is None:
-        region = ref > 0
-        if not region.any():
-            raise MrisrInputError(None, "reference has no voxel > 0 (empty foreground)", "pass a mask")
-        where = "foreground (> 0)"
-    else:
-        region = _bool_mask(mask, ref.shape)
-        where = "mask"
-    p = float(np.percentile(ref[region].astype(np.float64), percentile))
-    if not math.isfinite(p) or p <= 0.0:
-        raise MrisrInputError(
-            None,
-            f"the reference's {percentile:g}th percentile inside the {where} is {p:g}, it must be > 0",
-            "pass a mask covering the object, or check the reference image",
-        )
-    _LOG.debug("normalize_intensity: dividing by reference p%g = %.6g inside the %s", percentile, p, where)
+    region = None if mask is None else _bool_mask(mask, ref.shape)
+    p = foreground_percentile(ref, percentile, region=region)
+    _LOG.debug("normalize_intensity: dividing by reference p%g = %.6g", percentile, p)
     out: list[np.ndarray] = []
     for img in (ref, *others):
         a = np.asarray(img)
@@ -194,116 +174,6 @@ def ssim(x: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None, d
     return float(np.mean(smap[m])) if m is not None else float(np.mean(smap))
 
 
-def _same_grid(a: Volume, b: Volume) -> bool:
-    return a.shape == b.shape and bool(np.allclose(a.affine, b.affine, rtol=0.0, atol=GRID_ATOL))
-
-
-def _lossless_index_map(
-    vox: np.ndarray, out_shape: tuple[int, int, int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Index arrays when ``vox`` (reference voxel → moving voxel, 4×4) maps the grid onto integer
-    positions by a signed axis permutation plus integer shift; ``None`` otherwise."""
-    lin = vox[:3, :3]
-    perm = np.rint(lin)
-    if not np.allclose(lin, perm, rtol=0.0, atol=GRID_ATOL):
-        return None
-    if not np.array_equal(np.abs(perm).sum(axis=0), np.ones(3)) or not np.array_equal(
-        np.abs(perm).sum(axis=1), np.ones(3)
-    ):
-        return None
-    shift = np.rint(vox[:3, 3])
-    if not np.allclose(vox[:3, 3], shift, rtol=0.0, atol=GRID_ATOL):
-        return None
-    # moving index along axis r = sign * (reference index along axis c) + shift[r], with perm[r, c] = sign.
-    idx: list[np.ndarray] = [np.empty(0, dtype=np.intp)] * 3
-    for r in range(3):
-        c = int(np.flatnonzero(perm[r])[0])
-        sign = int(perm[r, c])
-        line = sign * np.arange(out_shape[c], dtype=np.int64) + int(shift[r])
-        shape = [1, 1, 1]
-        shape[c] = out_shape[c]
-        idx[r] = line.reshape(shape)
-    return idx[0], idx[1], idx[2]
-
-
-def resample_to_reference(moving: Volume, reference: Volume, order: int = 3) -> np.ndarray:
-    """Sample ``moving`` on the grid of ``reference`` through world coordinates.
-
-    Reference voxel ``v`` is sampled at moving voxel ``inv(A_moving) @ A_reference @ v`` with
-    :func:`scipy.ndimage.map_coordinates` (spline order ``order``, prefiltered, ``mode="nearest"``:
-    outside the moving field of view the edge is extended, never zero-padded).
-
-    Exact shortcuts (no interpolation): identical grids (same shape, affines equal to 1e-6) return a
-    copy of the data; grids related by an axis permutation/flip and an integer voxel shift are
-    re-indexed (out-of-range indices clamp to the edge, as ``mode="nearest"`` does).
-
-    Args:
-        moving: Volume to resample, data shape ``(X, Y, Z)``.
-        reference: Volume whose grid (shape and affine) defines the output.
-        order: Spline order 0-5 (0 nearest neighbour, 1 linear, 3 cubic B-spline).
-
-    Returns:
-        New array of shape ``reference.shape``: the moving dtype for identical grids and for
-        ``order=0``, otherwise float32 (float64 when ``moving`` is float64).
-    """
-    if not 0 <= order <= 5:
-        raise ValueError(f"order must be in 0..5, got {order}")
-    data = moving.data
-    out_shape = reference.shape
-    if _same_grid(moving, reference):
-        return np.array(data, copy=True)
-    vox = np.linalg.inv(moving.affine) @ reference.affine
-    lossless = _lossless_index_map(vox, out_shape)
-    out_dtype = data.dtype if order == 0 else (np.float64 if data.dtype == np.float64 else np.float32)
-    if lossless is not None:
-        clamped = tuple(np.clip(ix, 0, n - 1) for ix, n in zip(lossless, data.shape, strict=True))
-        return np.asarray(data[clamped], dtype=out_dtype)
-
-    if order == 0:
-        src = data
-    else:
-        src = data.astype(np.float64)
-        if order > 1:
-            src = ndimage.spline_filter(src, order=order, output=np.float64, mode="nearest")
-    out = np.empty(out_shape, dtype=out_dtype)
-    for start, stop, coords in _mapped_coordinates(vox, out_shape):
-        out[start:stop] = ndimage.map_coordinates(
-            src, coords.reshape(3, -1), order=order, mode="nearest", prefilter=False
-        ).reshape(stop - start, out_shape[1], out_shape[2])
-    return out
-
-
-def _mapped_coordinates(vox: np.ndarray, out_shape: tuple[int, ...]):
-    """Chunks ``(start, stop, coords (3, stop − start, Y, Z))`` of moving-voxel coordinates of reference voxels."""
-    plane = out_shape[1] * out_shape[2]
-    step = max(1, _CHUNK_VOXELS // max(plane, 1))
-    jj, kk = np.meshgrid(
-        np.arange(out_shape[1], dtype=np.float64), np.arange(out_shape[2], dtype=np.float64), indexing="ij"
-    )
-    for start in range(0, out_shape[0], step):
-        stop = min(out_shape[0], start + step)
-        ii = np.arange(start, stop, dtype=np.float64)[:, None, None]
-        yield start, stop, np.stack([vox[r, 0] * ii + vox[r, 1] * jj + vox[r, 2] * kk + vox[r, 3] for r in range(3)])
-
-
-def field_of_view_mask(moving: Volume, reference: Volume) -> np.ndarray:
-    """Boolean ``reference.shape`` array: reference voxel centres inside the moving field of view.
-
-    The field of view of an axis with N voxels is [−½, N − ½] in voxel units (physics.md §3).
-    """
-    if _same_grid(moving, reference):
-        return np.ones(reference.shape, dtype=bool)
-    vox = np.linalg.inv(moving.affine) @ reference.affine
-    inside = np.empty(reference.shape, dtype=bool)
-    tol = 1e-6
-    for start, stop, coords in _mapped_coordinates(vox, reference.shape):
-        ok = np.ones(coords.shape[1:], dtype=bool)
-        for axis, n in enumerate(moving.shape):
-            ok &= (coords[axis] >= -0.5 - tol) & (coords[axis] <= n - 0.5 + tol)
-        inside[start:stop] = ok
-    return inside
-
-
 def image_metrics(
     sr: Volume,
     hr: Volume,
@@ -335,7 +205,7 @@ def image_metrics(
         ``"normalization"`` (e.g. ``"hr_p99.5"``) and ``"normalization_region"`` (``"mask"`` or
         ``"foreground"``).
     """
-    resampled = not _same_grid(sr, hr)
+    resampled = not same_grid(sr, hr)
     if resampled:
         coverage = float(field_of_view_mask(sr, hr).mean())
         if coverage < min_coverage:
@@ -348,7 +218,7 @@ def image_metrics(
     mask_arr: np.ndarray | None = None
     if mask is not None:
         m = mask.data
-        if not _same_grid(mask, hr):  # outside its own field of view a mask is background, not an edge copy
+        if not same_grid(mask, hr):  # outside its own field of view a mask is background, not an edge copy
             m = resample_to_reference(mask, hr, order=0) * field_of_view_mask(mask, hr)
         if not np.any(np.asarray(m) > 0.5):
             raise MrisrInputError(
@@ -359,7 +229,7 @@ def image_metrics(
     if normalization_mask is not None:
         m = (
             resample_to_reference(normalization_mask, hr, order=0)
-            if not _same_grid(normalization_mask, hr)
+            if not same_grid(normalization_mask, hr)
             else normalization_mask.data
         )
         norm_arr = _bool_mask(m, hr.shape, name="normalization mask on the HR grid")

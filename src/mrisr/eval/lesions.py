@@ -8,7 +8,7 @@
   IoU ≥ τ) with lesion-wise TPR, PPV and F1. PRETTIER Table 4 reports the voxel-wise metrics.
 
 Masks must share one grid (resample predictions onto the HR grid with nearest neighbour first, e.g.
-:func:`mrisr.eval.image.resample_to_reference` with ``order=0``).
+:func:`mrisr.io.regrid.resample_to_reference` with ``order=0``).
 """
 
 from __future__ import annotations

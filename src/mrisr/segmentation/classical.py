@@ -36,16 +36,15 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-import nibabel as nib
 import numpy as np
 from scipy import ndimage, signal
 from skimage.draw import polygon2mask
 from skimage.measure import find_contours, points_in_poly
 from skimage.morphology import convex_hull_image
 
-from mrisr.eval.cord import reorient_axial
 from mrisr.io.errors import MrisrInputError
 from mrisr.io.nifti import Volume
+from mrisr.io.regrid import reorient_axial, restore_orientation
 
 __all__ = [
     "ClassicalSegmenter",
@@ -682,7 +681,4 @@ class ClassicalSegmenter:
         _LOG.info("classical cord segmentation: planes by method %s", {m: methods.count(m) for m in set(methods)})
         if not self.soft:
             mask = (mask >= 0.5).astype(np.float32)
-        ornt = nib.orientations.io_orientation(volume.affine)
-        back = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt("RAS"), ornt)
-        stored = np.ascontiguousarray(nib.orientations.apply_orientation(mask, back), dtype=np.float32)
-        return Volume(data=stored, affine=volume.affine, header=None, path=None)
+        return Volume(data=restore_orientation(mask, volume.affine), affine=volume.affine, header=None, path=None)

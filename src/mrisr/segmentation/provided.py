@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mrisr.eval.image import resample_to_reference
 from mrisr.io.errors import MrisrInputError
 from mrisr.io.nifti import Volume, load_volume
+from mrisr.io.regrid import resample_to_reference
 
 __all__ = ["ProvidedSegmenter", "find_mask_file"]
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from mrisr.inference import OutputGrid, interpolate_volume
+import torch
+
+from mrisr.inference import InferenceProtocol, OutputGrid, interpolate_volume
 from mrisr.io.geometry import SliceGeometry
 from mrisr.io.nifti import Volume
+
+#: Label of each spline order in result tables.
+ORDER_NAMES = {0: "nearest", 1: "linear", 3: "cubic"}
 
 
 class InterpolationSR:
@@ -12,16 +17,21 @@ class InterpolationSR:
 
     Args:
         order: spline order, 0 = nearest neighbour, 1 = linear, 3 = cubic B-spline.
+        method: label in result tables (default: ``nearest`` / ``linear`` / ``cubic``).
     """
 
-    fits_per_volume = False
+    inference_protocol = InferenceProtocol.FIXED
+    inference_options: tuple[str, ...] = ()
 
-    def __init__(self, order: int = 3) -> None:
-        if order not in (0, 1, 3):
+    def __init__(self, order: int = 3, method: str | None = None) -> None:
+        if order not in ORDER_NAMES:
             raise ValueError(f"interpolation order must be 0 (nearest), 1 (linear) or 3 (cubic), got {order}")
         self.order = order
+        self.method = method or ORDER_NAMES[order]
 
-    def super_resolve(self, volume: Volume, geometry: SliceGeometry, grid: OutputGrid) -> Volume:
+    def super_resolve(
+        self, volume: Volume, geometry: SliceGeometry, grid: OutputGrid, generator: torch.Generator | None = None
+    ) -> Volume:
         """Interpolate ``volume`` onto ``grid``; ``geometry`` is unused beyond the grid it produced."""
         return interpolate_volume(volume, grid, order=self.order)
 

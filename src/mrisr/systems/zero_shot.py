@@ -24,11 +24,13 @@ import torch
 from torch import nn
 
 from mrisr.data.zero_shot import PatchGeometry, Sampling, SelfTrainingPairs, SingleVolumeDataModule
-from mrisr.inference import OutputGrid
+from mrisr.inference import InferenceProtocol, OutputGrid
 from mrisr.io.geometry import SliceGeometry
+from mrisr.io.intensity import IntensityScaling, minmax_scaling
 from mrisr.io.nifti import Volume
 from mrisr.physics.profiles import FWHMConvention, ProfileKind, kernel_fwhm_voxels, slice_kernel
 from mrisr.physics.resample import resample_affine, resample_axis
+from mrisr.systems.base import OptimizerFactory, SRSystem
 from mrisr.systems.planes import predict_planes
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,6 @@ INFERENCE_SAFETY = 1.5
 FIT_TEARDOWN_S = 0.5
 
 NetFactory = Callable[..., nn.Module]
-OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
 
 def one_cycle_lr(
@@ -55,15 +56,16 @@ def one_cycle_lr(
     return final + (max_lr - final) * (1 + math.cos(math.pi * phase)) / 2
 
 
-class ZeroShotSR(L.LightningModule):
+class ZeroShotSR(SRSystem):
     """Per-volume self-supervised SR with a row-upsampling 2-D network (WDSR by default).
 
     Args:
         net: partial network factory, called with ``scale=s`` once the volume's factor is known.
-        optimizer: partial optimizer factory.
+        optimizer: partial optimizer factory (default Adam).
         max_lr: peak learning rate of the one-cycle schedule.
         pct_start: fraction of the schedule spent warming up.
-        loss: ``l1`` (SMORE) or ``mse`` (ECLARE).
+        loss: training loss module: L1 (SMORE, the default) or ``torch.nn.MSELoss`` (ECLARE).
+        method: label in result tables and sidecars (default: the class name).
         thickness_mm: slice thickness T (FWHM); ``None`` = the slice separation (no gap).
         profile: slice-profile kind (``slr``, ``gaussian``, ``rect``, ``file``).
         fwhm_convention: ``variance`` (f = √(T² − Δ²)/Δ) or ``absolute`` (f = T/Δ) (physics.md §2.2).
@@ -82,19 +84,32 @@ class ZeroShotSR(L.LightningModule):
         accelerator: Lightning accelerator of the fit (``auto``, ``cpu``, ``gpu``).
         channels_last: channels-last memory format (faster convolutions on CPU).
         inference_batch_size: planes per forward pass at inference.
-        seed: seed of the fit (network initialisation, patch sampling).
+        seed: seed of the fit (network initialisation, patch sampling) when :meth:`fit_volume` is given no
+            generator; with one (as from :func:`mrisr.inference.run_on_volume`), the fit seed is drawn from it.
         progress_bar: show Lightning's progress bar during the fit.
     """
 
-    fits_per_volume = True
+    inference_protocol = InferenceProtocol.PER_VOLUME
+    inference_options = (
+        "thickness_mm",
+        "profile",
+        "fwhm_convention",
+        "kernel_file",
+        "max_steps",
+        "max_time_s",
+        "inference_precision",
+        "inference_batch_size",
+        "progress_bar",
+    )
 
     def __init__(
         self,
         net: NetFactory,
-        optimizer: OptimizerFactory,
+        optimizer: OptimizerFactory | None = None,
         max_lr: float = 1e-3,
         pct_start: float = 0.3,
-        loss: Literal["l1", "mse"] = "l1",
+        loss: nn.Module | None = None,
+        method: str | None = None,
         thickness_mm: float | None = None,
         profile: ProfileKind = "slr",
         fwhm_convention: FWHMConvention = "variance",
@@ -114,30 +129,40 @@ class ZeroShotSR(L.LightningModule):
         seed: int = 0,
         progress_bar: bool = True,
     ) -> None:
-        super().__init__()
-        if loss not in ("l1", "mse"):
-            raise ValueError(f"loss must be 'l1' or 'mse', got {loss!r}")
-        self.net_factory, self.optimizer_factory = net, optimizer
+        self.max_steps, self.max_time_s = max_steps, max_time_s
+        self.thickness_mm = thickness_mm
+        super().__init__(
+            optimizer=optimizer, loss=loss or nn.L1Loss(), method=method, inference_batch_size=inference_batch_size
+        )
+        self.net_factory = net
         self.max_lr, self.pct_start = max_lr, pct_start
-        self.criterion: nn.Module = nn.L1Loss() if loss == "l1" else nn.MSELoss()
         self.thickness_mm, self.profile, self.fwhm_convention = thickness_mm, profile, fwhm_convention
         self.kernel_file = kernel_file
         self.lr_patch_rows, self.patch_cols, self.batch_size = lr_patch_rows, patch_cols, batch_size
         self.sampling, self.sampling_sigma = sampling, sampling_sigma
-        self.max_steps, self.max_time_s = max_steps, max_time_s
         self.precision, self.accelerator = precision, accelerator
         self.inference_precision = inference_precision
-        self.channels_last, self.inference_batch_size = channels_last, inference_batch_size
+        self.channels_last = channels_last
         self.seed, self.progress_bar = seed, progress_bar
         self.net: nn.Module | None = None
         self.kernel: np.ndarray | None = None
         self.fit_log: list[dict[str, float]] = []
         self.fit_summary: dict[str, Any] = {}
-        self._normalisation: tuple[float, float] = (0.0, 1.0)
+        self._scaling = IntensityScaling(0.0, 1.0)
         self._fitted_on: tuple[int, ...] | None = None
         self._fit_deadline = math.inf
         self._fit_started = 0.0
         self._fit_seconds = math.inf
+
+    def validate_inference_options(self) -> None:
+        """Budgets must be positive; a thickness, when given, too."""
+        super().validate_inference_options()
+        if self.max_time_s is not None and not float(self.max_time_s) > 0:
+            raise ValueError(f"max_time_s (budget.max_time) must be > 0 seconds or null, got {self.max_time_s}")
+        if int(self.max_steps) < 1:
+            raise ValueError(f"max_steps (budget.max_steps) must be ≥ 1, got {self.max_steps}")
+        if self.thickness_mm is not None and not float(self.thickness_mm) > 0:
+            raise ValueError(f"thickness_mm must be > 0 mm or null, got {self.thickness_mm}")
 
     # ---------------------------------------------------------------- Lightning hooks
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -168,16 +193,10 @@ class ZeroShotSR(L.LightningModule):
             group["lr"] = one_cycle_lr(progress, self.max_lr, self.pct_start)
         return None
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_factory(params=self.parameters())
-
     # ---------------------------------------------------------------- fit on one volume
-    def _normalise(self, data: np.ndarray) -> np.ndarray:
-        low, high = float(data.min()), float(data.max())
-        if not high > low:
-            raise ValueError("the volume is constant: nothing to super-resolve")
-        self._normalisation = (low, high)
-        return (data - low) / (high - low)
+    def intensity_scaling(self, volume: Volume) -> IntensityScaling:
+        """Min–max to [0, 1] (SMORE's rule)."""
+        return minmax_scaling(volume.data, source=volume.path)
 
     def _autocast_dtype(self) -> torch.dtype | None:
         return (
@@ -187,16 +206,32 @@ class ZeroShotSR(L.LightningModule):
         )
 
     def _moved(self, volume: Volume, axis: int) -> torch.Tensor:
-        return torch.from_numpy(np.moveaxis(self._normalise(volume.data.astype(np.float32)), axis, -1).copy())
+        self._scaling = self.intensity_scaling(volume)
+        data = self._scaling.apply(volume.data.astype(np.float32))
+        return torch.from_numpy(np.moveaxis(data, axis, -1).astype(np.float32, copy=False).copy())
 
-    def fit_volume(self, volume: Volume, geometry: SliceGeometry, grid: OutputGrid | None = None) -> dict[str, Any]:
+    def fit_volume(
+        self,
+        volume: Volume,
+        geometry: SliceGeometry,
+        grid: OutputGrid | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Any]:
         """Fit the network on ``volume``'s own in-plane data (Lightning ``Trainer.fit`` on a one-volume datamodule).
+
+        Randomness (network initialisation, patch sampling) comes from one seed: drawn from ``generator`` when given,
+        else :attr:`seed`. The global random state is left as it was.
 
         Returns:
             A summary (kernel, patch sizes, steps, seconds, final loss) also kept in ``fit_summary``.
         """
+        seed = self.seed if generator is None else int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self._fit(volume, geometry, seed)
+
+    def _fit(self, volume: Volume, geometry: SliceGeometry, seed: int) -> dict[str, Any]:
         started = time.perf_counter()
-        L.seed_everything(self.seed, workers=True, verbose=False)
         spacing, separation = geometry.inplane_spacing_mm, geometry.separation_mm
         thickness = separation if self.thickness_mm is None else float(self.thickness_mm)
         scale = separation / spacing
@@ -209,7 +244,7 @@ class ZeroShotSR(L.LightningModule):
             self.net = self.net.to(memory_format=torch.channels_last)
         data = self._moved(volume, geometry.axis)
         pairs = self.training_pairs(data, patch)
-        datamodule = SingleVolumeDataModule(pairs, self.batch_size, seed=self.seed)
+        datamodule = SingleVolumeDataModule(pairs, self.batch_size, seed=seed)
 
         # Budget: what remains after set-up and the (measured) cost of the final inference.
         inference_estimate = self.estimate_inference_seconds(data, geometry)
@@ -253,6 +288,7 @@ class ZeroShotSR(L.LightningModule):
             "loss_first_10pct": head,
             "loss_last_10pct": tail,
             "parameters": sum(p.numel() for p in self.net.parameters()),
+            "seed": seed,
         }
         log.info(
             "zero-shot fit: s=%.4g, T=%.3g mm, kernel FWHM %.3f voxels (%d taps), %d steps in %.1f s, loss %.4g → %.4g",
@@ -294,20 +330,24 @@ class ZeroShotSR(L.LightningModule):
         return per_batch * total_pixels / pixels_per_batch
 
     # ---------------------------------------------------------------- inference
-    def super_resolve(self, volume: Volume, geometry: SliceGeometry, grid: OutputGrid) -> Volume:
-        """Super-resolve the volume this model was fitted on onto ``grid`` (both in-plane orientations, averaged)."""
+    def super_resolve(
+        self, volume: Volume, geometry: SliceGeometry, grid: OutputGrid, generator: torch.Generator | None = None
+    ) -> Volume:
+        """Super-resolve the volume this model was fitted on onto ``grid`` (both in-plane orientations, averaged).
+
+        Deterministic: ``generator`` is not used.
+        """
         if self.net is None or self._fitted_on != tuple(volume.shape):
             raise RuntimeError("ZeroShotSR.super_resolve needs fit_volume() on this volume first")
         self.net.eval()
         data = self._moved(volume, geometry.axis).to(self.device)
         pred = predict_planes(
-            self, data, axis=2, batch_size=self.inference_batch_size, autocast_dtype=self._autocast_dtype()
+            self, data, axis=2, batch_size=int(self.inference_batch_size), autocast_dtype=self._autocast_dtype()
         )
         n_net = pred.shape[-1]
         if n_net != grid.length:  # target spacing other than the in-plane spacing: same-FOV resize of the net grid
             net_spacing = geometry.separation_mm * volume.shape[geometry.axis] / n_net
             pred = resample_axis(pred.double(), axis=2, step=grid.spacing_mm / net_spacing, n_out=grid.length)
-        low, high = self._normalisation
-        out = np.moveaxis(pred.float().cpu().numpy(), -1, geometry.axis) * (high - low) + low
+        out = self._scaling.invert(np.moveaxis(pred.float().cpu().numpy(), -1, geometry.axis))
         affine = resample_affine(volume.affine, geometry.axis, grid.step, volume.shape[geometry.axis], grid.length)
         return Volume(data=out.astype(np.float32), affine=affine, header=volume.header.copy(), path=None)

@@ -1,0 +1,162 @@
+"""The LightningModule base shared by every mrisr training paradigm (docs/architecture.md, "systems").
+
+* :class:`BaseSystem` — what any mrisr LightningModule needs: optimiser and scheduler factories from the config
+  (schedulers that take ``total_steps`` / ``T_max`` get the trainer's estimate), the loss as an injectable
+  ``nn.Module``, a method label from the config, the resolved run config stored in every checkpoint (so a model is
+  rebuilt from the file alone), and whole test volumes kept in host memory.
+* :class:`SRSystem` — a super-resolution system: the test-step contract that the evaluation callbacks consume
+  (the batch plus ``sr``, the super-resolved :class:`~mrisr.io.nifti.Volume`, and ``method``), the inference
+  protocol and inference options of :mod:`mrisr.inference`, and intensity normalisation through
+  :mod:`mrisr.io.intensity`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from mrisr.inference import InferenceProtocol, OutputGrid
+from mrisr.io.geometry import SliceGeometry
+from mrisr.io.intensity import DEFAULT_PERCENTILE, IntensityScaling, percentile_scaling
+from mrisr.io.nifti import Volume
+
+__all__ = ["BaseSystem", "OptimizerFactory", "SRSystem", "SchedulerFactory"]
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+#: Scheduler arguments filled in from the trainer's estimated number of optimiser steps when the config omits them.
+_STEP_COUNT_ARGUMENTS = ("total_steps", "T_max")
+
+
+class BaseSystem(L.LightningModule):
+    """Shared plumbing of mrisr LightningModules.
+
+    Args:
+        optimizer: partial optimiser factory (Hydra ``_partial_: true``) called with the parameters;
+            ``None`` = Adam with lr 1e-3.
+        scheduler: optional partial LR-scheduler factory; ``total_steps`` / ``T_max`` are filled in from the
+            trainer's estimated number of steps when the scheduler takes them and the config leaves them out.
+        scheduler_interval: ``step`` or ``epoch`` (how often Lightning steps the scheduler).
+        loss: the training loss, an ``nn.Module`` (``None`` = the paradigm's default).
+        method: label of this model in result tables and sidecars (``None`` = the class name); two model
+            families that share a network differ by this label.
+    """
+
+    def __init__(
+        self,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
+        scheduler_interval: str = "step",
+        loss: nn.Module | None = None,
+        method: str | None = None,
+    ) -> None:
+        super().__init__()
+        if scheduler_interval not in ("step", "epoch"):
+            raise ValueError(f"scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}")
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.scheduler_interval = scheduler_interval
+        self.criterion: nn.Module | None = loss
+        self.method = method or type(self).__name__
+        # Resolved run config, stored in checkpoints so that infer.py can rebuild the model from the file alone.
+        self.run_config: dict[str, Any] | None = None
+
+    def configure_optimizers(self) -> Any:
+        optimizer = (
+            torch.optim.Adam(self.parameters(), lr=1e-3)
+            if self.optimizer_factory is None
+            else self.optimizer_factory(params=self.parameters())
+        )
+        if self.scheduler_factory is None:
+            return optimizer
+        accepted = inspect.signature(self.scheduler_factory).parameters
+        keywords = getattr(self.scheduler_factory, "keywords", {})
+        fill = {
+            name: int(self.trainer.estimated_stepping_batches)
+            for name in _STEP_COUNT_ARGUMENTS
+            if name in accepted and name not in keywords
+        }
+        scheduler = self.scheduler_factory(optimizer=optimizer, **fill)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        # Whole test volumes stay in host memory; systems move slice batches to the device themselves.
+        if isinstance(batch, dict) and any(isinstance(value, Volume) for value in batch.values()):
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.run_config is not None:
+            checkpoint["mrisr_config"] = self.run_config
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "mrisr_config" in checkpoint:
+            self.run_config = checkpoint["mrisr_config"]
+
+
+class SRSystem(BaseSystem):
+    """Base of super-resolution systems: test-step contract, inference protocol, intensity normalisation.
+
+    Subclasses implement :meth:`super_resolve` (and :meth:`fit_volume` when their protocol fits per volume).
+
+    Args:
+        optimizer, scheduler, scheduler_interval, loss, method: see :class:`BaseSystem`.
+        percentile: foreground percentile mapped to intensity 1 (docs/evaluation.md §1); must match the data.
+        inference_batch_size: planes per forward pass when super-resolving a volume.
+    """
+
+    inference_protocol: ClassVar[InferenceProtocol] = InferenceProtocol.CHECKPOINT
+    inference_options: ClassVar[tuple[str, ...]] = ("inference_batch_size",)
+
+    def __init__(
+        self,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
+        scheduler_interval: str = "step",
+        loss: nn.Module | None = None,
+        method: str | None = None,
+        percentile: float = DEFAULT_PERCENTILE,
+        inference_batch_size: int = 16,
+    ) -> None:
+        super().__init__(optimizer, scheduler, scheduler_interval, loss, method)
+        self.percentile = percentile
+        self.inference_batch_size = inference_batch_size
+        self.validate_inference_options()
+
+    def validate_inference_options(self) -> None:
+        """Check the inference options (called after construction and after every change at inference)."""
+        if int(self.inference_batch_size) < 1:
+            raise ValueError(f"inference_batch_size must be ≥ 1, got {self.inference_batch_size}")
+
+    def intensity_scaling(self, volume: Volume) -> IntensityScaling:
+        """How the input's intensities are normalised for the network (default: the foreground percentile)."""
+        return percentile_scaling(volume.data, self.percentile, source=volume.path)
+
+    def super_resolve(
+        self, volume: Volume, geometry: SliceGeometry, grid: OutputGrid, generator: torch.Generator | None = None
+    ) -> Volume:
+        """The super-resolved volume on ``grid`` (its affine overlays ``volume`` in world coordinates)."""
+        raise NotImplementedError
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        """Super-resolve one whole test volume; evaluation callbacks consume the returned volumes.
+
+        The generator of each volume is seeded by its position in the test set, so results do not depend on the
+        order in which processes see the volumes.
+        """
+        generator = torch.Generator().manual_seed(int(batch_idx))
+        sr = self.super_resolve(batch["lr"], batch["geometry"], batch["grid"], generator=generator)
+        return {**batch, "sr": sr, "method": self.method}
+
+    @staticmethod
+    def restored(data: np.ndarray, scaling: IntensityScaling, like: Volume) -> Volume:
+        """A float32 volume of ``data`` mapped back to raw intensities, with ``like``'s affine and header."""
+        out = scaling.invert(data).astype(np.float32)
+        return Volume(data=out, affine=like.affine, header=like.header, path=None)
