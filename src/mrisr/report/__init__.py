@@ -849,8 +849,3 @@ def main(argv: list[str]) -> int:
     print_json_line(written)
     return 0
 
-
-if __name__ == "__main__":
-    from mrisr.utils.cli import run_cli
-
-    run_cli(main)
