@@ -736,9 +736,10 @@ class FitBand:
 def ols_fit_band(x: Iterable[float], y: Iterable[float], grid: Iterable[float], confidence: float = 0.95) -> FitBand:
     """OLS line of y on x and the confidence band of its mean on ``grid`` (the shaded band of a scatter plot's fit).
 
-    b = Σ(x − x̄)(y − ȳ)/Sxx with Sxx = Σ(x − x̄)², a = ȳ − b·x̄; s² = RSS/(n − 2). At each grid value x₀ the mean
-    response ŷ₀ = a + b·x₀ has SE = s·√(1/n + (x₀ − x̄)²/Sxx), and the band is ŷ₀ ± t_{n−2, 1−α/2}·SE (a pointwise
-    interval of the regression line, not a prediction interval for new subjects). Same limits as statsmodels'
+    Least squares (``numpy.polyfit``, degree 1): b = Σ(x − x̄)(y − ȳ)/Sxx with Sxx = Σ(x − x̄)², a = ȳ − b·x̄;
+    s² = RSS/(n − 2). At each grid value x₀ the mean response ŷ₀ = a + b·x₀ has SE = s·√(1/n + (x₀ − x̄)²/Sxx), and
+    the band is ŷ₀ ± t_{n−2, 1−α/2}·SE (a pointwise interval of the regression line, not a prediction interval for
+    new subjects). Same limits as statsmodels'
     ``OLS(...).fit().get_prediction(...).conf_int()``. Pairs with a NaN are dropped.
 
     Args:
@@ -754,15 +755,13 @@ def ols_fit_band(x: Iterable[float], y: Iterable[float], grid: Iterable[float], 
         ValueError: fewer than 3 complete pairs, different lengths or a constant x.
     """
     a, b = _paired_arrays(x, y, 3, "OLS fit band")
-    n = a.size
-    xc = a - a.mean()
-    sxx = float(xc @ xc)
-    if sxx == 0.0:
+    if np.ptp(a) == 0.0:
         raise ValueError("OLS fit band: x is constant")
-    slope = float(xc @ (b - b.mean())) / sxx
-    intercept = float(b.mean() - slope * a.mean())
-    resid = b - intercept - slope * a
+    n = a.size
+    slope, intercept = (float(c) for c in np.polyfit(a, b, 1))
+    resid = b - (intercept + slope * a)
     s = math.sqrt(float(resid @ resid) / (n - 2))
+    sxx = float(((a - a.mean()) ** 2).sum())
     crit = float(sps.t.ppf(0.5 + confidence / 2.0, n - 2))
     points = np.asarray(grid, dtype=float).ravel()
     fit = intercept + slope * points
