@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mrisr.report import main
+from mrisr.report.cli import main
 from mrisr.utils.cli import run_cli
 
 if __name__ == "__main__":
