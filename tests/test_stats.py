@@ -476,3 +476,36 @@ def test_clinical_callback_reads_run_tables_and_writes_rows(tmp_path: Path):
         ClinicalCorrelationCallback(str(tmp_path), None).setup(trainer, None, "fit")
     with pytest.raises(MrisrInputError, match="'msfc'"):
         ClinicalCorrelationCallback(str(tmp_path), str(path), outcomes=["EDSS", "msfc"]).setup(trainer, None, "test")
+
+
+def test_ols_fit_band_matches_statsmodels_prediction_interval_of_the_mean(synthetic: cohort.SyntheticCohort):
+    wide = stats.pivot_methods(synthetic.results, "mucca_mm2", "3||0.0")
+    x, y = wide["HR"].to_numpy(), wide["LR"].to_numpy()
+    grid = np.linspace(x.min() - 5.0, x.max() + 5.0, 23)
+    ours = stats.ols_fit_band(x, y, grid, confidence=CONFIDENCE)
+    fit = sm.OLS(y, sm.add_constant(x)).fit()
+    prediction = fit.get_prediction(sm.add_constant(grid))
+    limits = prediction.conf_int(alpha=1 - CONFIDENCE)
+    assert (ours.intercept, ours.slope) == pytest.approx(tuple(fit.params), rel=1e-9)
+    np.testing.assert_allclose(ours.fit, prediction.predicted_mean, rtol=1e-10)
+    np.testing.assert_allclose(ours.low, limits[:, 0], rtol=1e-10)
+    np.testing.assert_allclose(ours.high, limits[:, 1], rtol=1e-10)
+    assert ours.n == len(x)
+    # Narrowest at the mean of x, widening symmetrically: half-width ∝ √(1/n + (x₀ − x̄)²/Sxx).
+    centre = stats.ols_fit_band(x, y, [x.mean() - 3.0, x.mean(), x.mean() + 3.0])
+    width = centre.high - centre.low
+    assert width[1] < width[0] and width[0] == pytest.approx(width[2])
+
+
+def test_ols_fit_band_hand_computed_and_rejects_degenerate_input():
+    # x = [0, 1, 2, 3], y = [1, 3, 2, 5]: b = 1.1, a = 1.1; residuals [-0.1, 0.8, -1.3, 0.6], RSS = 2.7, s² = 1.35.
+    band = stats.ols_fit_band([0.0, 1.0, 2.0, 3.0, math.nan], [1.0, 3.0, 2.0, 5.0, 9.0], [1.5, 4.0])
+    assert (band.intercept, band.slope, band.n) == pytest.approx((1.1, 1.1, 4))
+    half = sps.t.ppf(0.975, 2) * math.sqrt(1.35) * np.sqrt(0.25 + (np.array([1.5, 4.0]) - 1.5) ** 2 / 5.0)
+    np.testing.assert_allclose(band.fit, [2.75, 5.5])
+    np.testing.assert_allclose(band.high - band.fit, half)
+    np.testing.assert_allclose(band.fit - band.low, half)
+    with pytest.raises(ValueError, match="constant"):
+        stats.ols_fit_band([2.0, 2.0, 2.0], [1.0, 2.0, 3.0], [2.0])
+    with pytest.raises(ValueError, match="at least 3"):
+        stats.ols_fit_band([1.0, 2.0], [1.0, 2.0], [1.5])

@@ -20,6 +20,8 @@ Formulas (n = subjects used, k = number of covariates):
 * Partial correlation: residualise x and y on Z = [1, covariates] by least squares and correlate the residuals.
 * Identity-line test, Bland–Altman limits of agreement (Bland & Altman 1986), the additive T1w → T2w correction and
   the linear mixed-effects atrophy model (Laird & Ware 1982; statsmodels ``MixedLM``) as documented per function.
+* OLS line with the pointwise confidence band of its mean response (the fit drawn in scatter plots):
+  :func:`ols_fit_band`.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ __all__ = [
     "BootstrapSummary",
     "Correlation",
     "DependentCorrelations",
+    "FitBand",
     "IdentityLine",
     "MixedModelFit",
     "PairedTTest",
@@ -55,6 +58,7 @@ __all__ = [
     "fisher_ci",
     "fit_mixed_model",
     "identity_line_test",
+    "ols_fit_band",
     "paired_ttest",
     "partial_correlation",
     "pearson_correlation",
@@ -704,6 +708,65 @@ def regression_slope(
         n=n,
         transform=transform,
     )
+
+
+@dataclass(frozen=True, eq=False)
+class FitBand:
+    """OLS line y = a + b·x evaluated on a grid, with the pointwise confidence band of the mean response.
+
+    Attributes:
+        intercept: a.
+        slope: b.
+        grid: x values the line is evaluated at, shape (m,).
+        fit: a + b·grid, shape (m,).
+        low: lower confidence limit of the mean response on ``grid``, shape (m,).
+        high: upper confidence limit of the mean response on ``grid``, shape (m,).
+        n: number of complete pairs.
+    """
+
+    intercept: float
+    slope: float
+    grid: np.ndarray
+    fit: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    n: int
+
+
+def ols_fit_band(x: Iterable[float], y: Iterable[float], grid: Iterable[float], confidence: float = 0.95) -> FitBand:
+    """OLS line of y on x and the confidence band of its mean on ``grid`` (the shaded band of a scatter plot's fit).
+
+    Least squares (``numpy.polyfit``, degree 1): b = Σ(x − x̄)(y − ȳ)/Sxx with Sxx = Σ(x − x̄)², a = ȳ − b·x̄;
+    s² = RSS/(n − 2). At each grid value x₀ the mean response ŷ₀ = a + b·x₀ has SE = s·√(1/n + (x₀ − x̄)²/Sxx), and
+    the band is ŷ₀ ± t_{n−2, 1−α/2}·SE (a pointwise interval of the regression line, not a prediction interval for
+    new subjects). Same limits as statsmodels'
+    ``OLS(...).fit().get_prediction(...).conf_int()``. Pairs with a NaN are dropped.
+
+    Args:
+        x: predictor per subject, shape (n,).
+        y: response per subject, shape (n,).
+        grid: x values to evaluate the line and band at, shape (m,).
+        confidence: two-sided coverage of the band.
+
+    Returns:
+        The :class:`FitBand`.
+
+    Raises:
+        ValueError: fewer than 3 complete pairs, different lengths or a constant x.
+    """
+    a, b = _paired_arrays(x, y, 3, "OLS fit band")
+    if np.ptp(a) == 0.0:
+        raise ValueError("OLS fit band: x is constant")
+    n = a.size
+    slope, intercept = (float(c) for c in np.polyfit(a, b, 1))
+    resid = b - (intercept + slope * a)
+    s = math.sqrt(float(resid @ resid) / (n - 2))
+    sxx = float(((a - a.mean()) ** 2).sum())
+    crit = float(sps.t.ppf(0.5 + confidence / 2.0, n - 2))
+    points = np.asarray(grid, dtype=float).ravel()
+    fit = intercept + slope * points
+    half = crit * s * np.sqrt(1.0 / n + (points - a.mean()) ** 2 / sxx)
+    return FitBand(intercept, slope, points, fit, fit - half, fit + half, n)
 
 
 @dataclass(frozen=True)
