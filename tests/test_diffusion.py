@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -29,6 +30,16 @@ from mrisr.diffusion import (
 )
 from mrisr.io.errors import MrisrInputError
 from mrisr.nets.diffusion_unet import GRAF_PARAMETER_COUNT, TINY_UNET, ConditionalUNet
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    # Tiny nets gain nothing from intra-op threads, and on a loaded machine thread contention makes them 100× slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 SAMPLERS = [DDIMSampler(steps=5), DPMSolverSampler(steps=5), UniPCSampler(steps=5)]
 
@@ -101,6 +112,14 @@ def test_conditioning_concatenates_two_channels() -> None:
 def test_wrong_condition_shape_is_a_clear_error(x_shape: tuple, c_shape: tuple, match: str) -> None:
     with pytest.raises(MrisrInputError, match=match):
         tiny_unet()(torch.zeros(x_shape), torch.zeros(c_shape), 1)
+
+
+def test_fractional_timesteps_reach_the_embedding() -> None:
+    net, x = tiny_unet(), torch.randn(1, 1, 16, 16)
+    assert not torch.equal(net(x, x, 10.5), net(x, x, 10))
+    torch.testing.assert_close(net(x, x, 10.5), net(x, x, torch.tensor([10.5])))
+    with pytest.raises(MrisrInputError, match="timesteps"):
+        net(x, x, torch.tensor([1, 2]))
 
 
 def test_zero_init_starts_from_zero_output() -> None:

@@ -182,4 +182,12 @@ class ConditionalUNet(nn.Module):
             (B, out_channels, H, W) prediction (ε, v or x̂₀ depending on the objective it was trained with).
         """
         self._check(x_t, condition)
+        # diffusers would truncate a Python float to int64; keep fractional times (residual formulation) as floats.
+        timesteps = torch.as_tensor(timesteps, device=x_t.device)
+        if timesteps.ndim > 1 or (timesteps.ndim == 1 and timesteps.shape[0] != x_t.shape[0]):
+            raise MrisrInputError(
+                None,
+                f"timesteps {tuple(timesteps.shape)} must be a scalar or (B,) = ({x_t.shape[0]},)",
+                "pass one timestep per sample",
+            )
         return self.unet(torch.cat([x_t, condition.to(x_t.dtype)], dim=1), timesteps).sample
