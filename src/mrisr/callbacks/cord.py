@@ -1,4 +1,4 @@
-"""Cord morphometry of HR, LR and SR test volumes: MUCCA, mean CSA and mask agreement (evaluation.md §2-§4, §8).
+"""Cord morphometry of HR, LR and SR test volumes: MUCCA, mean CSA and mask agreement (docs/evaluation.md §2-§4, §8).
 
 Every volume is segmented on its **own grid** (LR is not interpolated first; Dewey et al.); the landmark (PMJ,
 value 50, or C2 body centre, value 2) is read once from the HR annotations and reused in world coordinates for
@@ -11,14 +11,13 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
 import nibabel as nib
 import numpy as np
 
-from mrisr.callbacks.image_metrics import FIELDS, INTERPOLATION_ORDERS
+from mrisr.callbacks.base import STATUS_FIELDS, EvaluationCallback, Table, check_baselines, safe_name
 from mrisr.eval.cord import (
     C2_LABEL,
     C2_OFFSET_MM,
@@ -30,21 +29,16 @@ from mrisr.eval.cord import (
     landmark_point,
 )
 from mrisr.eval.lesions import dice
-from mrisr.inference import interpolate_volume
 from mrisr.io.errors import MrisrInputError
 from mrisr.io.nifti import Volume
 from mrisr.io.regrid import resample_to_reference
 from mrisr.segmentation import CordSegmenter
-from mrisr.utils.atomic import save_figure_atomic, write_rows_atomic
+from mrisr.utils.atomic import save_figure_atomic
 
 log = logging.getLogger(__name__)
 
-CORD_FIELDS = (*FIELDS, "status")
+CORD_FIELDS = STATUS_FIELDS
 PERSLICE_FIELDS = ("subject", "setting", "method", "z_world_mm", "distance_mm", "csa_mm2", "in_window")
-
-
-def _safe_name(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
 
 def plane_positions_mm(affine: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
@@ -64,7 +58,7 @@ def plane_positions_mm(affine: np.ndarray, shape: tuple[int, int, int]) -> np.nd
     return (aff_ras @ ijk)[2]
 
 
-class CordMorphometryCallback(L.Callback):
+class CordMorphometryCallback(EvaluationCallback):
     """MUCCA (and mean CSA, mask Dice) of the HR reference, the LR input and the SR output of every test volume.
 
     Reads ``test_step`` outputs (``name``, ``setting``, ``method``, ``hr``, ``lr``, ``sr``, ``grid`` and optional
@@ -119,14 +113,13 @@ class CordMorphometryCallback(L.Callback):
     ) -> None:
         if window not in WINDOW_PRESETS:
             raise ValueError(f"unknown window {window!r}; choose from {sorted(WINDOW_PRESETS)}")
-        unknown = set(baselines) - set(INTERPOLATION_ORDERS)
-        if unknown:
-            raise ValueError(f"unknown baselines {sorted(unknown)}; choose from {sorted(INTERPOLATION_ORDERS)}")
+        self.baselines = check_baselines(baselines)
         if hr_mask not in ("annotation", "segmenter"):
             raise ValueError(f"hr_mask must be 'annotation' or 'segmenter', got {hr_mask!r}")
         if reference not in ("auto", "pmj", "c2"):
             raise ValueError(f"reference must be 'auto', 'pmj' or 'c2', got {reference!r}")
-        self.output_dir = Path(output_dir)
+        tables = {"metrics": Table(filename, CORD_FIELDS), "perslice": Table(perslice_filename, PERSLICE_FIELDS)}
+        super().__init__(output_dir, tables)
         self.segmenter = segmenter
         self.hr_mask = hr_mask
         self.reference = reference
@@ -135,21 +128,17 @@ class CordMorphometryCallback(L.Callback):
         self.convention = convention
         self.pmj_label = int(pmj_label)
         self.c2_label = int(c2_label)
-        self.baselines = tuple(baselines)
         self.trim_mm = float(trim_mm)
         self.filename = filename
         self.perslice_filename = perslice_filename
         self.qc_plots = qc_plots
-        self.rows: list[dict[str, Any]] = []
-        self.perslice: list[dict[str, Any]] = []
-        self._warned: set[str] = set()
+
+    @property
+    def perslice(self) -> list[dict[str, Any]]:
+        """Rows of the per-slice CSA table."""
+        return self.table_rows("perslice")
 
     # ---------------------------------------------------------------- helpers
-    def _warn_once(self, key: str, message: str, *args: Any) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            log.warning(message, *args)
-
     @property
     def backend(self) -> str:
         """Backend tag of segmenter-made masks."""
@@ -159,7 +148,7 @@ class CordMorphometryCallback(L.Callback):
     def _landmark(self, annotations: dict[str, Any]) -> tuple[str, np.ndarray] | None:
         labels = annotations.get("landmarks")
         if labels is None:
-            self._warn_once("landmarks", "cord morphometry: no landmarks in the test data; MUCCA is skipped")
+            self.warn_once("landmarks", "cord morphometry: no landmarks in the test data; MUCCA is skipped")
             return None
         data = np.asarray(labels.data)
         has_pmj = bool(np.any(np.isclose(data, self.pmj_label)))
@@ -168,7 +157,7 @@ class CordMorphometryCallback(L.Callback):
         if kind == "auto":
             kind = "pmj" if has_pmj else ("c2" if has_c2 else "none")
         if (kind == "pmj" and not has_pmj) or (kind == "c2" and not has_c2) or kind == "none":
-            self._warn_once(
+            self.warn_once(
                 "landmark-value",
                 "cord morphometry: the landmarks hold neither PMJ (%d) nor C2 (%d) as requested (%s); MUCCA skipped",
                 self.pmj_label,
@@ -181,12 +170,12 @@ class CordMorphometryCallback(L.Callback):
 
     def _segment(self, volume: Volume, method: str) -> Volume | None:
         if self.segmenter is None:
-            self._warn_once("segmenter", "cord morphometry: no segmenter configured; only the HR annotation is used")
+            self.warn_once("segmenter", "cord morphometry: no segmenter configured; only the HR annotation is used")
             return None
         try:
             return self.segmenter.segment(volume)
         except MrisrInputError as err:
-            self._warn_once(f"segment-{method}", "cord morphometry: segmentation of %s failed: %s", method, err)
+            self.warn_once(f"segment-{method}", "cord morphometry: segmentation of %s failed: %s", method, err)
             return None
 
     def _mean_csa(self, mask: Volume, lo_mm: float, hi_mm: float) -> float:
@@ -195,20 +184,8 @@ class CordMorphometryCallback(L.Callback):
         inside = (z_mm >= lo_mm) & (z_mm <= hi_mm) & np.isfinite(profile.csa_mm2)
         return float(profile.csa_mm2[inside].mean()) if inside.any() else math.nan
 
-    # ---------------------------------------------------------------- Lightning hooks
-    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.rows = []
-        self.perslice = []
-
-    def on_test_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
+    # ---------------------------------------------------------------- evaluation
+    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: dict[str, Any]) -> None:
         subject, setting = str(outputs["name"]), str(outputs["setting"])
         annotations: dict[str, Any] = outputs.get("annotations") or {}
         hr: Volume = outputs["hr"]
@@ -220,16 +197,16 @@ class CordMorphometryCallback(L.Callback):
             hr_mask = annotations["cord_mask"]
         else:
             if self.hr_mask == "annotation":
-                self._warn_once("cord_mask", "cord morphometry: no HR cord mask in the test data; segmenting HR")
+                self.warn_once("cord_mask", "cord morphometry: no HR cord mask in the test data; segmenting HR")
             hr_mask = self._segment(hr, "HR")
             hr_backend = self.backend
         if hr_mask is None or not np.any(np.asarray(hr_mask.data) > 0):
-            self._warn_once("no-hr", "cord morphometry: no HR cord mask for %s; skipped", subject)
+            self.warn_once("no-hr", "cord morphometry: no HR cord mask for %s; skipped", subject)
             return
 
         volumes: dict[str, Volume] = {"LR": outputs["lr"], str(outputs["method"]): outputs["sr"]}
         for name in self.baselines:
-            volumes[name] = interpolate_volume(outputs["lr"], outputs["grid"], order=INTERPOLATION_ORDERS[name])
+            volumes[name] = self.baseline(trainer, outputs, name)
         masks: dict[str, tuple[Volume, str]] = {"HR": (hr_mask, hr_backend)}
         for method, volume in volumes.items():
             mask = self._segment(volume, method)
@@ -246,10 +223,10 @@ class CordMorphometryCallback(L.Callback):
         for method, (mask, backend) in masks.items():
             row = {"subject": subject, "setting": setting, "method": method, "backend": backend}
             csa_mean = self._mean_csa(mask, lo_mm, hi_mm)
-            self.rows.append({**row, "metric": "csa_mean_mm2", "value": csa_mean, "status": "ok"})
+            self.add_row({**row, "metric": "csa_mean_mm2", "value": csa_mean, "status": "ok"})
             if method != "HR":
                 on_hr = resample_to_reference(mask, hr_mask, order=0) if mask.shape != hr_mask.shape else mask.data
-                self.rows.append({**row, "metric": "dice_vs_hr", "value": dice(on_hr, hr_mask.data), "status": "ok"})
+                self.add_row({**row, "metric": "dice_vs_hr", "value": dice(on_hr, hr_mask.data), "status": "ok"})
             if landmark is None:
                 continue
             kind, point = landmark
@@ -265,14 +242,14 @@ class CordMorphometryCallback(L.Callback):
             results[method] = result
             if result.status != "ok":
                 log.warning("cord morphometry: MUCCA of %s %s failed: %s", subject, method, result.reason)
-            self.rows.append({**row, "metric": "mucca_mm2", "value": result.mucca_mm2, "status": result.status})
+            self.add_row({**row, "metric": "mucca_mm2", "value": result.mucca_mm2, "status": result.status})
             self._add_profile(subject, setting, method, mask, result)
 
         key = {"HR": "hr", "LR": "lr", str(outputs["method"]): "sr"}
         for method, result in results.items():
             value = result.mucca_mm2
             if math.isfinite(value):
-                pl_module.log(f"test/mucca_{key.get(method, method)}", value, batch_size=1)
+                self.log_metric(f"test/mucca_{key.get(method, method)}", value)
         hr_value = results["HR"].mucca_mm2 if "HR" in results else math.nan
         for method, result in results.items():
             if method == "HR":
@@ -281,12 +258,13 @@ class CordMorphometryCallback(L.Callback):
             status = "ok" if math.isfinite(err) else "failed"
             backend = masks[method][1]
             base = {"subject": subject, "setting": setting, "method": method, "backend": backend, "status": status}
-            self.rows.append({**base, "metric": "mucca_abs_err", "value": abs(err)})
-            self.rows.append({**base, "metric": "mucca_rel_err", "value": err / hr_value if hr_value else math.nan})
+            self.add_row({**base, "metric": "mucca_abs_err", "value": abs(err)})
+            self.add_row({**base, "metric": "mucca_rel_err", "value": err / hr_value if hr_value else math.nan})
             if math.isfinite(err):
                 suffix = "" if key.get(method) == "sr" else f"_{key.get(method, method)}"
-                pl_module.log(f"test/mucca_abs_err{suffix}", abs(err), batch_size=1)
-        if self.qc_plots and results and trainer.is_global_zero:
+                self.log_metric(f"test/mucca_abs_err{suffix}", abs(err))
+        # Each rank plots its own test volumes (one file per subject).
+        if self.qc_plots and results:
             self._qc_plot(subject, setting, results)
 
     def _add_profile(self, subject: str, setting: str, method: str, mask: Volume, result: MuccaResult) -> None:
@@ -295,7 +273,7 @@ class CordMorphometryCallback(L.Callback):
         z_mm = plane_positions_mm(mask.affine, mask.shape)
         selected = set(result.slices)
         for z, d, a in zip(result.profile_z, result.profile_distance_mm, result.profile_csa_mm2, strict=True):
-            self.perslice.append(
+            self.add_row(
                 {
                     "subject": subject,
                     "setting": setting,
@@ -304,7 +282,8 @@ class CordMorphometryCallback(L.Callback):
                     "distance_mm": float(d),
                     "csa_mm2": float(a),
                     "in_window": int(int(z) in selected),
-                }
+                },
+                table="perslice",
             )
 
     def _qc_plot(self, subject: str, setting: str, results: dict[str, MuccaResult]) -> None:
@@ -325,14 +304,5 @@ class CordMorphometryCallback(L.Callback):
         ax.set_ylabel("CSA (mm²)")
         ax.set_title(f"{subject} — {setting} ({first.window})", fontsize=9)
         ax.legend(fontsize=7)
-        save_figure_atomic(fig, self.output_dir / f"cord_qc_{_safe_name(subject)}.png")
+        save_figure_atomic(fig, self.output_dir / f"cord_qc_{safe_name(subject)}.png")
         plt.close(fig)
-
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero:
-            return
-        if self.rows:
-            write_rows_atomic(self.rows, self.output_dir / self.filename, fields=CORD_FIELDS)
-            log.info("cord morphometry written to %s", self.output_dir / self.filename)
-        if self.perslice and self.perslice_filename:
-            write_rows_atomic(self.perslice, self.output_dir / self.perslice_filename, fields=PERSLICE_FIELDS)

@@ -1,35 +1,33 @@
-"""Image-similarity evaluation of whole test volumes, as tidy rows (evaluation.md §1)."""
+"""Image-similarity evaluation of whole test volumes, as tidy rows (docs/evaluation.md §1)."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 
+from mrisr.callbacks.base import INTERPOLATION_ORDERS, TIDY_FIELDS, EvaluationCallback, Table, check_baselines
 from mrisr.eval.image import image_metrics
-from mrisr.inference import interpolate_volume
-from mrisr.utils.atomic import write_rows_atomic
 
-log = logging.getLogger(__name__)
+# The tidy columns under their former name, for importers of this module.
+FIELDS = TIDY_FIELDS
 
-INTERPOLATION_ORDERS = {"nearest": 0, "linear": 1, "cubic": 3}
-FIELDS = ("subject", "setting", "method", "metric", "value", "backend")
+__all__ = ["FIELDS", "INTERPOLATION_ORDERS", "ImageMetricsCallback"]
 
 
-class ImageMetricsCallback(L.Callback):
+class ImageMetricsCallback(EvaluationCallback):
     """PSNR and mean SSIM of the model and of interpolation baselines against HR, per test volume.
 
     Expects ``test_step`` outputs with ``name``, ``setting``, ``hr``, ``lr``, ``sr``, ``grid`` and ``method``.
-    Rows go to ``<output_dir>/<filename>`` and to the logger (``test/psnr``, ``test/ssim``, ``test/psnr_cubic``…).
+    Rows (:data:`~mrisr.callbacks.base.TIDY_FIELDS`) go to ``<output_dir>/<filename>``; the logger gets the means
+    over the test volumes (``test/psnr``, ``test/ssim``, ``test/psnr_cubic``…).
 
     Args:
         output_dir: directory of the CSV (the run directory).
         filename: CSV file name.
         baselines: interpolation baselines evaluated beside the model (``nearest``, ``linear``, ``cubic``).
-        percentile: HR intensity percentile mapped to 1 before comparing (evaluation.md §1).
+        percentile: HR intensity percentile mapped to 1 before comparing (docs/evaluation.md §1).
     """
 
     def __init__(
@@ -39,34 +37,20 @@ class ImageMetricsCallback(L.Callback):
         baselines: Sequence[str] = ("nearest", "linear", "cubic"),
         percentile: float = 99.5,
     ) -> None:
-        unknown = set(baselines) - set(INTERPOLATION_ORDERS)
-        if unknown:
-            raise ValueError(f"unknown baselines {sorted(unknown)}; choose from {sorted(INTERPOLATION_ORDERS)}")
-        self.path = Path(output_dir) / filename
-        self.baselines = tuple(baselines)
+        self.baselines = check_baselines(baselines)
+        super().__init__(output_dir, {"metrics": Table(filename, TIDY_FIELDS)})
+        self.path = self.output_dir / filename
         self.percentile = percentile
-        self.rows: list[dict[str, Any]] = []
 
-    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.rows = []
-
-    def on_test_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
+    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: dict[str, Any]) -> None:
         candidates = {"SR": outputs["sr"]}
         for name in self.baselines:
-            candidates[name] = interpolate_volume(outputs["lr"], outputs["grid"], order=INTERPOLATION_ORDERS[name])
+            candidates[name] = self.baseline(trainer, outputs, name)
         for method, volume in candidates.items():
             metrics = image_metrics(volume, outputs["hr"], percentile=self.percentile)
             for metric in ("psnr", "ssim"):
                 value = float(metrics[metric])
-                self.rows.append(
+                self.add_row(
                     {
                         "subject": outputs["name"],
                         "setting": outputs["setting"],
@@ -77,9 +61,4 @@ class ImageMetricsCallback(L.Callback):
                     }
                 )
                 suffix = "" if method == "SR" else f"_{method}"
-                pl_module.log(f"test/{metric}{suffix}", value, batch_size=1)
-
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.is_global_zero and self.rows:
-            write_rows_atomic(self.rows, self.path, FIELDS)
-            log.info("test metrics written to %s", self.path)
+                self.log_metric(f"test/{metric}{suffix}", value)

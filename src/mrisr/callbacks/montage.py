@@ -2,43 +2,37 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 
-from mrisr.inference import interpolate_volume
+from mrisr.callbacks.base import EvaluationCallback, safe_name
 from mrisr.io.regrid import resample_to_reference
 from mrisr.utils.atomic import save_figure_atomic
 
-log = logging.getLogger(__name__)
 
-
-class MontageCallback(L.Callback):
+class MontageCallback(EvaluationCallback):
     """Writes ``<output_dir>/montage_<subject>.png`` for the first ``max_volumes`` test volumes.
 
     The plane is the one with the most anatomy along the shorter in-plane axis, cropped to the object; the
     through-plane axis runs vertically (index 0 at the bottom) so the thick-slice blocks of the LR input are
-    visible. All panels share the HR grey-level window.
+    visible. All panels share the HR grey-level window. Under a multi-process strategy the rank that evaluates a
+    volume draws it (``written`` lists this rank's files).
+
+    Args:
+        output_dir: Directory of the PNG files.
+        max_volumes: Number of test volumes (in test-set order, per dataloader) drawn.
     """
 
     def __init__(self, output_dir: str, max_volumes: int = 3) -> None:
-        self.output_dir = Path(output_dir)
+        super().__init__(output_dir, tables={})
         self.max_volumes = max_volumes
         self.written: list[Path] = []
 
-    def on_test_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        if not trainer.is_global_zero or batch_idx >= self.max_volumes:
+    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: dict[str, Any]) -> None:
+        if self.current_item.position >= self.max_volumes:
             return
         import matplotlib
 
@@ -48,8 +42,8 @@ class MontageCallback(L.Callback):
         hr = outputs["hr"]
         axis = outputs["grid"].axis
         panels = {
-            "LR (nearest)": interpolate_volume(outputs["lr"], outputs["grid"], order=0),
-            "cubic": interpolate_volume(outputs["lr"], outputs["grid"], order=3),
+            "LR (nearest)": self.baseline(trainer, outputs, "nearest"),
+            "cubic": self.baseline(trainer, outputs, "cubic"),
             f"SR ({outputs['method']})": outputs["sr"],
         }
         images = {name: resample_to_reference(v, hr, order=1) for name, v in panels.items()}
@@ -77,7 +71,6 @@ class MontageCallback(L.Callback):
             ax.set_title(name, fontsize=9)
             ax.axis("off")
         fig.suptitle(f"{outputs['name']} — {outputs['setting']}", fontsize=9)
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in outputs["name"])
-        path = save_figure_atomic(fig, self.output_dir / f"montage_{safe}.png")
+        path = save_figure_atomic(fig, self.output_dir / f"montage_{safe_name(outputs['name'])}.png")
         plt.close(fig)
         self.written.append(path)

@@ -1,4 +1,4 @@
-"""Vertebra topology of HR, LR and SR test volumes: Betti errors, detection rate, Dice (evaluation.md §6, §8).
+"""Vertebra topology of HR, LR and SR test volumes: Betti errors, detection rate, Dice (docs/evaluation.md §6, §8).
 
 No vertebra segmenter can run offline here (SPINEPS and TotalSpineSeg download their weights), so predictions
 come from a user ``segment_fn`` (any callable ``Volume -> Volume`` of instance labels, or an object with a
@@ -8,24 +8,18 @@ HR grid). Predictions are made on each volume's own grid and brought onto the HR
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
 import numpy as np
 
-from mrisr.callbacks.image_metrics import INTERPOLATION_ORDERS
+from mrisr.callbacks.base import STATUS_FIELDS, EvaluationCallback, Table, check_baselines
 from mrisr.eval.topology import CERVICAL_LABELS, TopologyResult, instance_betti, vertebra_topology
-from mrisr.inference import interpolate_volume
 from mrisr.io.nifti import Volume
 from mrisr.io.regrid import resample_to_reference
-from mrisr.utils.atomic import write_rows_atomic
 
-log = logging.getLogger(__name__)
-
-TOPOLOGY_FIELDS = ("subject", "setting", "method", "metric", "value", "backend", "status")
+TOPOLOGY_FIELDS = STATUS_FIELDS
 VERTEBRA_FIELDS = (
     "subject",
     "setting",
@@ -54,7 +48,7 @@ SUMMARY_METRICS = (
 SegmentFn = Callable[[Volume], Volume]
 
 
-class TopologyCallback(L.Callback):
+class TopologyCallback(EvaluationCallback):
     """Betti-number error rates, detection rate and Dice of vertebra instance segmentations of HR, LR and SR.
 
     Reads ``test_step`` outputs (``name``, ``setting``, ``method``, ``hr``, ``lr``, ``sr``, ``grid``) and the
@@ -92,10 +86,9 @@ class TopologyCallback(L.Callback):
         filename: str = "topology_metrics.csv",
         vertebra_filename: str | None = "topology_vertebrae.csv",
     ) -> None:
-        unknown = set(baselines) - set(INTERPOLATION_ORDERS)
-        if unknown:
-            raise ValueError(f"unknown baselines {sorted(unknown)}; choose from {sorted(INTERPOLATION_ORDERS)}")
-        self.output_dir = Path(output_dir)
+        self.baselines = check_baselines(baselines)
+        tables = {"metrics": Table(filename, TOPOLOGY_FIELDS), "vertebrae": Table(vertebra_filename, VERTEBRA_FIELDS)}
+        super().__init__(output_dir, tables)
         self.segment_fn = segment_fn
         self.options = {
             "rule": rule,
@@ -106,17 +99,13 @@ class TopologyCallback(L.Callback):
             "exclude_caudal": exclude_caudal,
             "exclude_border": exclude_border,
         }
-        self.baselines = tuple(baselines)
         self.filename = filename
         self.vertebra_filename = vertebra_filename
-        self.rows: list[dict[str, Any]] = []
-        self.vertebra_rows: list[dict[str, Any]] = []
-        self._warned: set[str] = set()
 
-    def _warn_once(self, key: str, message: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            log.warning(message)
+    @property
+    def vertebra_rows(self) -> list[dict[str, Any]]:
+        """Rows of the per-vertebra table."""
+        return self.table_rows("vertebrae")
 
     @property
     def backend(self) -> str:
@@ -130,33 +119,21 @@ class TopologyCallback(L.Callback):
         fn = getattr(self.segment_fn, "segment", self.segment_fn)
         return fn(volume)
 
-    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.rows = []
-        self.vertebra_rows = []
-
-    def on_test_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
+    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: dict[str, Any]) -> None:
         subject, setting = str(outputs["name"]), str(outputs["setting"])
         annotations: dict[str, Any] = outputs.get("annotations") or {}
         gt_volume: Volume | None = annotations.get("vertebrae")
         if gt_volume is None:
-            self._warn_once("gt", "topology: no 'vertebrae' annotation in the test data; topology skipped")
+            self.warn_once("gt", "topology: no 'vertebrae' annotation in the test data; topology skipped")
             return
         hr: Volume = outputs["hr"]
         gt = np.rint(resample_to_reference(gt_volume, hr, order=0)).astype(np.int64)
         base = {"subject": subject, "setting": setting}
         if self.segment_fn is None:
-            self._warn_once("segment_fn", "topology: no segment_fn configured; only the GT Betti numbers are written")
+            self.warn_once("segment_fn", "topology: no segment_fn configured; only the GT Betti numbers are written")
             for value, betti in instance_betti(gt).items():
                 for k, b in enumerate(betti):
-                    self.rows.append(
+                    self.add_row(
                         {
                             **base,
                             "method": "GT",
@@ -169,7 +146,7 @@ class TopologyCallback(L.Callback):
             return
         volumes: dict[str, Volume] = {"HR": hr, "LR": outputs["lr"], str(outputs["method"]): outputs["sr"]}
         for name in self.baselines:
-            volumes[name] = interpolate_volume(outputs["lr"], outputs["grid"], order=INTERPOLATION_ORDERS[name])
+            volumes[name] = self.baseline(trainer, outputs, name)
         key = {"HR": "_hr", "LR": "_lr", str(outputs["method"]): ""}
         for method, volume in volumes.items():
             labels = self._segment(volume)
@@ -179,17 +156,17 @@ class TopologyCallback(L.Callback):
             for metric in ("detection_rate", "b0_error_rate", "b1_error_rate"):
                 value = result.summary[metric]
                 if np.isfinite(value):
-                    pl_module.log(f"test/{metric}{key.get(method, '_' + method)}", value, batch_size=1)
+                    self.log_metric(f"test/{metric}{key.get(method, '_' + method)}", value)
 
     def _record(self, base: dict[str, str], method: str, result: TopologyResult) -> None:
         for metric in SUMMARY_METRICS:
             value = float(result.summary[metric])
             status = "ok" if np.isfinite(value) else "empty"
-            self.rows.append(
+            self.add_row(
                 {**base, "method": method, "metric": metric, "value": value, "backend": self.backend, "status": status}
             )
         for r in result.records:
-            self.vertebra_rows.append(
+            self.add_row(
                 {
                     **base,
                     "method": method,
@@ -203,14 +180,6 @@ class TopologyCallback(L.Callback):
                     "b1_error": int(r.b1_error),
                     "b2_error": int(r.b2_error),
                     "dice": r.dice,
-                }
+                },
+                table="vertebrae",
             )
-
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero:
-            return
-        if self.rows:
-            write_rows_atomic(self.rows, self.output_dir / self.filename, fields=TOPOLOGY_FIELDS)
-            log.info("topology metrics written to %s", self.output_dir / self.filename)
-        if self.vertebra_rows and self.vertebra_filename:
-            write_rows_atomic(self.vertebra_rows, self.output_dir / self.vertebra_filename, fields=VERTEBRA_FIELDS)
