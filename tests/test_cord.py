@@ -1,4 +1,4 @@
-"""Cord CSA and MUCCA (evaluation.md §2-§3, tests §9.1-§9.7), the MUCCA CLI and the morphometry callback."""
+"""Cord CSA and MUCCA (docs/evaluation.md §2-§3, tests §9.1-§9.7), the MUCCA CLI and the morphometry callback."""
 
 from __future__ import annotations
 
@@ -196,7 +196,7 @@ def pam50(shared_data: Path) -> dict[str, nib.Nifti1Image]:
     }
 
 
-PAM50_TABLE = {  # preset: (SCT slices, MUCCA, inclusive slices, inclusive MUCCA) — evaluation.md §3.1
+PAM50_TABLE = {  # preset: (SCT slices, MUCCA, inclusive slices, inclusive MUCCA) — docs/evaluation.md §3.1
     "dewey2024_text": ((213, 227), 70.60, (213, 227), 70.60),
     "sct_tutorial": ((220, 234), 67.27, (221, 235), 66.73),
     "bedard2022": ((221, 230), 67.80, (221, 230), 67.80),

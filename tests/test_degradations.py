@@ -1,4 +1,4 @@
-"""Property tests of the degradation transforms and of every preset in ``conf/degradation/`` (physics.md §6–§7).
+"""Property tests of the degradation transforms and of every preset in ``conf/degradation/`` (docs/physics.md §6–§7).
 
 Presets are globbed, so a degradation added later as one YAML file is tested here without edits: shapes and
 spacing kept, identity at zero severity / probability 0, determinism under a seed, flat field kept by the geometric
@@ -281,7 +281,7 @@ def test_preset_flat_field(name: str) -> None:
 
 @pytest.mark.parametrize("name", PRESETS)
 def test_preset_centre_of_mass_alignment(name: str) -> None:
-    """HR/LR centre of mass of a blob of σ = max(2, s) px agrees within 0.05 px (physics.md §7)."""
+    """HR/LR centre of mass of a blob of σ = max(2, s) px agrees within 0.05 px (docs/physics.md §7)."""
     spacing = 1.0
     degradation = build(name)
     stack = stack_of(degradation, lambda s: s.preserves_alignment)
@@ -325,7 +325,7 @@ def test_preset_centre_of_mass_alignment(name: str) -> None:
 
 @pytest.mark.parametrize("name", PRESETS)
 def test_preset_kernel_fwhm(name: str) -> None:
-    """Every slice-profile kernel of the preset has the FWHM of its thickness (physics.md §2.2, §7)."""
+    """Every slice-profile kernel of the preset has the FWHM of its thickness (docs/physics.md §2.2, §7)."""
     stack = as_stack(build(name))
     profiles = [s for s in [*stack.steps, *(stack.test_time.steps if stack.test_time else [])]]
     for step in profiles:
@@ -353,7 +353,7 @@ def test_preset_kernel_fwhm(name: str) -> None:
 
 
 def test_kernel_table_of_the_spec() -> None:
-    """physics.md §2.4 / §6: f, parity L and s for the Graf and PRETTIER settings, to 3 decimals."""
+    """docs/physics.md §2.4 / §6: f, parity L and s for the Graf and PRETTIER settings, to 3 decimals."""
     table = [  # (Δ, T, S, f, L parity, s)
         (0.8571, 4.00, 4.00, 4.558, 11, 4.667),
         (0.8571, 6.00, 6.00, 6.929, 15, 7.000),
@@ -466,7 +466,7 @@ def test_gap_kernel_is_centred_and_unit_sum() -> None:
 
 
 def test_random_gap_rows_follow_graf_rule() -> None:
-    """g = ⌊u·0.5·s + s/10⌋ + 1: 1–3 rows at 4 mm and 2–7 rows at 8.75 mm for Δ = 0.8571 mm (physics.md §6)."""
+    """g = ⌊u·0.5·s + s/10⌋ + 1: 1–3 rows at 4 mm and 2–7 rows at 8.75 mm for Δ = 0.8571 mm (docs/physics.md §6)."""
     generator = torch.Generator().manual_seed(0)
     for thickness, expected in ((4.0, {1, 2, 3}), (8.75, {2, 3, 4, 5, 6, 7})):
         gap = RandomSliceGap(separation_mm=thickness)

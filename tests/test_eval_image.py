@@ -1,4 +1,4 @@
-"""Tests of image-similarity metrics and world-coordinate resampling (evaluation.md §1)."""
+"""Tests of image-similarity metrics and world-coordinate resampling (docs/evaluation.md §1)."""
 
 from __future__ import annotations
 
@@ -263,7 +263,7 @@ def test_coarse_grid_compares_in_world_coordinates() -> None:
     shape = (32, 30, 40)
     hr_affine = _oblique_affine((1.0, 1.0, 1.0))
     hr = Volume(_poly(_world(hr_affine, shape)), hr_affine)
-    # Same-FOV 2x coarser grid along axis 2 (physics.md §3): zoom x2, origin moved by +0.5 voxel.
+    # Same-FOV 2x coarser grid along axis 2 (docs/physics.md §3): zoom x2, origin moved by +0.5 voxel.
     coarse_affine = hr_affine.copy()
     coarse_affine[:3, 2] *= 2.0
     coarse_affine[:3, 3] += hr_affine[:3, 2] * 0.5

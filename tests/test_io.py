@@ -1,4 +1,4 @@
-"""Tests of NIfTI loading/saving, input validation and slice-geometry detection (physics.md §3-§4)."""
+"""Tests of NIfTI loading/saving, input validation and slice-geometry detection (docs/physics.md §3-§4)."""
 
 from __future__ import annotations
 
@@ -489,7 +489,7 @@ def test_volume_header_follows_a_new_affine() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Slice-axis detection: reference cases of physics.md §4 on the shared data
+# Slice-axis detection: reference cases of docs/physics.md §4 on the shared data
 
 
 def test_reference_thick_t2_axial() -> None:

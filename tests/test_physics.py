@@ -1,4 +1,4 @@
-"""Property tests of the thick-slice physics (physics.md §1–§3 and the §7 property table).
+"""Property tests of the thick-slice physics (docs/physics.md §1–§3 and the §7 property table).
 
 Every test asserts a physical property (flat field, centre of mass, FWHM, geometry, identity,
 linearity, path equivalence), on small synthetic arrays.

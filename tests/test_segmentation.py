@@ -1,4 +1,4 @@
-"""Cord segmentation backends (evaluation.md §4): classical, provided, SCT command line, and ``mrisr.segment``."""
+"""Cord segmentation backends (docs/evaluation.md §4): classical, provided, SCT command line, and ``mrisr.segment``."""
 
 from __future__ import annotations
 

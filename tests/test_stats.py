@@ -1,4 +1,4 @@
-"""Cohort statistics (evaluation.md §5): reference values, algebraic identities and recovery of planted effects.
+"""Cohort statistics (docs/evaluation.md §5): reference values, algebraic identities and recovery of planted effects.
 
 Recovery checks use 99 % intervals (``CONFIDENCE``): with a dozen planted quantities, 95 % intervals would miss one
 of them in about half of all seeds.

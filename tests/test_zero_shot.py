@@ -58,7 +58,7 @@ def test_one_cycle_schedule_shape() -> None:
 
 @pytest.mark.parametrize(("scale", "lr_rows"), [(4.0, 8), (3.3, 10), (2.5, 8)])
 def test_training_pair_equals_crop_of_whole_plane(scale: float, lr_rows: int) -> None:
-    """physics.md §7: the LR patch equals the whole plane blurred and sampled at the same absolute positions."""
+    """docs/physics.md §7: the LR patch equals the whole plane blurred and sampled at the same absolute positions."""
     volume = torch.rand(80, 70, 5, generator=torch.Generator().manual_seed(0))
     kernel = slice_kernel(kernel_fwhm_voxels(3.0, 1.0), "slr")
     patch = PatchGeometry(lr_rows=lr_rows, hr_rows=round(scale * lr_rows), cols=12, scale=scale)

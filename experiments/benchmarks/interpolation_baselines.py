@@ -2,7 +2,7 @@
 
 Dewey et al. (2024) settings T||G = 3||0, 3||0.3, 3||0.5, 3||1 (T = 3 mm, S = 3.0, 3.3, 3.5, 4.0 mm), SLR profile,
 variance convention, sagittal slices along axis 2 of the 1 mm HR spines errsm_11/18/21. Metrics on the HR grid with the
-intensity rule of evaluation.md §1 (HR 99.5th foreground percentile → 1, clip [0, 1]), whole volume and inside the
+intensity rule of docs/evaluation.md §1 (HR 99.5th foreground percentile → 1, clip [0, 1]), whole volume and inside the
 manual cord mask.
 
 Run: ``.venv/bin/python experiments/benchmarks/interpolation_baselines.py`` → ``results/interpolation_baselines.csv``

@@ -4,7 +4,7 @@ For each subject (errsm_11/18/21, 1 mm sagittal T2w) and Dewey et al. setting T|
 T = 3 mm, S = 3.0/3.3/3.5/4.0 mm, SLR profile, slices along axis 2), the LR volume is simulated once (seeded) and
 super-resolved by cubic interpolation and by ``model=<model>`` with ``max_time_s`` = each budget (fit + inference;
 the measured wall time from model construction to the SR volume, excluding process start-up, config composition and
-file I/O, is reported beside it). PSNR / mean SSIM on the HR grid (evaluation.md §1). With ``run-eclare`` on
+file I/O, is reported beside it). PSNR / mean SSIM on the HR grid (docs/evaluation.md §1). With ``run-eclare`` on
 PATH an ECLARE column is added (run from its own environment; never a dependency of mrisr).
 
 Results are appended to ``results/zeroshot_budget.csv`` (rows already present are skipped, so an interrupted run

@@ -41,7 +41,7 @@ def as_volume(image: ImageLike, allow_constant: bool = False) -> Volume:
 def simulation_axis(volume: Volume, axis: int | Literal["auto"]) -> int:
     """Axis along which thick slices are simulated.
 
-    ``auto``: an anisotropic input is re-thickened along its own slice axis (physics.md §4 detection). An isotropic
+    ``auto``: an anisotropic input is re-thickened along its own slice axis (docs/physics.md §4 detection). An isotropic
     input has no slice axis; the header's ``dim_info`` slice dimension is used when set, otherwise the axis with the
     fewest voxels (the slab direction of most 3-D acquisitions), with a warning naming the choice.
     """
@@ -78,7 +78,7 @@ def simulate(
     noise_std: float = 0.0,
     seed: int = 0,
 ) -> nib.Nifti1Image:
-    """Simulate a thick-slice acquisition of ``image`` (physics.md §1) with an exact affine.
+    """Simulate a thick-slice acquisition of ``image`` (docs/physics.md §1) with an exact affine.
 
     Args:
         image: HR volume.
@@ -87,7 +87,7 @@ def simulate(
         separation_mm: slice separation S (mm).
         axis: through-plane axis or ``auto`` (:func:`simulation_axis`).
         profile: slice profile kind.
-        fwhm_convention: ``variance`` or ``absolute`` (physics.md §2.2).
+        fwhm_convention: ``variance`` or ``absolute`` (docs/physics.md §2.2).
         kernel_file: 1-D kernel (.npy) for ``profile="file"``.
         noise_std: additive Gaussian noise SD as a fraction of the 99.5th foreground percentile.
         seed: noise seed.
@@ -157,6 +157,6 @@ def super_resolve(
 
 
 def evaluate(sr: ImageLike, hr: ImageLike, mask: ImageLike | None = None, percentile: float = 99.5) -> dict[str, Any]:
-    """PSNR and mean SSIM of ``sr`` against ``hr`` on the HR grid (evaluation.md §1); masked variants with ``mask``."""
+    """PSNR and mean SSIM of ``sr`` against ``hr`` on the HR grid (docs/evaluation.md §1); masked with ``mask``."""
     mask_volume = as_volume(mask, allow_constant=True) if mask is not None else None
     return image_metrics(as_volume(sr), as_volume(hr), mask=mask_volume, percentile=percentile)

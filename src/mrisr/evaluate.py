@@ -1,7 +1,7 @@
 """``python -m mrisr.evaluate sr=SR.nii.gz hr=HR.nii.gz [mask=M.nii.gz] [output=metrics.csv]``.
 
 Compares on the HR grid (SR resampled by world coordinates when the grids differ) with the intensity rule of
-evaluation.md §1, and prints the metrics as one JSON object on the last line.
+docs/evaluation.md §1, and prints the metrics as one JSON object on the last line.
 """
 
 from __future__ import annotations

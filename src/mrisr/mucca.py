@@ -1,6 +1,6 @@
 """``python -m mrisr.mucca image=T2w.nii.gz [seg=SEG.nii.gz] [segmenter=classical] (pmj=PMJ.nii.gz | c2=LAB.nii.gz)``.
 
-Mean upper cervical cord area (evaluation.md §3): the cord mask is read from ``seg`` or computed by the
+Mean upper cervical cord area (docs/evaluation.md §3): the cord mask is read from ``seg`` or computed by the
 configured segmenter on the image's own grid; the landmark (PMJ label value 50, or C2 body centre value 2 for
 fields of view that start below the PMJ, §3.2) is converted to a world position and projected onto the mask's
 centerline. Prints a summary and, on the last line, one JSON object with ``mucca_mm2``. A window that does not

@@ -1,6 +1,6 @@
 """``python -m mrisr.segment image=T2w.nii.gz output=seg.nii.gz [segmenter=classical|provided|sct|unet]``.
 
-Segments the spinal cord on the image's own grid (evaluation.md §4) and writes the mask atomically with the
+Segments the spinal cord on the image's own grid (docs/evaluation.md §4) and writes the mask atomically with the
 image's geometry. Prints one JSON object on the last line: output path, backend, voxel count and volume (mm³),
 and the slice range of the mask. The input is never modified.
 """

@@ -1,6 +1,6 @@
 """``python -m mrisr.simulate input=HR.nii.gz output=LR.nii.gz thickness=3 gap=1 [axis=2] [profile=slr] [seed=0]``.
 
-Writes the simulated thick-slice volume with an exact affine (physics.md §1, §3) and prints one JSON line with the
+Writes the simulated thick-slice volume with an exact affine (docs/physics.md §1, §3) and prints one JSON line with the
 applied parameters. ``notation="3||1"`` (Dewey et al.) may replace thickness/gap. The input is never modified.
 
 ``degradation=<preset>`` applies a preset of ``conf/degradation/`` instead (same seed → identical output, another

@@ -1,4 +1,4 @@
-"""Clinical correlations of test-set measurements at the end of testing (Dewey et al.; evaluation.md §5)."""
+"""Clinical correlations of test-set measurements at the end of testing (Dewey et al.; docs/evaluation.md §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Self-training pairs from one thick-slice volume (SMORE: Zhao et al., IEEE TMI 2021; models.md §1.2–§1.4).
+"""Self-training pairs from one thick-slice volume (SMORE: Zhao et al., IEEE TMI 2021; docs/models.md §1.2–§1.4).
 
 The volume's own in-plane data play the role of the high-resolution truth: an in-plane axis is blurred with the
 slice profile of the acquisition (the same :func:`mrisr.physics.slice_kernel` as every simulation) and sampled with
@@ -6,11 +6,11 @@ the slice separation, giving (LR, HR) patch pairs whose LR rows look like the th
 
 Batches are synthesised in a few vectorised tensor operations:
 1. once per volume: half-sample-symmetric padding in-plane, blur along each in-plane axis (the whole plane, so patch
-   borders never see padding of the patch itself; physics.md §7 "patch = crop of whole"), and the joint
+   borders never see padding of the patch itself; docs/physics.md §7 "patch = crop of whole"), and the joint
    gradient-weighted sampling density of patch centres (§1.4);
 2. per batch: centres drawn from the density, one of the 8 dihedral in-plane variants per sample (which in-plane axis
    plays the thick-slice axis, and row/column flips), a gather of the blurred window and the HR target, and one
-   matrix product with the same-FOV cubic B-spline sampling matrix (physics.md §3) that turns the window into the
+   matrix product with the same-FOV cubic B-spline sampling matrix (docs/physics.md §3) that turns the window into the
    LR rows.
 """
 
@@ -32,7 +32,7 @@ from mrisr.physics.resample import interpolation_matrix
 Sampling = Literal["gradient", "uniform"]
 
 # Rows of B-spline support kept around the blurred window so the spline prefilter of the window matches the whole
-# plane's (physics.md §7: m ≥ 8 for a prefiltered B-spline).
+# plane's (docs/physics.md §7: m ≥ 8 for a prefiltered B-spline).
 SPLINE_MARGIN = 8
 
 
@@ -66,7 +66,7 @@ class PatchGeometry:
 
 
 def gradient_density(volume: np.ndarray, sigma: float = 1.0) -> np.ndarray:
-    """Patch-centre density w = Σ_axes √|∂(G_σ ⊛ I)/∂axis| (central differences; models.md §1.4), normalised."""
+    """Patch-centre density w = Σ_axes √|∂(G_σ ⊛ I)/∂axis| (central differences; docs/models.md §1.4), normalised."""
     smooth = ndimage.gaussian_filter(volume.astype(np.float64), sigma=sigma, mode="reflect")
     weight = np.zeros_like(smooth)
     for axis in range(volume.ndim):

@@ -68,7 +68,7 @@ def thickness_grid(low_mm: float, high_mm: float, step_mm: float) -> list[float]
 
 
 class SliceProfile(IntensityDegradation):
-    """Through-plane blur with the slice profile of thickness T: ``k_f ⊛_a x`` (physics.md §1–2, §6 row 3).
+    """Through-plane blur with the slice profile of thickness T: ``k_f ⊛_a x`` (docs/physics.md §1–2, §6 row 3).
 
     The kernel FWHM in HR voxels is f = √(T² − Δ²)/Δ (``variance``, default) or T/Δ (``absolute``), Δ the HR spacing
     along the through-plane axis; T ≤ Δ under ``variance`` gives the identity. Half-sample symmetric boundaries.
@@ -78,7 +78,7 @@ class SliceProfile(IntensityDegradation):
         thickness_mm: slice thickness T = FWHM of the slice profile (mm).
         separation_mm: slice separation S (mm); None = T.
         profile: ``slr`` (Shinnar–Le Roux 90° pulse, default), ``gaussian``, ``rect`` or ``file``.
-        fwhm_convention: ``variance`` or ``absolute`` (physics.md §2.2).
+        fwhm_convention: ``variance`` or ``absolute`` (docs/physics.md §2.2).
         discretization: ``point`` / ``area`` / None (the profile's default).
         support: kernel length rule: ``default``, ``parity`` (2·round(f) + 1, radifox / Graf et al.) or an odd int.
         slr_tb: SLR time-bandwidth product.
@@ -164,7 +164,7 @@ class SliceProfile(IntensityDegradation):
 
 
 class RandomSliceProfile(RandomIntensityDegradation):
-    """Multi-PSF: a slice thickness drawn per sample from a discrete set (physics.md §6 row 3; Table 2 rows 4–8).
+    """Multi-PSF: a slice thickness drawn per sample from a discrete set (docs/physics.md §6 row 3; Table 2 rows 4–8).
 
     T is drawn uniformly from ``thicknesses_mm`` or from the grid ``thickness_range_mm`` in ``thickness_step_mm``
     steps (default 4.00 … 9.00 mm in 0.25 mm: 21 kernels; Graf et al.'s code uses 4.00 … 8.75). The separation is
@@ -296,7 +296,7 @@ class SliceGap(IntensityDegradation):
 
 
 class RandomSliceGap(RandomIntensityDegradation):
-    """Interslice-gap randomisation (physics.md §6 row 4; Table 2 rows 5–8).
+    """Interslice-gap randomisation (docs/physics.md §6 row 4; Table 2 rows 5–8).
 
     Number of rows g = ⌊u·``row_fraction``·s + ``base_fraction``·s⌋ + 1 with u ~ U(0, 1) and s = S/Δ the
     separation in HR rows (Graf et al.: 1–3 rows at 4 mm, 2–7 at 8.75 mm for Δ = 0.8571 mm); weights
@@ -373,10 +373,10 @@ class RandomSliceGap(RandomIntensityDegradation):
 
 
 class Downsample(SpatialDegradation):
-    """Same-FOV sampling of the slice stack: S_s with s = S/Δ (physics.md §1, §3; §6 row 5).
+    """Same-FOV sampling of the slice stack: S_s with s = S/Δ (docs/physics.md §1, §3; §6 row 5).
 
     LR slice j sits at HR position p_j = (N − 1)/2 + (j − (N' − 1)/2)·s, N' = round(N/s); cubic B-spline
-    interpolation, border clamping. The LR affine (TorchIO path) follows physics.md §3 exactly.
+    interpolation, border clamping. The LR affine (TorchIO path) follows docs/physics.md §3 exactly.
 
     Args:
         separation_mm: slice separation S (mm); None = the separation set by the preceding slice-profile step.
@@ -428,7 +428,7 @@ class Downsample(SpatialDegradation):
 
 
 class Upsample(SpatialDegradation):
-    """Bring the LR stack back onto the HR grid: S_{1/s} (physics.md §1; Graf et al.'s down-and-up, §6 row 5).
+    """Bring the LR stack back onto the HR grid: S_{1/s} (docs/physics.md §1; Graf et al.'s down-and-up, §6 row 5).
 
     HR voxel i reads the LR spline interpolant at (i − p_0)/s (:func:`mrisr.physics.upsample_to_grid`), so the grids
     nest exactly and no content moves.

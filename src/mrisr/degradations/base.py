@@ -227,14 +227,14 @@ class DegradationTransform(tio.Transform):
     Args:
         axis: spatial through-plane axis used when the transform runs on its own on a TorchIO subject (default 2);
             inside a :class:`~mrisr.degradations.stack.DegradationStack` the stack's axis is used.
-        train_only: skip this step in test-time whole-volume degradations (physics.md §6, "train only").
+        train_only: skip this step in test-time whole-volume degradations (docs/physics.md §6, "train only").
     """
 
     #: ``lr``: degrades the LR branch; ``both``: applied to HR and LR alike (before the LR branch exists).
     branch: ClassVar[Branch] = "lr"
-    #: A constant image stays constant (geometry-only steps; physics.md §7 flat-field test).
+    #: A constant image stays constant (geometry-only steps; docs/physics.md §7 flat-field test).
     preserves_flat_field: ClassVar[bool] = True
-    #: Does not move content between the HR and LR branches (centre-of-mass test, physics.md §7).
+    #: Does not move content between the HR and LR branches (centre-of-mass test, docs/physics.md §7).
     preserves_alignment: ClassVar[bool] = True
     #: Grid the LR branch must be on when the step is planned (None = either).
     requires_grid: ClassVar[Grid | None] = None

@@ -1,6 +1,6 @@
 """Fair evaluation inputs: test-time degradations seeded per subject, recorded, optionally cached on disk.
 
-Every model in a comparison must see bit-identical LR inputs (style.md "fair benchmarks"). The seed of a subject is
+Every model in a comparison must see bit-identical LR inputs (docs/style.md "fair benchmarks"). The seed of a subject is
 a stable hash of the base seed and the subject name (independent of the order or number of subjects and of the
 process), the degradation is a pure function of (volume, seed), and the parameters of every applied step are
 returned as a JSON-ready record to be written next to the results. :class:`DegradedInputCache` stores the LR

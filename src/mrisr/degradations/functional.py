@@ -1,4 +1,4 @@
-"""Pure tensor functions behind the degradation transforms (physics.md §6, Graf et al. 2024 stack).
+"""Pure tensor functions behind the degradation transforms (docs/physics.md §6, Graf et al. 2024 stack).
 
 Every function takes a batched tensor ``x`` of shape ``(B, C, *spatial)`` with two (slice ``(H, W)``) or three
 (volume ``(X, Y, Z)``) spatial dimensions, works on any device and floating dtype, and is differentiable in ``x``.
@@ -75,18 +75,18 @@ def cached_slice_kernel(
 
 
 # --------------------------------------------------------------------------------------------------
-# Interslice gap (physics.md §6 row 4)
+# Interslice gap (docs/physics.md §6 row 4)
 # --------------------------------------------------------------------------------------------------
 
 
 def gap_kernel(weights: Sequence[float]) -> np.ndarray:
-    """Correlation taps of the centred interslice-gap average (physics.md §6 row 4, "ours").
+    """Correlation taps of the centred interslice-gap average (docs/physics.md §6 row 4, "ours").
 
     An LR slice becomes the weighted mean of ``g = len(weights)`` consecutive HR rows of the PSF-blurred image
     centred on the slice centre: row offsets ``o_k = k − (g − 1)/2``. For odd g the offsets are whole rows; for
     even g they are half rows, read by linear interpolation, so each weight is split equally between the two
     neighbouring rows and the result has g + 1 taps. Graf et al. read the rows ⌊sep⌋//2 − g//2 rows *after*
-    the block start instead, which shifts the LR content by up to 3.7 HR rows (physics.md §7).
+    the block start instead, which shifts the LR content by up to 3.7 HR rows (docs/physics.md §7).
 
     Args:
         weights: g ≥ 1 non-negative weights (any scale), in row order (first = most negative offset).
@@ -108,7 +108,9 @@ def gap_kernel(weights: Sequence[float]) -> np.ndarray:
 
 
 def slice_gap(x: torch.Tensor, weights: Sequence[float], axis: int) -> torch.Tensor:
-    """Replace every row along ``axis`` by the centred weighted mean of ``len(weights)`` rows (physics.md §6 row 4).
+    """Replace every row along ``axis`` by the centred weighted mean of ``len(weights)`` rows.
+
+    docs/physics.md §6 row 4.
 
     Applied on the HR grid before same-FOV downsampling, so the LR slice centred at c_j reads the weighted mean of
     the g rows centred on c_j. Half-sample symmetric boundaries: a flat field is preserved exactly.
@@ -127,7 +129,7 @@ def slice_gap(x: torch.Tensor, weights: Sequence[float], axis: int) -> torch.Ten
 
 
 # --------------------------------------------------------------------------------------------------
-# Spatial warps (physics.md §6 rows 1, 2, 6)
+# Spatial warps (docs/physics.md §6 rows 1, 2, 6)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -139,7 +141,7 @@ def warp_affine(
     """Resample ``x`` through a linear map about the image centre: ``out(p) = x(c + M (p − c))``.
 
     Coordinates are voxel indices (isotropic voxels assumed), c = (N − 1)/2 per axis. Linear interpolation
-    (bilinear/trilinear), border padding (Graf et al. use zero padding, which leaves black borders; physics.md §6
+    (bilinear/trilinear), border padding (Graf et al. use zero padding, which leaves black borders; docs/physics.md §6
     rows 1–2): a constant image stays constant. Implemented with ``affine_grid``/``grid_sample``
     (``align_corners=True``), the voxel-space map converted to normalised coordinates per axis.
 
@@ -186,7 +188,7 @@ def rotate(
     plane: Sequence[int] | None = None,
     mode: Literal["bilinear", "nearest"] = "bilinear",
 ) -> torch.Tensor:
-    """Rotate ``x`` by ``angle_deg`` about the image centre in the plane of two spatial axes (physics.md §6 row 2).
+    """Rotate ``x`` by ``angle_deg`` about the image centre in the plane of two spatial axes (docs/physics.md §6 row 2).
 
     Args:
         x: ``(B, C, *spatial)`` tensor.
@@ -208,7 +210,7 @@ def rotate(
 
 
 def rescale(x: torch.Tensor, factor: float, mode: Literal["bilinear", "nearest"] = "bilinear") -> torch.Tensor:
-    """Isotropic rescaling about the image centre: ``out(p) = x(c + factor·(p − c))`` (physics.md §6 row 1).
+    """Isotropic rescaling about the image centre: ``out(p) = x(c + factor·(p − c))`` (docs/physics.md §6 row 1).
 
     ``factor`` > 1 shrinks the content (the sampling grid covers a larger field), < 1 magnifies it, as in Graf et
     al.'s code (U(0.75, 1.5)). Axes of length 1 are left alone. Border padding instead of zeros.
@@ -270,7 +272,7 @@ def interlace_motion(
     phase: int = 0,
     row_shift_px: float = 0.0,
 ) -> torch.Tensor:
-    """Interlace (interleaved-acquisition) motion artefact (physics.md §6 row 6).
+    """Interlace (interleaved-acquisition) motion artefact (docs/physics.md §6 row 6).
 
     The rows along ``axis`` are cut into consecutive bands of ``band_rows`` rows (band b = ⌊i / band_rows⌋); every
     other band (b ≡ 1 − ``phase`` mod 2, i.e. ``phase`` = 0 moves the odd bands) is displaced by ``shift_px``
@@ -305,7 +307,7 @@ def interlace_motion(
 
 
 # --------------------------------------------------------------------------------------------------
-# Blur, bias field, noise, intensity jitter (physics.md §6 rows 5, 8–11)
+# Blur, bias field, noise, intensity jitter (docs/physics.md §6 rows 5, 8–11)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -315,7 +317,7 @@ def gaussian_blur(
     axes: Sequence[int] | None = None,
     support: Literal["default"] | int = "default",
 ) -> torch.Tensor:
-    """Separable Gaussian blur of standard deviation ``sigma_px`` voxels (physics.md §6 row 8).
+    """Separable Gaussian blur of standard deviation ``sigma_px`` voxels (docs/physics.md §6 row 8).
 
     The 1-D kernel is :func:`mrisr.physics.slice_kernel` (``gaussian``, ``point``; FWHM = 2.355·σ) with support
     2⌈3σ⌉ + 1 by default (Graf et al.'s code: 9 taps), applied along each axis with half-sample symmetric
@@ -365,7 +367,7 @@ def bias_field(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """Smooth multiplicative field ``exp(Σ_k c_k · Π_d u_d^{e_kd})`` on a [−1, 1] mesh (physics.md §6 row 10).
+    """Smooth multiplicative field ``exp(Σ_k c_k · Π_d u_d^{e_kd})`` on a [−1, 1] mesh (docs/physics.md §6 row 10).
 
     Graf et al. multiply by 1/exp(Σ c·xⁱ·yʲ) with c ~ U(0, 0.5); TorchIO's ``RandomBiasField(coefficients=(−0.5,
     0), order=3)`` multiplies by exp(Σ c·…) with c ~ U(−0.5, 0): the same distribution. Evaluated as one tensor
@@ -409,7 +411,7 @@ def noise(
     generator: torch.Generator | None = None,
     clip_min: float | None = 0.0,
 ) -> torch.Tensor:
-    """Add acquisition noise of level ``sigma`` (physics.md §1 noise, §6 rows 5 and 9).
+    """Add acquisition noise of level ``sigma`` (docs/physics.md §1 noise, §6 rows 5 and 9).
 
     - ``gaussian``: x + σ·n, n ~ N(0, 1) (our default).
     - ``rician``: |x + σ·(n₁ + i·n₂)|, the magnitude of the image plus complex Gaussian noise.
@@ -448,7 +450,7 @@ def intensity_jitter(
     contrast: float = 1.0,
     clip_min: float | None = 0.0,
 ) -> torch.Tensor:
-    """Brightness and contrast jitter ("colour jitter", physics.md §6 row 11).
+    """Brightness and contrast jitter ("colour jitter", docs/physics.md §6 row 11).
 
     ``y = b·x`` then ``y ← c·y + (1 − c)·mean(y)`` with the mean over the spatial dimensions of each (batch,
     channel) item; clamped below at ``clip_min``. b = c = 1 is the identity.

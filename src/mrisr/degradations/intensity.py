@@ -1,4 +1,6 @@
-"""Intensity degradations: noise, bias field, brightness/contrast jitter, Gaussian blur (physics.md §6 rows 5, 8–11).
+"""Intensity degradations: noise, bias field, brightness/contrast jitter, Gaussian blur.
+
+docs/physics.md §6 rows 5, 8–11.
 
 Intensities are expected normalised so that bright tissue ≈ 1 (the stack normalises whole volumes by their 99.5th
 foreground percentile; training planes come normalised from the data module), so noise levels are fractions of the
@@ -144,7 +146,7 @@ class RandomNoise(RandomIntensityDegradation):
 
 
 class BiasField(IntensityDegradation):
-    """Multiplicative smooth bias field exp(Σ c_k·monomial_k) of total degree ``order`` (physics.md §6 row 10).
+    """Multiplicative smooth bias field exp(Σ c_k·monomial_k) of total degree ``order`` (docs/physics.md §6 row 10).
 
     Args:
         coefficients: one coefficient per monomial, in the order of
@@ -184,7 +186,7 @@ class BiasField(IntensityDegradation):
 
 class RandomBiasField(RandomIntensityDegradation):
     """Bias field with coefficients ~ U(``coefficient_range``) (Graf et al.: p = 0.3, equivalent to TorchIO
-    ``RandomBiasField(coefficients=(−0.5, 0), order=3)``; physics.md §6 row 10).
+    ``RandomBiasField(coefficients=(−0.5, 0), order=3)``; docs/physics.md §6 row 10).
 
     The field is evaluated as one tensor contraction: 0.07 s against 4.5 s for TorchIO's on a 256×256×64 volume
     (one thread, ``experiments/benchmarks/degradation_throughput.py``).
@@ -220,7 +222,7 @@ class RandomBiasField(RandomIntensityDegradation):
 
 
 class IntensityJitter(IntensityDegradation):
-    """Brightness and contrast jitter (Graf et al.'s colour jitter, physics.md §6 row 11).
+    """Brightness and contrast jitter (Graf et al.'s colour jitter, docs/physics.md §6 row 11).
 
     ``y = b·x``, then ``c·y + (1 − c)·mean(y)`` (mean over the image), clamped below at ``clip_min``.
 
@@ -328,7 +330,7 @@ class GaussianBlur(IntensityDegradation):
 
 
 class RandomGaussianBlur(RandomIntensityDegradation):
-    """Gaussian blur with σ ~ U(``sigma_range_px``) (Graf et al.: 0.5–4 px, p = 0.3; physics.md §6 row 8).
+    """Gaussian blur with σ ~ U(``sigma_range_px``) (Graf et al.: 0.5–4 px, p = 0.3; docs/physics.md §6 row 8).
 
     Args:
         sigma_range_px: (min, max) standard deviation in voxels.

@@ -36,7 +36,7 @@ __all__ = [
 
 
 class Rescale(SpatialDegradation):
-    """Isotropic rescaling about the image centre by the grid factor ``factor`` (physics.md §6 row 1).
+    """Isotropic rescaling about the image centre by the grid factor ``factor`` (docs/physics.md §6 row 1).
 
     ``factor`` > 1 shrinks the content, < 1 magnifies it (Graf et al.'s code convention); border padding.
 
@@ -90,7 +90,7 @@ class RandomRescale(RandomSpatialDegradation):
 
 
 class Rotate(SpatialDegradation):
-    """In-plane rotation by ``angle_deg`` about the image centre (physics.md §6 row 2), bilinear, border padding.
+    """In-plane rotation by ``angle_deg`` about the image centre (docs/physics.md §6 row 2), bilinear, border padding.
 
     Args:
         angle_deg: rotation angle in degrees (0 = identity).
@@ -159,7 +159,7 @@ class RandomRotate(RandomSpatialDegradation):
 
 
 class InterlaceMotion(IntensityDegradation):
-    """Interlace motion artefact: every other band of rows displaced in-plane (physics.md §6 row 6).
+    """Interlace motion artefact: every other band of rows displaced in-plane (docs/physics.md §6 row 6).
 
     Bands are ``band_rows`` HR rows high (converted to LR rows when the LR branch is on its own grid, so an LR
     stack shows alternate slices displaced); the moved bands shift by ``shift_fraction`` of the image width along

@@ -1,7 +1,7 @@
 """A degradation preset: one ordered list of steps, applied to training planes and to whole test volumes.
 
 ``conf/degradation/<preset>.yaml`` instantiates a :class:`DegradationStack` whose ``steps`` are the transforms of
-:mod:`mrisr.degradations` in acquisition order (physics.md §6: rescale → rotate → slice profile → gap → down →
+:mod:`mrisr.degradations` in acquisition order (docs/physics.md §6: rescale → rotate → slice profile → gap → down →
 noise → up → interlace → blur → noise → bias field → jitter). The stack
 
 * plans every step first (random parameters from one ``torch.Generator``, geometry propagated from step to step;
@@ -9,7 +9,7 @@ noise → up → interlace → blur → noise → bias field → jitter). The st
   reproduced and recorded without touching pixels (:meth:`DegradationStack.describe`);
 * synthesises training pairs on 2-D planes (:meth:`DegradationStack.sample_pair`, every step);
 * degrades whole test volumes (:meth:`DegradationStack.__call__`, train-only steps skipped, seeded per subject),
-  on the LR grid with the exact affine (physics.md §3) or on the HR grid for down-and-up presets.
+  on the LR grid with the exact affine (docs/physics.md §3) or on the HR grid for down-and-up presets.
 """
 
 from __future__ import annotations
@@ -74,7 +74,9 @@ class DegradationResult:
 
 
 class DegradationStack:
-    """One degradation preset: an ordered list of steps (physics.md §6; style.md "one ordered list per preset").
+    """One degradation preset: an ordered list of steps.
+
+    See docs/physics.md §6 and docs/style.md "one ordered list per preset".
 
     Args:
         steps: transforms in order of application (instances of :mod:`mrisr.degradations` classes).
@@ -286,7 +288,7 @@ class DegradationStack:
         """Test-time degradation of a whole volume, deterministic given ``seed``.
 
         Train-only steps are skipped; :attr:`test_time` replaces the steps when set. The output is on the LR grid
-        with the exact same-FOV affine (physics.md §3) when the steps end on the LR grid, else on the HR grid with
+        with the exact same-FOV affine (docs/physics.md §3) when the steps end on the LR grid, else on the HR grid with
         the HR affine (:attr:`output_grid`). The record of the applied parameters is kept in :attr:`last_record`
         (same as :meth:`describe` with this seed and volume).
 

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 class ThickSlice:
     """Simulate a 2-D multi-slice acquisition of slice thickness T and separation S along one voxel axis.
 
-    ``y = S_s(k_f ⊛_a x) [+ n]`` (physics.md §1): blur along ``axis`` with the slice profile of FWHM T (mm), then
+    ``y = S_s(k_f ⊛_a x) [+ n]`` (docs/physics.md §1): blur along ``axis`` with the slice profile of FWHM T (mm), then
     same-FOV resampling with step ``s = S / Δ`` HR voxels; the output affine places every LR voxel centre at the
     centre of the HR block it samples. Optional additive Gaussian noise is drawn from a seeded generator.
 

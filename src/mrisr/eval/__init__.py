@@ -1,4 +1,4 @@
-"""Evaluation metrics: image similarity on the HR grid (evaluation.md §1).
+"""Evaluation metrics: image similarity on the HR grid (docs/evaluation.md §1).
 
 Public API: :func:`normalize_intensity`, :func:`psnr`, :func:`ssim`, :func:`image_metrics`.
 """

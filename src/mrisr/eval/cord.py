@@ -1,4 +1,4 @@
-"""Spinal-cord morphometry: CSA per axial slice and MUCCA referenced to the PMJ or to C2 (evaluation.md §2-§3).
+"""Spinal-cord morphometry: CSA per axial slice and MUCCA referenced to the PMJ or to C2 (docs/evaluation.md §2-§3).
 
 Everything here is a pure function of arrays and affines:
 
@@ -86,7 +86,7 @@ class WindowPreset:
     provenance: str
 
 
-#: Window presets of evaluation.md §3.1 (``dewey2024_text`` is the default).
+#: Window presets of docs/evaluation.md §3.1 (``dewey2024_text`` is the default).
 WINDOW_PRESETS: dict[str, WindowPreset] = {
     p.name: p
     for p in (

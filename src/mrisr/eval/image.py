@@ -1,4 +1,4 @@
-"""Image similarity between a super-resolved volume and its high-resolution reference (evaluation.md §1).
+"""Image similarity between a super-resolved volume and its high-resolution reference (docs/evaluation.md §1).
 
 Rules:
 
@@ -68,7 +68,7 @@ def normalize_intensity(
     percentile: float = 99.5,
     clip: bool = True,
 ) -> tuple[np.ndarray, ...]:
-    """Scale images by the reference's intensity percentile (evaluation.md §1 intensity rule).
+    """Scale images by the reference's intensity percentile (docs/evaluation.md §1 intensity rule).
 
     All images are divided by the same value p, the ``percentile``-th percentile of ``reference``
     inside ``mask`` or, when ``mask`` is ``None``, inside the reference foreground (voxels > 0). With

@@ -1,4 +1,4 @@
-"""Overlap metrics: Dice per label and lesion detection/volume metrics (evaluation.md §7).
+"""Overlap metrics: Dice per label and lesion detection/volume metrics (docs/evaluation.md §7).
 
 * :func:`dice` — 2|A ∩ B| / (|A| + |B|) of two binary masks (both empty → 1, logged).
 * :func:`dice_per_label` — Dice of every label of two label maps, of their merged foreground, and the mean
@@ -63,7 +63,7 @@ def dice_per_label(
     labels: list[int] | None = None,
     missing_as_zero: bool = True,
 ) -> dict[str, float]:
-    """Dice of every label, of the merged foreground and the mean over labels (evaluation.md §7).
+    """Dice of every label, of the merged foreground and the mean over labels (docs/evaluation.md §7).
 
     Args:
         prediction: Integer label map.

@@ -1,4 +1,4 @@
-"""Slice-wise 2-D image metrics with piq, with an explicit availability status (evaluation.md §1).
+"""Slice-wise 2-D image metrics with piq, with an explicit availability status (docs/evaluation.md §1).
 
 Volumes are cut into 2-D slices along the degraded (through-plane) axis; slices whose mask fraction exceeds a
 threshold are scored and the mean over slices is returned (then averaged over subjects downstream). Metrics come

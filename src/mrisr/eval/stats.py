@@ -1,4 +1,4 @@
-"""Cohort statistics over tidy tables (evaluation.md §5; Dewey et al., AJNR 2024, statistics section).
+"""Cohort statistics over tidy tables (docs/evaluation.md §5; Dewey et al., AJNR 2024, statistics section).
 
 Every function is pure: it takes arrays or a :class:`pandas.DataFrame` and returns a small frozen dataclass (or a
 frame) whose fields are plain floats, so results turn into tidy rows with :func:`dataclasses.asdict`. Rows with a
@@ -307,7 +307,7 @@ def williams_test(r12: float, r13: float, r23: float, n: int, n_covariates: int 
         t = (r_jk − r_jh)·√( (n − 1)(1 + r_kh) / ( 2·((n − 1)/(n − 3))·|R| + r̄²·(1 − r_kh)³ ) ),
 
     df = n − 3, p = 2·P(T > |t|). For partial correlations adjusted for k covariates, n is replaced by
-    n_eff = n − k everywhere (evaluation.md §5).
+    n_eff = n − k everywhere (docs/evaluation.md §5).
 
     Reference values (``cocor``): (0.30, 0.40, 0.50, n = 100) → t = −1.0767, p = 0.2843;
     (0.5447, 0.8, 0.0729, n = 70) → t = −2.811, df = 67, p = 0.0065.

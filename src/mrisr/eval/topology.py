@@ -1,4 +1,4 @@
-"""Vertebra topology and detection (Graf et al.; evaluation.md §6).
+"""Vertebra topology and detection (Graf et al.; docs/evaluation.md §6).
 
 * :func:`betti_numbers` — Betti numbers (b0, b1, b2) of a binary 3-D mask with the complementary 26/6
   connectivities: b0 = 26-connected foreground components, b2 = 6-connected background components − 1 (after

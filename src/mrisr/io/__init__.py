@@ -5,7 +5,7 @@ Public API:
 * :class:`MrisrInputError` — user-fixable input problem (file, problem, fix).
 * :class:`Volume`, :func:`load_volume`, :func:`volume_from_image`, :func:`save_volume`,
   :func:`same_file` — validated NIfTI reading and atomic writing.
-* :class:`SliceGeometry`, :func:`detect_slice_axis` — through-plane axis and factor (physics.md §4).
+* :class:`SliceGeometry`, :func:`detect_slice_axis` — through-plane axis and factor (docs/physics.md §4).
 """
 
 from __future__ import annotations

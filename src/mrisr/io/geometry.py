@@ -1,4 +1,4 @@
-"""Through-plane (slice) axis detection and header checks (physics.md §4).
+"""Through-plane (slice) axis detection and header checks (docs/physics.md §4).
 
 The slice axis is the voxel axis with the largest spacing. Plain ``argmax`` silently picks axis 0 for
 isotropic volumes, so automatic detection requires the largest zoom to exceed the second largest by
@@ -100,7 +100,7 @@ def detect_slice_axis(
 ) -> SliceGeometry:
     """Find the through-plane axis and the super-resolution factor of a volume.
 
-    Steps (physics.md §4): zooms are checked against the affine column norms (a difference above
+    Steps (docs/physics.md §4): zooms are checked against the affine column norms (a difference above
     1e-3 mm warns and the affine wins); with ``axis="auto"`` the axis of the largest zoom is taken
     only if it exceeds the second largest by ``min_ratio``; the two in-plane spacings must agree to
     ``inplane_tolerance_mm`` unless ``allow_anisotropic_inplane`` (then Δ = the smaller one and a

@@ -1,4 +1,4 @@
-"""Reading and writing NIfTI volumes with strict validation (physics.md §3-§4).
+"""Reading and writing NIfTI volumes with strict validation (docs/physics.md §3-§4).
 
 Conventions:
 
@@ -318,7 +318,7 @@ def _check_zooms_and_affine(header: nib.Nifti1Header, affine: np.ndarray, label:
 
 
 def header_to_mm(header: nib.Nifti1Header, affine: np.ndarray, label: PathLike | None = None) -> np.ndarray:
-    """Convert a header's spatial unit to millimetres (physics.md §4 step 3).
+    """Convert a header's spatial unit to millimetres (docs/physics.md §4 step 3).
 
     ``micron`` and ``meter``: the header's ``pixdim[1:4]``, sform rows and qform offsets are scaled in
     place and the returned affine is ``affine`` with its first three rows scaled. ``unknown`` (or an

@@ -126,7 +126,7 @@ def _mapped_coordinates(vox: np.ndarray, out_shape: tuple[int, ...]):
 def field_of_view_mask(moving: Volume, reference: Volume) -> np.ndarray:
     """Boolean ``reference.shape`` array: reference voxel centres inside the moving field of view.
 
-    The field of view of an axis with N voxels is [−½, N − ½] in voxel units (physics.md §3).
+    The field of view of an axis with N voxels is [−½, N − ½] in voxel units (docs/physics.md §3).
     """
     if same_grid(moving, reference):
         return np.ones(reference.shape, dtype=bool)

@@ -1,10 +1,12 @@
 """WDSR-B with a 1-D (row-only) pixel shuffle for through-plane SR at non-integer factors.
 
 Yu et al., "Wide activation for efficient and accurate image super-resolution" (2018), as used by SMORE
-(Zhao et al., IEEE TMI 2021; Remedios et al., SASHIMI 2023) and ECLARE (arXiv 2503.11787); layout per models.md §1.5.
+(Zhao et al., IEEE TMI 2021; Remedios et al., SASHIMI 2023) and ECLARE (arXiv 2503.11787); layout per
+docs/models.md §1.5.
 All convolutions run at LR resolution: rows are upsampled only at the end, by a 1-D pixel shuffle of ⌈s⌉ followed by
 a same-FOV cubic B-spline resize of the rows to round(s·H) (the ECLARE scheme for non-integer s). The skip branch is
-the same-FOV cubic B-spline upsampling of the input (physics.md §3), so the untrained network is cubic interpolation.
+the same-FOV cubic B-spline upsampling of the input (docs/physics.md §3), so the untrained network is cubic
+interpolation.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Pure physics of thick-slice MRI: slice profiles, forward model, same-FOV resampling (physics.md)."""
+"""Pure physics of thick-slice MRI: slice profiles, forward model, same-FOV resampling (docs/physics.md)."""
 
 from __future__ import annotations
 

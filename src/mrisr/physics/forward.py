@@ -1,4 +1,4 @@
-"""Thick-slice acquisition forward model (physics.md §1).
+"""Thick-slice acquisition forward model (docs/physics.md §1).
 
 For one through-plane axis a of an HR volume x with spacing Δ (mm):
 
@@ -75,7 +75,7 @@ def reflect_indices(n: int, pad: int) -> np.ndarray:
 
 
 def blur_axis(x: ArrayT, kernel: np.ndarray, axis: int) -> ArrayT:
-    """Convolve ``x`` with a 1-D kernel along ``axis`` (k_f ⊛_a x; physics.md §1, §7).
+    """Convolve ``x`` with a 1-D kernel along ``axis`` (k_f ⊛_a x; docs/physics.md §1, §7).
 
     Boundary: half-sample symmetric extension (see :func:`reflect_indices`), valid for any kernel
     length, so a constant field is preserved exactly at every voxel including the first and last
@@ -118,7 +118,7 @@ def blur_axis(x: ArrayT, kernel: np.ndarray, axis: int) -> ArrayT:
 def parse_dewey_notation(text: str) -> tuple[float, float]:
     """Parse Dewey et al. (2024) "T||G" slice notation, e.g. "3||1" = 3 mm thick, 1 mm gap.
 
-    Separation S = T + G (physics.md §1): "3||0", "3||0.3", "3||0.5", "3||1" give S = 3.0, 3.3,
+    Separation S = T + G (docs/physics.md §1): "3||0", "3||0.3", "3||0.5", "3||1" give S = 3.0, 3.3,
     3.5, 4.0 mm. A bare thickness ("3") means no gap; "‖" is accepted for "||"; a negative gap
     means overlapping slices.
 
@@ -181,7 +181,7 @@ def simulate_thick_slices(
     order: int = 3,
     n_out: int | None = None,
 ) -> ThickSliceResult:
-    """Simulate a thick-slice LR acquisition along ``axis``: y = S_s(k_f ⊛_a x) (physics.md §1).
+    """Simulate a thick-slice LR acquisition along ``axis``: y = S_s(k_f ⊛_a x) (docs/physics.md §1).
 
     The blur uses the thickness T (kernel FWHM f from :func:`kernel_fwhm_voxels`), the sampling
     uses the separation S (step s = S/Δ, same-FOV, spline order ``order``, border clamping).
@@ -249,7 +249,7 @@ def simulate_thick_slices(
 
 
 def upsample_to_grid(lr: ArrayT, axis: int, step: float, n_out: int, order: int = 3) -> ArrayT:
-    """Bring an LR stack back onto the HR grid: y↑ = S_{1/s}(y) (physics.md §1, §3; Graf et al. 2024).
+    """Bring an LR stack back onto the HR grid: y↑ = S_{1/s}(y) (docs/physics.md §1, §3; Graf et al. 2024).
 
     LR sample j sits at HR position p_j = p_0 + j·s with p_0 = (N − 1)/2 − (N_LR − 1)·s/2 (the
     same-FOV positions of the forward model for an HR axis of length N = ``n_out``), so HR voxel i

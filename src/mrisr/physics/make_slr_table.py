@@ -1,4 +1,4 @@
-"""Generate the shipped SLR slice-profile table ``physics/data/slr_tb16.npy`` (physics.md §2.1).
+"""Generate the shipped SLR slice-profile table ``physics/data/slr_tb16.npy`` (docs/physics.md §2.1).
 
 Usage::
 

@@ -1,4 +1,4 @@
-"""Same-FOV resampling along one voxel axis and the matching affine update (physics.md §3).
+"""Same-FOV resampling along one voxel axis and the matching affine update (docs/physics.md §3).
 
 Index convention: voxel i covers [i − ½, i + ½], so an axis of N voxels spans the field of view
 [−½, N − ½]. Resampling with step d (input voxels per output voxel; d > 1 downsamples, d < 1
@@ -34,7 +34,7 @@ ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
 
 def output_length(n_in: int, step: float) -> int:
-    """Number of same-FOV output samples N' = max(1, round(N/d)) (physics.md §3).
+    """Number of same-FOV output samples N' = max(1, round(N/d)) (docs/physics.md §3).
 
     Args:
         n_in: input length N (voxels).
@@ -48,7 +48,7 @@ def output_length(n_in: int, step: float) -> int:
 
 
 def same_fov_positions(n_in: int, step: float, n_out: int | None = None) -> np.ndarray:
-    """Input-index positions p_j of the same-FOV output samples (physics.md §3).
+    """Input-index positions p_j of the same-FOV output samples (docs/physics.md §3).
 
     Args:
         n_in: input length N (voxels).
@@ -68,7 +68,7 @@ def same_fov_positions(n_in: int, step: float, n_out: int | None = None) -> np.n
 
 
 def interpolation_matrix(n_in: int, positions: np.ndarray, order: int = 3) -> np.ndarray:
-    """Linear operator of 1-D spline interpolation at ``positions`` (physics.md §3).
+    """Linear operator of 1-D spline interpolation at ``positions`` (docs/physics.md §3).
 
     Row j holds the weights that ``scipy.ndimage.map_coordinates(x, [positions], order=order,
     mode="nearest")`` (with the spline prefilter for order ≥ 2) applies to the input samples to
@@ -145,7 +145,7 @@ def resample_axis(
     n_out: int | None = None,
     order: int = 3,
 ) -> ArrayT:
-    """Same-FOV resampling of one axis with step ``step`` (physics.md §3).
+    """Same-FOV resampling of one axis with step ``step`` (docs/physics.md §3).
 
     Output sample j is the spline interpolant of ``x`` at input position p_j (see
     :func:`same_fov_positions`), border-clamped. ``step`` > 1 downsamples (LR simulation, step =
@@ -167,7 +167,7 @@ def resample_axis(
 
 
 def resample_affine(affine: np.ndarray, axis: int, step: float, n_in: int, n_out: int) -> np.ndarray:
-    """Voxel-to-world affine after same-FOV resampling of ``axis`` (physics.md §3; radifox).
+    """Voxel-to-world affine after same-FOV resampling of ``axis`` (docs/physics.md §3; radifox).
 
     A'[:3, a] = A[:3, a]·d and A'[:3, 3] = A[:3, 3] + A[:3, a]·p_0 with p_0 the first same-FOV
     position; the other columns are unchanged. The world position of the FOV centre is invariant

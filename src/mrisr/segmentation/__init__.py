@@ -1,4 +1,4 @@
-"""Spinal-cord segmentation backends behind one protocol (evaluation.md §4).
+"""Spinal-cord segmentation backends behind one protocol (docs/evaluation.md §4).
 
 Every backend is a class with ``segment(volume) -> Volume`` returning a cord mask (values in [0, 1]) on the
 grid of ``volume``; the Hydra group ``conf/segmenter/`` selects one (``segmenter=classical``):

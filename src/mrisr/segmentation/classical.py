@@ -1,4 +1,4 @@
-"""Classical T2w cord segmentation: dark cord inside bright CSF, no learned weights (evaluation.md §4 backend 2).
+"""Classical T2w cord segmentation: dark cord inside bright CSF, no learned weights (docs/evaluation.md §4 backend 2).
 
 Pipeline (every image is processed on its own grid, reoriented losslessly to RAS so that axial planes are
 ``[:, :, z]``; distances are in mm through the voxel sizes, so thick slices and anisotropic pixels are handled):

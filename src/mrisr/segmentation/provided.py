@@ -1,4 +1,4 @@
-"""Cord masks from files (evaluation.md §4 backend 1): manual or externally computed segmentations."""
+"""Cord masks from files (docs/evaluation.md §4 backend 1): manual or externally computed segmentations."""
 
 from __future__ import annotations
 

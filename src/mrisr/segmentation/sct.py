@@ -1,4 +1,4 @@
-"""Spinal Cord Toolbox command line as an optional external backend (evaluation.md §4 backend 4).
+"""Spinal Cord Toolbox command line as an optional external backend (docs/evaluation.md §4 backend 4).
 
 SCT is never imported (it pins its own Python, numpy and torch): its executables are called with
 :mod:`subprocess` in a temporary directory, with a timeout. The backend is usable only when the commands are on

@@ -18,7 +18,7 @@ def predict_planes(
 ) -> torch.Tensor:
     """Apply ``net`` to every plane containing ``axis``, stacked along each of the two other axes, and average.
 
-    The two passes are the two orthogonal through-plane orientations of SMORE (Zhao et al. 2021, models.md §1.6).
+    The two passes are the two orthogonal through-plane orientations of SMORE (Zhao et al. 2021, docs/models.md §1.6).
     ``net`` maps ``(B, 1, rows, cols) → (B, 1, rows', cols)``; ``rows'`` may differ from ``rows`` (networks that
     upsample the thick-slice axis themselves), but must be the same for both orientations.
 

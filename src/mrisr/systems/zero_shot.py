@@ -1,4 +1,4 @@
-"""Zero-shot (self-supervised) through-plane SR fitted per volume: SMORE / ECLARE family (models.md §1).
+"""Zero-shot (self-supervised) through-plane SR fitted per volume: SMORE / ECLARE family (docs/models.md §1).
 
 ``ZeroShotSR`` needs no external training data. For each input volume it
 1. derives the slice profile of the acquisition (thickness T, default = separation S; same kernel function as every
@@ -68,7 +68,7 @@ class ZeroShotSR(SRSystem):
         method: label in result tables and sidecars (default: the class name).
         thickness_mm: slice thickness T (FWHM); ``None`` = the slice separation (no gap).
         profile: slice-profile kind (``slr``, ``gaussian``, ``rect``, ``file``).
-        fwhm_convention: ``variance`` (f = √(T² − Δ²)/Δ) or ``absolute`` (f = T/Δ) (physics.md §2.2).
+        fwhm_convention: ``variance`` (f = √(T² − Δ²)/Δ) or ``absolute`` (f = T/Δ) (docs/physics.md §2.2).
         kernel_file: 1-D kernel (.npy, in-plane voxels) for ``profile="file"``, e.g. an ESPRESO estimate.
         lr_patch_rows: LR rows per training patch (HR rows = round(s · lr_patch_rows)).
         patch_cols: columns per training patch.
