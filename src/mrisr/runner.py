@@ -59,6 +59,19 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def checkpoint_option_overrides(argv: list[str]) -> list[str]:
+    """Let ``model.<key>=value`` reach a checkpoint model even when the named model's YAML omits ``key``.
+
+    With ``ckpt_path=`` the model is rebuilt from the checkpoint, and its inference options are checked against the
+    options the model declares (:func:`mrisr.models.build_inference_model`), so the command line may name options
+    that the config file leaves at their code defaults: such overrides become Hydra's add-or-override form
+    ``++model.<key>=value``. Without ``ckpt_path=`` the arguments are returned unchanged (Hydra rejects typos).
+    """
+    if not any(arg.startswith("ckpt_path=") and arg != "ckpt_path=null" for arg in argv):
+        return list(argv)
+    return [f"++{arg}" if arg.startswith("model.") else arg for arg in argv]
+
+
 def command_line_overrides() -> list[str]:
     """The Hydra overrides of the running command (``[]`` outside a Hydra application)."""
     from hydra.core.hydra_config import HydraConfig

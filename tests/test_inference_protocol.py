@@ -1,0 +1,139 @@
+"""The inference protocol: every model declares how it is made ready, its label and its inference options; options
+reach checkpoint models or are refused; randomness flows through one seeded generator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from conftest import REPO_ROOT, run_command
+from mrisr.inference import InferenceProtocol, run_on_volume
+from mrisr.io.errors import MrisrInputError
+from mrisr.io.nifti import Volume
+from mrisr.models import build_inference_model
+from mrisr.systems.base import SRSystem
+from mrisr.utils.config import compose
+
+MODEL_CONFIGS = sorted((REPO_ROOT / "conf" / "model").glob("*.yaml"))
+
+
+def _phantom(shape: tuple[int, int, int] = (40, 36, 10), spacing: tuple[float, ...] = (1.0, 1.0, 4.0)) -> Volume:
+    rng = np.random.default_rng(0)
+    from scipy import ndimage
+
+    data = ndimage.gaussian_filter(rng.random(shape), sigma=(3, 3, 1)).astype(np.float32) + 0.5
+    return Volume(data=data, affine=np.diag([*spacing, 1.0]))
+
+
+@pytest.mark.parametrize("path", MODEL_CONFIGS, ids=lambda p: p.stem)
+def test_every_model_config_builds_and_declares_its_protocol(path: Path) -> None:
+    cfg = compose("train", [f"model={path.stem}"])
+    model = instantiate(cfg.model)
+    assert isinstance(model.inference_protocol, InferenceProtocol)
+    assert all(isinstance(name, str) for name in model.inference_options)
+    if isinstance(model, SRSystem):
+        # Learned models carry the config name as their label, so families sharing a network stay distinct.
+        assert model.method == path.stem
+    assert set(model.inference_options) <= set(type(model).__init__.__code__.co_varnames)
+
+
+def test_interpolation_refuses_per_volume_options() -> None:
+    cfg = compose("infer", ["model=cubic"])
+    with pytest.raises(MrisrInputError, match="thickness_mm cannot be set"):
+        build_inference_model(cfg.model, None, {"thickness_mm": 3.0})
+
+
+def test_networks_without_weights_need_a_checkpoint() -> None:
+    cfg = compose("train", ["model=edsr_small"])
+    with pytest.raises(MrisrInputError, match="needs trained weights"):
+        build_inference_model(cfg.model, None, {})
+
+
+@pytest.fixture
+def edsr_checkpoint(tmp_path: Path) -> Path:
+    cfg = compose("train", ["model=edsr_small", "model.net.n_feats=4", "model.net.n_resblocks=1"])
+    model = instantiate(cfg.model)
+    path = tmp_path / "tiny.ckpt"
+    torch.save({"mrisr_config": {"model": OmegaConf.to_container(cfg.model)}, "state_dict": model.state_dict()}, path)
+    return path
+
+
+def test_inference_options_reach_checkpoint_models(edsr_checkpoint: Path) -> None:
+    model = build_inference_model(None, edsr_checkpoint, {"inference_batch_size": 3})
+    assert model.inference_batch_size == 3 and model.method == "edsr_small"
+    assert model.inference_protocol is InferenceProtocol.CHECKPOINT
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"net.n_feats": 8}, "not an inference option"), ({"inference_batch_size": 0}, "must be ≥ 1")],
+)
+def test_checkpoint_models_refuse_training_options_and_bad_values(
+    edsr_checkpoint: Path, options: dict, message: str
+) -> None:
+    with pytest.raises(MrisrInputError, match=message):
+        build_inference_model(None, edsr_checkpoint, options)
+
+
+def test_checkpoint_of_another_model_than_named_is_refused(edsr_checkpoint: Path) -> None:
+    with pytest.raises(MrisrInputError, match="not the mrisr.systems.zero_shot.ZeroShotSR"):
+        build_inference_model(None, edsr_checkpoint, {}, expected_target="mrisr.systems.zero_shot.ZeroShotSR")
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("max_time_s", -5.0), ("max_time_s", 0.0), ("max_steps", 0), ("thickness_mm", -1.0)]
+)
+def test_zero_shot_budget_and_thickness_must_be_positive(option: str, value: float) -> None:
+    cfg = compose("infer", ["model=smore_smoke"])
+    with pytest.raises(MrisrInputError, match=option):
+        build_inference_model(cfg.model, None, {option: value})
+
+
+def test_per_volume_fit_draws_from_the_generator_and_leaves_global_rng_alone() -> None:
+    volume = _phantom()
+    cfg = compose("infer", ["model=smore_smoke", "model.max_steps=3"])
+    state = torch.get_rng_state()
+    a = run_on_volume(instantiate(cfg.model), volume, seed=1)
+    assert torch.equal(torch.get_rng_state(), state)
+    b = run_on_volume(instantiate(cfg.model), volume, seed=1)
+    c = run_on_volume(instantiate(cfg.model), volume, seed=2)
+    np.testing.assert_array_equal(a.sr.data, b.sr.data)
+    assert not np.array_equal(a.sr.data, c.sr.data)
+    assert a.fit is not None and a.record["method"] == "smore_smoke" and a.record["seed"] == 1
+    assert a.sr.shape == (40, 36, 40)
+
+
+def test_run_on_volume_refuses_too_few_slices() -> None:
+    from mrisr.systems.interpolation import InterpolationSR
+
+    with pytest.raises(MrisrInputError, match="only 2 slice"):
+        run_on_volume(InterpolationSR(), _phantom(shape=(20, 20, 2)))
+
+
+def test_negative_budget_on_the_command_line_is_one_clear_error(tmp_path: Path) -> None:
+    lr = _phantom().to_nifti()
+    source = tmp_path / "lr.nii.gz"
+    lr.to_filename(source)
+    out = tmp_path / "sr.nii.gz"
+    proc = run_command(["infer.py", f"input={source}", f"output={out}", "model=smore_smoke", "budget.max_time=-5"])
+    assert proc.returncode != 0
+    assert "budget.max_time" in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists()
+
+
+def test_command_line_model_options_reach_a_checkpoint_model(edsr_checkpoint: Path, tmp_path: Path) -> None:
+    source = tmp_path / "lr.nii.gz"
+    _phantom().to_nifti().to_filename(source)
+    out = tmp_path / "sr.nii.gz"
+    common = ["infer.py", f"input={source}", f"output={out}", f"ckpt_path={edsr_checkpoint}", "model=edsr_small"]
+    proc = run_command([*common, "model.inference_batch_size=2"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert out.is_file()
+    refused = run_command([*common, f"output={tmp_path / 'b.nii.gz'}", "model.net.n_feats=8"])
+    assert refused.returncode != 0 and "model.net.n_feats is not an inference option" in refused.stderr
+    assert not (tmp_path / "b.nii.gz").exists()
