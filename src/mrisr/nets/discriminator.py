@@ -33,6 +33,9 @@ class UNetDiscriminatorSN(nn.Module):
         input ``(B, num_in_ch, H, W)`` with H, W divisible by 8 → logits ``(B, 1, H, W)``.
     """
 
+    # Name of the checkpoint layout whose keys equal this module's state-dict keys.
+    state_dict_layout = "real-esrgan-unet-discriminator-sn"
+
     def __init__(self, num_in_ch: int = 3, num_feat: int = 64, skip_connection: bool = True) -> None:
         super().__init__()
         self.skip_connection = skip_connection

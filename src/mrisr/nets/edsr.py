@@ -104,6 +104,9 @@ class EDSR(nn.Module):
         input ``(B, in_channels, H, W)`` → output ``(B, out_channels, H·upscale, W·upscale)``.
     """
 
+    # Name of the checkpoint layout whose keys equal this module's state-dict keys.
+    state_dict_layout = "edsr-pytorch"
+
     def __init__(
         self,
         in_channels: int = 1,

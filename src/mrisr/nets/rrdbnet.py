@@ -73,6 +73,9 @@ class RRDBNet(nn.Module):
         input ``(B, num_in_ch, H, W)`` → output ``(B, num_out_ch, H·scale, W·scale)``.
     """
 
+    # Name of the checkpoint layout whose keys equal this module's state-dict keys.
+    state_dict_layout = "basicsr-rrdbnet"
+
     def __init__(
         self,
         num_in_ch: int = 3,
