@@ -97,7 +97,7 @@ class _Decoder(nn.Module):
     def __init__(self, widths: Sequence[int], out_channels: int) -> None:
         super().__init__()
         rev = list(widths)[::-1]
-        self.skips = nn.ModuleList(nn.Conv2d(w, rev[i], 1) for i, w in enumerate(rev[1:]))
+        self.skips = nn.ModuleList(nn.Conv2d(w, w, 1) for w in rev[1:])
         self.ups = nn.ModuleList(nn.Conv2d(rev[i], rev[i + 1], 3, padding=1) for i in range(len(rev) - 1))
         self.out = nn.Conv2d(rev[-1], out_channels, 3, padding=1)
 
@@ -106,7 +106,7 @@ class _Decoder(nn.Module):
         for up, skip, f in zip(self.ups, self.skips, feats[-2::-1], strict=True):
             x = F.interpolate(F.relu(x), scale_factor=2, mode="nearest")
             x = up(x)
-            # Encoder feature of the same resolution, projected (1×1) to the path width and added.
+            # Encoder feature of the same resolution, mixed by a 1×1 conv and added.
             x = x + skip(F.relu(f))
         return self.out(F.relu(x))
 
