@@ -1,0 +1,343 @@
+"""Load pretrained super-resolution weights from local files into mrisr nets (``docs/models.md §4``).
+
+Nothing is ever downloaded: every checkpoint is a local file. :func:`load_pretrained` accepts
+
+- **EDSR-PyTorch** state dicts (``edsr_x4-4f62e9ef.pt``): keys ``sub_mean``, ``add_mean``, ``head.0``,
+  ``body.N.body.{0,2}``, ``body.<n_resblocks>``, ``tail.0.{0,2}``, ``tail.1`` — the keys of
+  :class:`mrisr.nets.edsr.EDSR`;
+- **BasicSR EDSR** state dicts (``EDSR_Lx4_f256b32_DIV2K_official``): ``conv_first``, ``body.N.conv{1,2}``,
+  ``conv_after_body``, ``upsample.{0,2}``, ``conv_last``, renamed with :func:`map_basicsr_edsr_keys`;
+- **BasicSR / Real-ESRGAN RRDBNet** generators and **UNetDiscriminatorSN** discriminators, whose keys equal those of
+  :class:`mrisr.nets.rrdbnet.RRDBNet` and :class:`mrisr.nets.discriminator.UNetDiscriminatorSN`;
+
+either bare or inside a wrapper dict: ``params_ema`` / ``params`` (BasicSR, Real-ESRGAN releases), ``model_weights``
+(PRETTIER EDSR) or ``generator_weights`` (PRETTIER RealESRGAN). A leading ``module.`` (``DataParallel``) is removed.
+Loading is strict: after the documented renaming, dropping and channel adaptation, every tensor of the net must come
+from the file and every tensor of the file must land in the net.
+
+Channel adaptation (RGB-pretrained weights on 1-channel MRI and back). Only the convs that touch image channels
+change, the net's ``first_conv_name`` (input side) and ``last_conv_name`` (output side); biases of the first conv
+are kept. With ``w`` of shape (out, in, k, k):
+
+- first conv, 3 → 1 input channels: ``w₁ = Σ_c w[:, c]``. A grey slice x seen by the RGB net as (x, x, x) gives
+  ``Σ_c w_c ∗ x = (Σ_c w_c) ∗ x``, so the summed kernel reproduces the pretrained response to the grey image exactly.
+- first conv, 1 → 3: ``w₃[:, c] = w₁ / 3``; for three identical channels the response equals the original one, and
+  for three adjacent slices it is the response to their mean.
+- last conv, 3 → 1 output channels: kernel and bias averaged over R, G, B; the output is the mean of the three
+  colour predictions (linear, so averaging kernels equals averaging outputs), the natural grey estimate.
+- last conv, 1 → 3: kernel and bias replicated; each channel gets the same grey prediction.
+
+For RRDBNet at scale 2 / 1 the first conv sees a pixel-unshuffled input whose channels are ordered (colour, sub-pixel)
+and the rule is applied per sub-pixel group. Other channel pairs (e.g. 3 → 2) cannot be adapted and raise.
+PRETTIER itself avoids adaptation by feeding three adjacent slices as pseudo-RGB.
+
+MeanShift: EDSR-PyTorch files carry the frozen ``sub_mean`` / ``add_mean`` 1×1 convs. They are dropped when the net
+has none (``EDSR(mean_shift=False)``, the PRETTIER forward skips them anyway); when the net has them but the file
+does not (BasicSR EDSR), or their channel count was adapted, the net keeps its own constructor constants.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import zipfile
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from mrisr.io.errors import MrisrInputError
+
+__all__ = ["WRAPPER_KEYS", "load_pretrained", "map_basicsr_edsr_keys", "read_checkpoint"]
+
+# Wrapper keys tried by checkpoint_key="auto", in order of preference (EMA weights are what Real-ESRGAN releases for
+# inference, so they win over the raw ``params``).
+WRAPPER_KEYS: tuple[str, ...] = ("params_ema", "params", "model_weights", "generator_weights")
+
+_MEAN_SHIFT_PREFIXES = ("sub_mean.", "add_mean.")
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> Any:
+    """Read a PyTorch checkpoint file safely (``weights_only=True``) onto the CPU.
+
+    Args:
+        path: local ``.pt`` / ``.pth`` file.
+
+    Returns:
+        The unpickled object (usually a dict of tensors or a dict of such dicts).
+
+    Raises:
+        MrisrInputError: the file is missing, truncated, not a PyTorch file, or holds objects other than tensors,
+            containers and plain numbers.
+    """
+    if not os.path.isfile(path):
+        raise MrisrInputError(path, "checkpoint file does not exist", "check the path (weights are never downloaded)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise MrisrInputError(
+            path,
+            f"checkpoint holds objects other than tensors ({str(err).splitlines()[0][:120]})",
+            "re-save only the weights, e.g. torch.save(model.state_dict(), path)",
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
+        raise MrisrInputError(
+            path,
+            f"checkpoint cannot be read, truncated or not a PyTorch file ({type(err).__name__})",
+            "copy the file again and compare its size or checksum with the source",
+        ) from None
+
+
+def map_basicsr_edsr_keys(
+    state: Mapping[str, torch.Tensor], n_resblocks: int, last_conv: str
+) -> dict[str, torch.Tensor]:
+    """Rename a BasicSR EDSR state dict to the EDSR-PyTorch names used by :class:`mrisr.nets.edsr.EDSR`.
+
+    Key map (``*`` = ``weight`` / ``bias``): ``conv_first.*`` → ``head.0.*``; ``body.N.conv1.*`` → ``body.N.body.0.*``;
+    ``body.N.conv2.*`` → ``body.N.body.2.*``; ``conv_after_body.*`` → ``body.<n_resblocks>.*``; ``upsample.K.*`` →
+    ``tail.0.K.*``; ``conv_last.*`` → ``<last_conv>.*`` (``tail.1`` with an upsampler).
+
+    Args:
+        state: BasicSR EDSR state dict.
+        n_resblocks: residual blocks of the target net (index of the conv after the body).
+        last_conv: module name of the target net's last conv.
+
+    Returns:
+        A new dict with renamed keys; keys that match no rule are kept unchanged (strict loading reports them).
+    """
+    rules = (
+        (re.compile(r"^conv_first\.(.+)$"), r"head.0.\1"),
+        (re.compile(r"^body\.(\d+)\.conv1\.(.+)$"), r"body.\1.body.0.\2"),
+        (re.compile(r"^body\.(\d+)\.conv2\.(.+)$"), r"body.\1.body.2.\2"),
+        (re.compile(r"^conv_after_body\.(.+)$"), rf"body.{n_resblocks}.\1"),
+        (re.compile(r"^upsample\.(\d+)\.(.+)$"), r"tail.0.\1.\2"),
+        (re.compile(r"^conv_last\.(.+)$"), rf"{last_conv}.\1"),
+    )
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        new = key
+        for pattern, repl in rules:
+            if pattern.match(key):
+                new = pattern.sub(repl, key)
+                break
+        out[new] = value
+    return out
+
+
+def load_pretrained(
+    net: nn.Module,
+    path: str | os.PathLike[str],
+    checkpoint_key: str | None = "auto",
+    adapt_channels: bool = True,
+) -> dict[str, Any]:
+    """Load a local checkpoint into ``net`` strictly, after layout renaming and documented channel adaptation.
+
+    Args:
+        net: an mrisr net (:class:`~mrisr.nets.edsr.EDSR`, :class:`~mrisr.nets.rrdbnet.RRDBNet`,
+            :class:`~mrisr.nets.discriminator.UNetDiscriminatorSN`) or any module whose keys equal the file's.
+        path: local checkpoint file.
+        checkpoint_key: wrapper key holding the state dict (``"params_ema"``, ``"params"``, ``"model_weights"``,
+            ``"generator_weights"``), ``None`` for a bare state dict, or ``"auto"`` to detect it (a bare state dict,
+            else the first of :data:`WRAPPER_KEYS` present; ``params_ema`` wins over ``params``).
+        adapt_channels: allow the 3 ↔ 1 channel adaptation of the first/last conv described in the module docstring.
+
+    Returns:
+        A record for run metadata: ``path``, ``layout`` (e.g. ``"edsr-pytorch"``, ``"basicsr-edsr"``),
+        ``checkpoint_key`` (the wrapper used, or ``None``), ``prefix_stripped`` (``"module."`` or ``None``),
+        ``channel_adaptation`` (conv name → rule applied; empty if none), ``mean_shift`` (``"loaded"``,
+        ``"dropped"``, ``"net-defaults"`` or ``"none"``) and ``n_tensors`` (tensors loaded from the file).
+
+    Raises:
+        MrisrInputError: missing/unreadable file, wrapper key not found, unknown layout, key sets that differ,
+            channel counts that cannot be adapted, or shape mismatches.
+    """
+    obj = read_checkpoint(path)
+    state, used_key = _unwrap(obj, checkpoint_key, path)
+    state, prefix = _strip_prefix(state)
+    target = net.state_dict()
+    layout, state = _to_net_keys(state, net, target, path)
+
+    # MeanShift convs: constants of EDSR-PyTorch, kept only when both sides have them.
+    src_ms = {k for k in state if k.startswith(_MEAN_SHIFT_PREFIXES)}
+    net_ms = {k for k in target if k.startswith(_MEAN_SHIFT_PREFIXES)}
+    if src_ms and not net_ms:
+        mean_shift = "dropped"
+        state = {k: v for k, v in state.items() if k not in src_ms}
+    elif net_ms and not src_ms:
+        mean_shift = "net-defaults"
+        state = {**state, **{k: target[k] for k in net_ms}}
+    else:
+        mean_shift = "loaded" if src_ms else "none"
+
+    missing = sorted(set(target) - set(state))
+    unexpected = sorted(set(state) - set(target))
+    if missing or unexpected:
+        raise MrisrInputError(
+            path,
+            f"keys do not match the {layout} layout of {type(net).__name__}: missing {_few(missing)}, "
+            f"unexpected {_few(unexpected)}",
+            "build the net with the checkpoint's configuration (blocks, features, scale)",
+        )
+
+    adaptation: dict[str, str] = {}
+    for side in ("first", "last"):
+        name = getattr(net, f"{side}_conv_name", None)
+        if name is None or f"{name}.weight" not in target:
+            continue
+        rule = _adapt_conv(state, target, net, name, side, adapt_channels, path)
+        if rule:
+            adaptation[name] = rule
+    if adaptation and net_ms and mean_shift == "loaded":
+        # The file's MeanShift is defined for its own channel count; the net keeps its constants.
+        for k in net_ms:
+            if state[k].shape != target[k].shape:
+                state[k] = target[k]
+                mean_shift = "net-defaults"
+
+    for key, value in state.items():
+        if value.shape != target[key].shape:
+            raise MrisrInputError(
+                path,
+                f"shape mismatch at {key}: file {tuple(value.shape)}, net {tuple(target[key].shape)}",
+                "build the net with the checkpoint's configuration (features, channels, scale)",
+            )
+    net.load_state_dict(state, strict=True)
+    return {
+        "path": os.fspath(path),
+        "layout": layout,
+        "checkpoint_key": used_key,
+        "prefix_stripped": prefix,
+        "channel_adaptation": adaptation,
+        "mean_shift": mean_shift,
+        "n_tensors": len(state) - (len(net_ms) if mean_shift == "net-defaults" else 0),
+    }
+
+
+def _unwrap(
+    obj: Any, checkpoint_key: str | None, path: str | os.PathLike[str]
+) -> tuple[dict[str, torch.Tensor], str | None]:
+    """Return the state dict inside ``obj`` and the wrapper key used."""
+    if not isinstance(obj, Mapping):
+        raise MrisrInputError(path, f"checkpoint is a {type(obj).__name__}, not a dict", "save a state dict")
+    if checkpoint_key == "auto":
+        if _is_state_dict(obj):
+            return dict(obj), None
+        present = [k for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping)]
+        # params_ema and params live side by side in BasicSR files; the PRETTIER keys are exclusive.
+        exclusive = [k for k in present if k not in ("params_ema", "params")]
+        if len(exclusive) > 1:
+            raise MrisrInputError(path, f"several state dicts in the file: {present}", "pass checkpoint_key")
+        if not present:
+            raise MrisrInputError(
+                path,
+                f"no state dict found; top-level keys {_few(sorted(map(str, obj)))}",
+                f"pass checkpoint_key (expected one of {list(WRAPPER_KEYS)} or a bare state dict)",
+            )
+        checkpoint_key = present[0]
+    if checkpoint_key is None:
+        state = obj
+    elif checkpoint_key in obj:
+        state = obj[checkpoint_key]
+    else:
+        raise MrisrInputError(
+            path,
+            f"checkpoint_key {checkpoint_key!r} not in the file; top-level keys {_few(sorted(map(str, obj)))}",
+            "pass one of the listed keys, None for a bare state dict, or 'auto'",
+        )
+    if not isinstance(state, Mapping) or not _is_state_dict(state):
+        raise MrisrInputError(
+            path,
+            f"entry {checkpoint_key!r} is not a state dict of tensors",
+            f"pass checkpoint_key (one of {list(WRAPPER_KEYS)} or None)",
+        )
+    return dict(state), checkpoint_key
+
+
+def _is_state_dict(obj: Mapping[Any, Any]) -> bool:
+    return len(obj) > 0 and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def _strip_prefix(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str | None]:
+    """Remove a ``module.`` prefix shared by every key (weights saved from ``DataParallel``)."""
+    if all(k.startswith("module.") for k in state):
+        return {k[len("module.") :]: v for k, v in state.items()}, "module."
+    return state, None
+
+
+def _to_net_keys(
+    state: dict[str, torch.Tensor], net: nn.Module, target: Mapping[str, torch.Tensor], path: str | os.PathLike[str]
+) -> tuple[str, dict[str, torch.Tensor]]:
+    """Identify the file's layout and rename its keys to the net's."""
+    native = getattr(net, "state_dict_layout", "native")
+    core = [k for k in target if not k.startswith(_MEAN_SHIFT_PREFIXES)]
+    # The net's own names: its first and last non-MeanShift keys must both be present.
+    if core and core[0] in state and core[-1] in state:
+        return native, state
+    if native == "edsr-pytorch" and "conv_first.weight" in state and "conv_after_body.weight" in state:
+        n_resblocks = len(net.body) - 1
+        return "basicsr-edsr", map_basicsr_edsr_keys(state, n_resblocks, net.last_conv_name)
+    expected = f"{native} keys such as {core[0]!r} … {core[-1]!r}" if core else "no keys"
+    if native == "edsr-pytorch":
+        expected += " or basicsr-edsr keys 'conv_first.weight', 'conv_after_body.weight'"
+    raise MrisrInputError(
+        path,
+        f"unknown checkpoint layout for {type(net).__name__} (file keys {_few(sorted(state))}); expected {expected}",
+        "check that the file belongs to this network, or pass checkpoint_key for a wrapped state dict",
+    )
+
+
+def _adapt_conv(
+    state: dict[str, torch.Tensor],
+    target: Mapping[str, torch.Tensor],
+    net: nn.Module,
+    name: str,
+    side: str,
+    adapt_channels: bool,
+    path: str | os.PathLike[str],
+) -> str | None:
+    """Adapt the image-channel axis of conv ``name`` in ``state`` in place; return the rule applied or None."""
+    w_key, b_key = f"{name}.weight", f"{name}.bias"
+    src, dst = state[w_key], target[w_key]
+    if src.shape == dst.shape:
+        return None
+    axis = 1 if side == "first" else 0
+    if src.dim() != dst.dim() or src.shape[:axis] + src.shape[axis + 1 :] != dst.shape[:axis] + dst.shape[axis + 1 :]:
+        return None  # not a channel difference; the generic shape check reports it
+    image_ch = getattr(net, "in_channels" if side == "first" else "out_channels", None)
+    group = dst.shape[axis] // image_ch if image_ch else 0
+    if not group or dst.shape[axis] != group * image_ch or src.shape[axis] % group:
+        return None
+    c_src, c_dst = src.shape[axis] // group, image_ch
+    what = "input" if side == "first" else "output"
+    if not adapt_channels or {c_src, c_dst} != {1, 3}:
+        fix = (
+            "set adapt_channels=True or build the net with the checkpoint's channel count"
+            if {c_src, c_dst} == {1, 3}
+            else f"build the net with {c_src} {what} channels (only 3 <-> 1 can be adapted)"
+        )
+        raise MrisrInputError(path, f"{name} has {c_src} {what} channels in the file, the net has {c_dst}", fix)
+    if side == "first":
+        out_ch, k = src.shape[0], src.shape[2:]
+        w = src.reshape(out_ch, c_src, group, *k)
+        w = w.sum(1, keepdim=True) if c_dst == 1 else w.expand(out_ch, c_dst, group, *k) / c_dst
+        state[w_key] = w.reshape(dst.shape).contiguous()
+        return f"{what} {c_src}->{c_dst}: " + ("sum of RGB kernels" if c_dst == 1 else "kernel replicated / 3")
+    if c_dst == 1:
+        state[w_key] = src.mean(0, keepdim=True)
+        if b_key in state:
+            state[b_key] = state[b_key].mean(0, keepdim=True)
+        return f"{what} 3->1: mean of RGB kernels and biases"
+    state[w_key] = src.expand(c_dst, *src.shape[1:]).contiguous()
+    if b_key in state:
+        state[b_key] = state[b_key].expand(c_dst).contiguous()
+    return f"{what} 1->3: kernel and bias replicated"
+
+
+def _few(items: list[str], n: int = 4) -> str:
+    """At most n items and the total count, for one-line error messages."""
+    if not items:
+        return "none"
+    shown = ", ".join(items[:n])
+    return f"[{shown}{', …' if len(items) > n else ''}] ({len(items)})"
