@@ -1,0 +1,324 @@
+"""PRETTIER training pairs: thick-slice LR patches on their own grid and 3-slice pseudo-RGB (docs/models.md §2.4).
+
+For every HR volume and every through-plane axis in ``axes`` (PRETTIER simulates axial, sagittal and coronal
+acquisitions), the thick-slice acquisition is simulated once on the LR grid: no interpolation back onto the HR grid,
+because the network upsamples the thick-slice axis itself. A sample is a stack of ``in_channels`` contiguous planes
+along a slicing axis ``b`` (an in-plane axis of the LR volume), each plane with the through-plane axis ``a`` along its
+rows and the remaining axis along its columns: HR ``(C, P, P)`` and LR ``(C, P / f, P)`` with ``f`` = separation /
+HR spacing (96 × 96 and 16 × 96 for 6 mm on 1 mm). Both are divided by ``intensity_headroom`` × the ``percentile`` of
+the LR volume's foreground (PRETTIER's inference rule 1.25 × P99.5, used for training too).
+
+Alignment: the HR volume is cropped (from index 0) to a multiple of ``f`` voxels along every axis, so that LR slice
+``j`` covers HR voxels ``f·j … f·j + f − 1`` exactly (same-FOV rule, docs/physics.md §3) and an LR row block
+``j0 : j0 + P/f`` covers the HR rows ``f·j0 : f·j0 + P``.
+
+Patch centres are drawn from the foreground (HR voxels above ``foreground_threshold`` after scaling), so patches
+are mostly tissue. Test items are whole volumes (the LR on its own grid, geometry and output grid), exactly as
+:class:`mrisr.data.pairs.SimulatedPairsDataModule` produces them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from mrisr.data.pairs import FixedPatchDataset, SimulatedPairsDataModule, crop_volume
+from mrisr.degradations.stack import DegradationStack
+from mrisr.io.errors import MrisrInputError
+from mrisr.io.intensity import foreground_percentile
+from mrisr.io.nifti import Volume
+
+__all__ = ["PrettierPairsDataModule", "ThickSlicePair", "ThickSlicePatchDataset", "thick_slice_pair"]
+
+log = logging.getLogger(__name__)
+
+#: Foreground voxels kept per volume as candidate patch centres (a random subset bounds memory).
+_MAX_CENTRES = 200_000
+
+
+@dataclass
+class ThickSlicePair:
+    """One HR volume and its simulated LR volume along ``axis``, both divided by the same intensity scale.
+
+    Attributes:
+        name: subject-like name and axis.
+        hr: ``(X, Y, Z)`` float32, cropped to a multiple of ``factor`` along every axis.
+        lr: LR volume, the HR shape with ``axis`` divided by ``factor``.
+        axis: through-plane axis of the simulated acquisition.
+        factor: integer ratio separation / HR spacing.
+        scale: raw intensity mapped to 1.
+        centres: ``(K, 3)`` int foreground voxel indices of ``hr`` (candidate patch centres).
+    """
+
+    name: str
+    hr: np.ndarray
+    lr: np.ndarray
+    axis: int
+    factor: int
+    scale: float
+    centres: np.ndarray
+
+
+def thick_slice_pair(
+    name: str,
+    volume: Volume,
+    degradation: DegradationStack,
+    axis: int,
+    seed: int,
+    percentile: float = 99.5,
+    intensity_headroom: float = 1.25,
+    foreground_threshold: float = 0.1,
+) -> ThickSlicePair:
+    """Simulate the thick-slice LR of ``volume`` along ``axis`` on the LR grid and scale both (see module docstring).
+
+    Raises:
+        MrisrInputError: separation not an integer multiple of the HR spacing, a random separation, or an HR
+            volume with fewer voxels than one LR slice along an axis.
+    """
+    separation = degradation.separation
+    if separation is None:
+        raise MrisrInputError(
+            volume.path, "PRETTIER pairs need a fixed slice separation", "use a degradation preset such as prettier"
+        )
+    spacing = float(volume.zooms[axis])
+    ratio = float(separation) / spacing
+    factor = round(ratio)
+    if factor < 1 or abs(ratio - factor) > 1e-3:
+        raise MrisrInputError(
+            volume.path,
+            f"separation {separation:g} mm is not an integer multiple of the HR spacing {spacing:g} mm (axis {axis})",
+            "resample the HR volume to a spacing that divides the separation (PRETTIER uses 1 mm isotropic)",
+        )
+    for d in range(3):
+        keep = (volume.shape[d] // factor) * factor
+        if keep == 0:
+            raise MrisrInputError(volume.path, f"axis {d} has {volume.shape[d]} voxels < {factor}", "use a larger volume")
+        if keep != volume.shape[d]:
+            volume = crop_volume(volume, d, 0, keep)
+    lr = degradation.with_axis(axis)(volume, seed=seed)
+    if lr.shape[axis] * factor != volume.shape[axis]:
+        raise ValueError(
+            f"{name}: LR has {lr.shape[axis]} slices for {volume.shape[axis]} HR voxels at factor {factor}; "
+            "the degradation must end on the LR grid (Downsample)"
+        )
+    scale = intensity_headroom * foreground_percentile(lr.data, percentile, source=volume.path)
+    hr = (volume.data / scale).astype(np.float32)
+    centres = np.argwhere(hr > foreground_threshold)
+    if len(centres) == 0:
+        centres = np.argwhere(hr > 0)
+    if len(centres) > _MAX_CENTRES:
+        pick = np.random.default_rng([seed, axis, 7]).choice(len(centres), _MAX_CENTRES, replace=False)
+        centres = centres[np.sort(pick)]
+    return ThickSlicePair(
+        name=f"{name}[axis {axis}]",
+        hr=hr,
+        lr=(lr.data / scale).astype(np.float32),
+        axis=axis,
+        factor=factor,
+        scale=scale,
+        centres=centres.astype(np.int64),
+    )
+
+
+class ThickSlicePatchDataset(Dataset):
+    """Random PRETTIER patch pairs; sample ``k`` is a pure function of ``(seed, k)``.
+
+    Args:
+        pairs: thick-slice pairs (all with the same ``factor``).
+        hr_patch: HR patch side P (voxels); must be a multiple of the factor.
+        in_channels: contiguous planes per sample (1, or 3 for pseudo-RGB).
+        length: nominal samples per epoch.
+        seed: base seed.
+        flips: random flips of rows and columns (and of the plane order), symmetries of the forward model.
+
+    Items: ``{"hr": (C, P, P), "lr": (C, P / f, P)}`` float32, rows along the through-plane axis.
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[ThickSlicePair],
+        hr_patch: int,
+        in_channels: int,
+        length: int,
+        seed: int,
+        flips: bool = True,
+    ) -> None:
+        if in_channels not in (1, 3):
+            raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
+        factors = {p.factor for p in pairs}
+        if len(factors) != 1:
+            raise ValueError(f"all pairs need the same separation / spacing factor, got {sorted(factors)}")
+        self.factor = factors.pop()
+        if hr_patch % self.factor:
+            raise ValueError(f"hr_patch {hr_patch} must be a multiple of the factor {self.factor}")
+        self.hr_patch, self.lr_rows = hr_patch, hr_patch // self.factor
+        self.in_channels, self.length, self.seed, self.flips = in_channels, length, seed, flips
+        self.pairs: list[ThickSlicePair] = []
+        self.slicing_axes: list[list[int]] = []
+        for pair in pairs:
+            a = pair.axis
+            valid = [
+                b
+                for b in range(3)
+                if b != a and pair.hr.shape[b] >= in_channels and pair.hr.shape[3 - a - b] >= hr_patch
+            ]
+            if pair.hr.shape[a] >= hr_patch and valid:
+                self.pairs.append(pair)
+                self.slicing_axes.append(valid)
+        if not self.pairs:
+            raise ValueError(
+                f"no volume is large enough for {hr_patch}-voxel patches: {[p.hr.shape for p in pairs]}; "
+                "lower data.hr_patch"
+            )
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, int(k)])
+        which = int(rng.integers(len(self.pairs)))
+        pair, axes = self.pairs[which], self.slicing_axes[which]
+        a = pair.axis
+        b = axes[int(rng.integers(len(axes)))]
+        c = 3 - a - b
+        centre = pair.centres[int(rng.integers(len(pair.centres)))]
+        half = self.in_channels // 2
+        p, r, f = self.hr_patch, self.lr_rows, pair.factor
+        i0 = int(np.clip(centre[b] - half, 0, pair.hr.shape[b] - self.in_channels))
+        j0 = int(np.clip(round(centre[a] / f - r / 2), 0, pair.lr.shape[a] - r))
+        c0 = int(np.clip(centre[c] - p // 2, 0, pair.hr.shape[c] - p))
+        hr = self._planes(pair.hr, a, b, c, i0, slice(f * j0, f * j0 + p), c0)
+        lr = self._planes(pair.lr, a, b, c, i0, slice(j0, j0 + r), c0)
+        if self.flips:
+            for dim in (0, 1, 2):  # plane order, rows, columns
+                if rng.random() < 0.5:
+                    hr, lr = np.flip(hr, dim), np.flip(lr, dim)
+        return {
+            "hr": torch.from_numpy(np.ascontiguousarray(hr, dtype=np.float32)),
+            "lr": torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32)),
+        }
+
+    def _planes(self, data: np.ndarray, a: int, b: int, c: int, i0: int, rows: slice, c0: int) -> np.ndarray:
+        """``(C, rows, P)`` block: planes ``i0 …`` along ``b``, rows along ``a``, columns along ``c``."""
+        index = [slice(None)] * 3
+        index[b] = slice(i0, i0 + self.in_channels)
+        index[a] = rows
+        index[c] = slice(c0, c0 + self.hr_patch)
+        return np.transpose(data[tuple(index)], (b, a, c))
+
+
+class PrettierPairsDataModule(SimulatedPairsDataModule):
+    """HR volumes → PRETTIER thick-slice patch pairs (training, validation) and whole test volumes.
+
+    Train/val/test splits are by source (subject); a source listed in several splits (the single MNI152 template)
+    is cut into disjoint slabs as in :class:`~mrisr.data.pairs.SimulatedPairsDataModule`.
+
+    Args:
+        train, val, test: sources (NIfTI paths or ``"mni152"``).
+        degradation: the thick-slice acquisition (e.g. the ``prettier`` preset, 5 mm / 6 mm); its ``axis`` is the
+            through-plane axis of the test items.
+        hr_patch: HR patch side (voxels; PRETTIER 96, giving 16-row LR patches at 6 mm / 1 mm).
+        in_channels: contiguous planes per sample, 1 or 3 (pseudo-RGB).
+        axes: through-plane axes simulated for training and validation (PRETTIER: all three).
+        batch_size: patches per batch (PRETTIER 6).
+        patches_per_epoch: training samples per epoch.
+        val_patches: fixed validation patches.
+        slab_axis, slab_fractions: splitting of a source shared by several splits.
+        percentile: intensity percentile of the LR foreground.
+        intensity_headroom: the scale is ``intensity_headroom`` × that percentile (PRETTIER 1.25).
+        foreground_threshold: minimum scaled HR intensity of a patch centre.
+        num_workers: DataLoader workers.
+        seed: seed of the degradation and of patch sampling.
+        test_annotations: see :class:`~mrisr.data.pairs.SimulatedPairsDataModule`.
+    """
+
+    def __init__(
+        self,
+        train: Sequence[str],
+        val: Sequence[str],
+        test: Sequence[str],
+        degradation: DegradationStack,
+        hr_patch: int = 96,
+        in_channels: int = 3,
+        axes: Sequence[int] = (0, 1, 2),
+        batch_size: int = 6,
+        patches_per_epoch: int = 1024,
+        val_patches: int = 64,
+        slab_axis: int = 1,
+        slab_fractions: Sequence[float] = (0.7, 0.1, 0.2),
+        percentile: float = 99.5,
+        intensity_headroom: float = 1.25,
+        foreground_threshold: float = 0.1,
+        num_workers: int = 0,
+        seed: int = 0,
+        test_annotations: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
+        super().__init__(
+            train,
+            val,
+            test,
+            degradation,
+            patch_size=hr_patch,
+            batch_size=batch_size,
+            patches_per_epoch=patches_per_epoch,
+            val_patches=val_patches,
+            slab_axis=slab_axis,
+            slab_fractions=slab_fractions,
+            percentile=percentile,
+            num_workers=num_workers,
+            seed=seed,
+            test_annotations=test_annotations,
+        )
+        if in_channels not in (1, 3):
+            raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
+        if not axes or any(a not in (0, 1, 2) for a in axes):
+            raise ValueError(f"axes must be a non-empty subset of (0, 1, 2), got {axes}")
+        if intensity_headroom <= 0 or not math.isfinite(intensity_headroom):
+            raise ValueError(f"intensity_headroom must be > 0, got {intensity_headroom}")
+        self.hr_patch = hr_patch
+        self.in_channels = in_channels
+        self.axes = tuple(int(a) for a in axes)
+        self.intensity_headroom = intensity_headroom
+        self.foreground_threshold = foreground_threshold
+
+    def _pairs(self, volumes: Mapping[str, Volume], seed: int) -> list[ThickSlicePair]:
+        return [
+            thick_slice_pair(
+                name,
+                volume,
+                self.degradation,
+                axis,
+                seed=seed + 100 * i + axis,
+                percentile=self.percentile,
+                intensity_headroom=self.intensity_headroom,
+                foreground_threshold=self.foreground_threshold,
+            )
+            for i, (name, volume) in enumerate(volumes.items())
+            for axis in self.axes
+        ]
+
+    def setup(self, stage: str | None = None) -> None:
+        volumes = self._split_volumes()
+        if stage in (None, "fit", "validate") and self.train_set is None:
+            train_pairs = self._pairs(volumes["train"], self.seed)
+            val_pairs = self._pairs(volumes["val"], self.seed + 1)
+            if not train_pairs or not val_pairs:
+                raise ValueError("data: the train and val splits need at least one source each")
+            self.train_set = ThickSlicePatchDataset(
+                train_pairs, self.hr_patch, self.in_channels, self.patches_per_epoch, self.seed
+            )
+            val_source = ThickSlicePatchDataset(
+                val_pairs, self.hr_patch, self.in_channels, self.val_patches, self.seed + 10_000
+            )
+            self.val_set = FixedPatchDataset(val_source, self.val_patches)
+            log.info("PRETTIER pairs: train %s; val %s", [p.name for p in train_pairs], [p.name for p in val_pairs])
+        if stage in (None, "test") and self.test_items is None:
+            self.test_items = [
+                self.test_item(n, v, seed=self.seed + 20_000 + i) for i, (n, v) in enumerate(volumes["test"].items())
+            ]
