@@ -98,7 +98,9 @@ def thick_slice_pair(
     for d in range(3):
         keep = (volume.shape[d] // factor) * factor
         if keep == 0:
-            raise MrisrInputError(volume.path, f"axis {d} has {volume.shape[d]} voxels < {factor}", "use a larger volume")
+            raise MrisrInputError(
+                volume.path, f"axis {d} has {volume.shape[d]} voxels < {factor}", "use a larger volume"
+            )
         if keep != volume.shape[d]:
             volume = crop_volume(volume, d, 0, keep)
     lr = degradation.with_axis(axis)(volume, seed=seed)

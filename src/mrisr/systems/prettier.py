@@ -59,7 +59,7 @@ def resize_patch(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
 
 
-def linear_resize_matrix(n_in: int, positions: np.ndarray, support: float) -> torch.Tensor:
+def linear_resize_matrix(n_in: int, positions: np.ndarray, support: float) -> np.ndarray:
     """Antialiased linear (triangle-kernel) resampling matrix ``(len(positions), n_in)``.
 
     Output sample m is ``Σ_i w_i x_i / Σ_i w_i`` with ``w_i = max(0, 1 − |u_m − i| / s)``, ``u_m`` its position in
@@ -77,7 +77,7 @@ def linear_resize_matrix(n_in: int, positions: np.ndarray, support: float) -> to
     empty = total[:, 0] <= 0
     w[empty, nearest[empty]] = 1.0  # positions beyond the border by more than the support: clamp
     total = w.sum(1, keepdims=True)
-    return torch.from_numpy(w / total)
+    return w / total
 
 
 @torch.inference_mode()
@@ -116,11 +116,10 @@ def reconstruct_volume(
     # LR position p ↔ net-output row (p + 0.5)·scale − 0.5; antialias support = output spacing in net-output rows.
     row_matrix = linear_resize_matrix(
         native_scale * n, (positions + 0.5) * native_scale - 0.5, grid.step * native_scale
-    ).to(volume.device, torch.float32)
+    )
     weights = list(CHANNEL_WEIGHTS[in_channels])
-    if merge == "center":
-        weights = [0.0] * in_channels
-        weights[in_channels // 2] = 1.0
+    # "center": only the G prediction, except for the first and last slices, which have none (their R / B is used).
+    centre = [float(ch == in_channels // 2) for ch in range(in_channels)] if merge == "center" else None
     outputs = []
     others = [d for d in range(3) if d != axis]
     for b in others:
@@ -128,23 +127,28 @@ def reconstruct_volume(
         n_b, n_c = volume.shape[b], volume.shape[c]
         if n_b < in_channels:
             raise ValueError(f"{n_b} slices along axis {b} < in_channels = {in_channels}")
-        col_matrix = linear_resize_matrix(
-            native_scale * n_c, (np.arange(n_c) + 0.5) * native_scale - 0.5, native_scale
-        ).to(volume.device, torch.float32)
+        col_matrix = linear_resize_matrix(native_scale * n_c, (np.arange(n_c) + 0.5) * native_scale - 0.5, native_scale)
         planes = volume.permute(b, axis, c)  # (N_b, n, N_c)
         total = volume.new_zeros((n_b, grid.length, n_c), dtype=torch.float32)
         weight_sum = volume.new_zeros((n_b, 1, 1), dtype=torch.float32)
+        total_c, weight_c = torch.zeros_like(total), torch.zeros_like(weight_sum)
         n_items = n_b - in_channels + 1
         for start in range(0, n_items, batch_size):
             ks = torch.arange(start, min(start + batch_size, n_items), device=volume.device)
             items = planes[ks[:, None] + torch.arange(in_channels, device=volume.device)[None, :]]  # (B, C, n, N_c)
             out = net(items.float().contiguous()).float()
             out = apply_matrix(apply_matrix(out, row_matrix, 2), col_matrix, 3).clamp(0.0, 1.0)
+            ones = torch.ones((len(ks), 1, 1), device=volume.device)
             for ch, w in enumerate(weights):
-                if w:
-                    total.index_add_(0, ks + ch, w * out[:, ch])
-                    weight_sum.index_add_(0, ks + ch, torch.full((len(ks), 1, 1), w, device=volume.device))
-        outputs.append((total / weight_sum).permute(*np.argsort([b, axis, c]).tolist()))
+                total.index_add_(0, ks + ch, w * out[:, ch])
+                weight_sum.index_add_(0, ks + ch, w * ones)
+                if centre is not None and centre[ch]:
+                    total_c.index_add_(0, ks + ch, out[:, ch])
+                    weight_c.index_add_(0, ks + ch, ones)
+        merged = total / weight_sum
+        if centre is not None:
+            merged = torch.where(weight_c > 0, total_c / weight_c.clamp_min(1.0), merged)
+        outputs.append(merged.permute(*np.argsort([b, axis, c]).tolist()))
     return torch.stack(outputs).mean(0)
 
 
@@ -204,14 +208,14 @@ class PrettierSR(SRSystem):
     ) -> None:
         self.merge = merge
         self.in_channels = in_channels
-        super().__init__(
-            optimizer, scheduler, scheduler_interval, None, method, percentile, inference_batch_size
-        )
+        super().__init__(optimizer, scheduler, scheduler_interval, None, method, percentile, inference_batch_size)
         if in_channels not in CHANNEL_WEIGHTS:
             raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
         if intensity_headroom <= 0 or net_range <= 0 or native_scale < 1:
             raise ValueError("intensity_headroom and net_range must be > 0 and native_scale ≥ 1")
-        self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler", "discriminator", "gan_loss", "d_optimizer", "d_scheduler"])
+        self.save_hyperparameters(
+            ignore=["net", "loss", "optimizer", "scheduler", "discriminator", "gan_loss", "d_optimizer", "d_scheduler"]
+        )
         self.net = net
         self.intensity_headroom = intensity_headroom
         self.native_scale = native_scale
@@ -492,4 +496,3 @@ class AdversarialSR(PrettierSR):
             return
         for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
             scheduler.step()
-
