@@ -208,6 +208,7 @@ def test_super_resolve_matches_the_output_grid_for_non_integer_factors() -> None
 # ---------------------------------------------------------------- systems
 def test_edsr_training_step_is_finite_and_trains_only_the_net() -> None:
     model = tiny_edsr_system()
+    assert model.scheduler_interval == "epoch"  # warm restarts with T0 in epochs (docs/models.md §2.6)
     loss = model.training_step(patch_batch(), 0)
     assert torch.isfinite(loss) and loss > 0
     loss.backward()
@@ -323,7 +324,6 @@ def test_prettier_experiments_compose_with_paper_defaults(name: str) -> None:
     if not name.endswith("smoke"):
         assert cfg.trainer.max_epochs == 100 and cfg.data.batch_size == 6
     model = cfg.model
-    assert model.scheduler_interval == "epoch" if "scheduler_interval" in model else True
     if "realesrgan" in name:
         assert (model.optimizer.lr, model.scheduler.T_0, model.scheduler.T_mult) == (1e-4, 6, 1)
         assert (model.d_optimizer.lr, model.d_scheduler.T_0, model.d_scheduler.T_mult) == (5e-6, 8, 2)

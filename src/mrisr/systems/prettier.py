@@ -256,6 +256,8 @@ class PrettierSR(SRSystem):
             self.net, self.pretrained, checkpoint_key=self.pretrained_key, adapt_channels=self.adapt_channels
         )
         self.hparams["pretrained_record"] = self.pretrained_record
+        if self.run_config is not None:
+            self.run_config["pretrained_record"] = self.pretrained_record
         return self.pretrained_record
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
