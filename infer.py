@@ -1,4 +1,4 @@
-"""Super-resolve thick-slice volumes (Hydra; see conf/infer.yaml).
+"""Super-resolve thick-slice volumes (Hydra application; config conf/infer.yaml).
 
 One volume:   ``python infer.py input=LR.nii.gz output=SR.nii.gz model=cubic``
 Many volumes: ``python infer.py inputs='data/**/*.nii.gz' output_dir=out/ model=smore`` (glob, manifest CSV or BIDS
@@ -10,17 +10,24 @@ Trained models are rebuilt from their checkpoint alone (``ckpt_path=…``). Outp
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
-import mrisr.utils.config  # noqa: F401  (registers the ${repo_root:} resolver before Hydra composes)
 from mrisr.io.errors import MrisrInputError
 from mrisr.runner import build_model, run_batch, super_resolve_file
+from mrisr.utils.cli import print_help, run_cli, run_hydra, wants_help
+from mrisr.utils.config import check_hydra_overrides
 
 log = logging.getLogger("mrisr.infer")
+
+#: Expected types of the options whose default (``null``) does not tell.
+OPTION_TYPES: dict[str, type] = {
+    "thickness": float,
+    "target_spacing_mm": float,
+    "budget.max_time": float,
+    "budget.max_steps": int,
+}
 
 
 def infer(cfg: DictConfig) -> int:
@@ -35,16 +42,18 @@ def infer(cfg: DictConfig) -> int:
     return 0
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="infer")
-def main(cfg: DictConfig) -> None:
-    try:
-        code = infer(cfg)
-    except MrisrInputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    if code:
-        sys.exit(code)
+def infer_job(cfg: DictConfig) -> int:
+    """The Hydra job: checks the overrides, runs :func:`infer`; returns its exit code."""
+    check_hydra_overrides(OPTION_TYPES)
+    return infer(cfg)
+
+
+def main(argv: list[str]) -> int:
+    """Run ``infer.py`` on the command line ``argv``; returns the exit status (1 when a batch volume failed)."""
+    if wants_help(argv):
+        return print_help(__doc__, "infer", argv)
+    return int(run_hydra(infer_job, "infer", argv) or 0)
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -1,7 +1,12 @@
-"""Atomic file writing: every output goes to a temporary file in the target folder, then one rename.
+"""Atomic, durable file writing: the one implementation behind every output of mrisr (NIfTI, JSON, CSV, text, PNG).
 
-A reader (or a resumed batch) therefore sees either the previous file or the complete new one, never a partial
-write; the temporary file is removed when writing fails.
+Each output goes to a temporary file in the target folder, is flushed to disk (``os.fsync``) and renamed over the
+target in one step; the folder is then synced too, so that the rename itself survives a crash where the platform
+supports it. A reader (or a resumed batch) therefore sees either the previous file or the complete new one, never a
+partial write; the temporary file is removed when writing fails. Files get the mode of a normal ``open``
+(``0o666`` minus the umask), not the owner-only mode of :func:`tempfile.mkstemp`.
+
+An output folder that cannot be created or written raises :class:`~mrisr.io.errors.MrisrInputError` naming it.
 """
 
 from __future__ import annotations
@@ -10,25 +15,104 @@ import contextlib
 import csv
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+#: Attempts at a fresh temporary name before giving up (names carry 48 random bits).
+_NAME_ATTEMPTS = 100
+
+
+def _output_error(path: Path, problem: str, err: OSError) -> Exception:
+    from mrisr.io.errors import MrisrInputError  # here, not at module level: mrisr.io imports this module
+
+    reason = err.strerror or type(err).__name__
+    return MrisrInputError(path, f"{problem} ({reason})", "choose an output path in a folder you can write to")
+
+
+def _make_folder(folder: Path) -> None:
+    """Create ``folder`` and its parents; a folder that cannot be created is a user error naming it."""
+    if folder.is_dir():
+        return
+    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        from mrisr.io.errors import MrisrInputError
+
+        raise MrisrInputError(
+            folder,
+            f"cannot create the output folder: {blocker} is a file, not a folder",
+            "choose an output path whose folders are folders (or remove that file)",
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise _output_error(folder, "cannot create the output folder", err) from err
+
+
+def _create_temp(target: Path, suffix: str) -> Path:
+    """Create an empty, uniquely named file next to ``target`` with mode ``0o666 & ~umask`` (like ``open``)."""
+    for _ in range(_NAME_ATTEMPTS):
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp{suffix}")
+        try:
+            fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)  # the kernel applies the umask
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise _output_error(target.parent, f"cannot write into the output folder (for {target.name})", err) from err
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"no free temporary name next to {target} after {_NAME_ATTEMPTS} attempts")
+
+
+def fsync_file(path: str | os.PathLike) -> None:
+    """Flush ``path``'s data to disk (``os.fsync`` on a new descriptor: it syncs the file, not the descriptor)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_folder(folder: str | os.PathLike) -> None:
+    """Flush a folder's entries (a completed rename) to disk; a no-op where folders cannot be opened (Windows)."""
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+    try:
+        fd = os.open(folder, flags)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):  # some file systems refuse fsync on folders
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path``, on failure it is deleted."""
+    """Yield a temporary path beside ``path`` to write to; on success it replaces ``path``, on failure it is deleted.
+
+    Parent folders are created. The temporary file exists (empty) when yielded; writers that replace it (nibabel,
+    matplotlib) keep its folder and therefore its file system. After the block: fsync, rename, fsync of the folder.
+
+    Args:
+        path: the final file.
+        suffix: ending of the temporary name, for writers that choose the format by it (``.nii.gz``, ``.png``).
+
+    Raises:
+        MrisrInputError: the folder cannot be created (e.g. a file stands in its place) or written.
+    """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
-    os.close(fd)
+    _make_folder(target.parent)
+    tmp = _create_temp(target, suffix)
     try:
-        yield Path(tmp)
+        yield tmp
+        fsync_file(tmp)
         os.replace(tmp, target)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    fsync_folder(target.parent)
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[IO[str]], None]) -> Path:
