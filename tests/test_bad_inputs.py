@@ -152,7 +152,7 @@ CASES = [
     Case(
         "unknown config key",
         good,
-        lambda bad, out: ["-m", "mrisr.simulate", f"input={bad}", f"output={out}", "thicknes=3"],
+        lambda bad, out: ["-m", "mrisr.cli.simulate", f"input={bad}", f"output={out}", "thicknes=3"],
         "thicknes",
     ),
     Case(
@@ -160,7 +160,7 @@ CASES = [
         good,
         lambda bad, out: [
             "-m",
-            "mrisr.evaluate",
+            "mrisr.cli.evaluate",
             f"sr={bad}",
             f"hr={bad}",
             f"mask={far_mask(out.parent)}",
@@ -171,7 +171,7 @@ CASES = [
     Case(
         "images of different spaces",
         good,
-        lambda bad, out: ["-m", "mrisr.evaluate", f"sr={far_image(out.parent)}", f"hr={bad}", f"output={out}"],
+        lambda bad, out: ["-m", "mrisr.cli.evaluate", f"sr={far_image(out.parent)}", f"hr={bad}", f"output={out}"],
         "field of view",
     ),
 ]

@@ -31,7 +31,7 @@ def spine_lr(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
     out = tmp_path_factory.mktemp("cli") / "lr_3_1.nii.gz"
     before = file_digest(hr)
     proc = run_command(
-        ["-m", "mrisr.simulate", f"input={hr}", f"output={out}", "thickness=3", "gap=1", "axis=2", "seed=0"]
+        ["-m", "mrisr.cli.simulate", f"input={hr}", f"output={out}", "thickness=3", "gap=1", "axis=2", "seed=0"]
     )
     assert proc.returncode == 0, proc.stderr
     assert file_digest(hr) == before, "the input file was modified"
@@ -55,7 +55,7 @@ def test_simulate_writes_exact_geometry(spine_lr: tuple[Path, Path]) -> None:
 def test_simulate_is_deterministic_and_notation_matches(spine_lr: tuple[Path, Path], tmp_path: Path) -> None:
     hr_path, lr_path = spine_lr
     again = tmp_path / "again.nii.gz"
-    proc = run_command(["-m", "mrisr.simulate", f"input={hr_path}", f"output={again}", "notation='3||1'", "axis=2"])
+    proc = run_command(["-m", "mrisr.cli.simulate", f"input={hr_path}", f"output={again}", "notation='3||1'", "axis=2"])
     assert proc.returncode == 0, proc.stderr
     np.testing.assert_array_equal(nib.load(again).get_fdata(), nib.load(lr_path).get_fdata())
     np.testing.assert_array_equal(nib.load(again).affine, nib.load(lr_path).affine)
@@ -80,14 +80,14 @@ def test_infer_cubic_overlays_input_and_evaluate_reports(spine_lr: tuple[Path, P
     assert sidecar["factor"] == pytest.approx(4.0) and sidecar["output_shape"] == [384, 216, 52]
 
     csv_path = tmp_path / "metrics.csv"
-    proc = run_command(["-m", "mrisr.evaluate", f"sr={sr_path}", f"hr={hr_path}", f"output={csv_path}"])
+    proc = run_command(["-m", "mrisr.cli.evaluate", f"sr={sr_path}", f"hr={hr_path}", f"output={csv_path}"])
     assert proc.returncode == 0, proc.stderr
     metrics = last_json(proc.stdout)
     assert 20 < metrics["psnr"] < 60 and 0.5 < metrics["ssim"] < 1.0
     assert csv_path.read_text().count("\n") >= 3
 
     mask = hr_path.parent / "t2_manual_segmentation.nii.gz"
-    proc = run_command(["-m", "mrisr.evaluate", f"sr={sr_path}", f"hr={hr_path}", f"mask={mask}"])
+    proc = run_command(["-m", "mrisr.cli.evaluate", f"sr={sr_path}", f"hr={hr_path}", f"mask={mask}"])
     assert proc.returncode == 0, proc.stderr
     masked = last_json(proc.stdout)
     assert "psnr_mask" in masked and "ssim_mask" in masked and masked["psnr"] == pytest.approx(metrics["psnr"])
@@ -123,12 +123,12 @@ def test_simulate_refuses_to_overwrite_input(tmp_path: Path, spine_lr: tuple[Pat
     copy = tmp_path / "copy.nii.gz"
     copy.write_bytes(lr_path.read_bytes())
     digest = file_digest(copy)
-    proc = run_command(["-m", "mrisr.simulate", f"input={copy}", f"output={copy}", "thickness=8"])
+    proc = run_command(["-m", "mrisr.cli.simulate", f"input={copy}", f"output={copy}", "thickness=8"])
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert file_digest(copy) == digest
 
 
 def test_unknown_config_key_fails_loudly(tmp_path: Path, spine_lr: tuple[Path, Path]) -> None:
     _, lr_path = spine_lr
-    proc = run_command(["-m", "mrisr.simulate", f"input={lr_path}", f"output={tmp_path / 'x.nii.gz'}", "thicknes=3"])
+    proc = run_command(["-m", "mrisr.cli.simulate", f"input={lr_path}", f"output={tmp_path / 'x.nii.gz'}", "thicknes=3"])
     assert proc.returncode != 0 and "thicknes" in proc.stderr and "Traceback" not in proc.stderr

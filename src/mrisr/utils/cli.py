@@ -97,12 +97,14 @@ def _instantiation_error(err: BaseException) -> MrisrInputError | None:
         return None  # an exception of another kind inside a constructor is a bug: keep its traceback
     target = re.search(r"target '([^']+)'", text)
     node = re.search(r"full_key: (\S+)", text)
-    what = f"cannot build {node.group(1) if node else 'the configured object'}"
-    if target:
-        what += f" ({target.group(1)})"
+    node_name = node.group(1) if node else "the configured object"
+    what = f"cannot build {node_name}" + (f" ({target.group(1)})" if target else "")
     reason = _one_line(str(cause)) if cause is not None else _hydra_message(text.split("\nfull_key:")[0])
-    option = f"the options of {node.group(1)}" if node else "the option"
-    return MrisrInputError(None, f"{what}: {reason}", f"change {option} it names (`--help` lists them with defaults)")
+    return MrisrInputError(
+        None,
+        f"{what}: {reason}",
+        f"correct that option of {node_name} (`--help` lists the options with their defaults)",
+    )
 
 
 def user_error(err: BaseException) -> MrisrInputError | None:
@@ -139,7 +141,8 @@ def user_error(err: BaseException) -> MrisrInputError | None:
             "write options as key=value (quote values with spaces or special characters, e.g. key='a b'); " + help_fix,
         )
     if isinstance(err, ConfigCompositionException) and isinstance(err.__cause__, ConfigKeyError | AttributeError):
-        key = getattr(err.__cause__, "full_key", None) or "?"
+        named = re.search(r"override '([^']+)'", str(err))
+        key = named.group(1) if named else getattr(err.__cause__, "full_key", None) or "?"
         return MrisrInputError(
             None,
             f"unknown option '{key}'",
@@ -175,6 +178,9 @@ def run_cli(main: Callable[[list[str]], int | None], argv: list[str] | None = No
     full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
     try:
         code = main(args)
+    except BrokenPipeError:  # the reader of stdout went away (e.g. `--help | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None
     except Exception as err:
         error = None if full_error else user_error(err)
         if error is None:
@@ -202,10 +208,23 @@ def run_hydra(task: Callable[[Any], T], config_name: str, argv: Sequence[str]) -
 
     register_resolvers()
     returned: list[T] = []
+    refused: list[Exception] = []
+    keep_tracebacks = os.environ.get("HYDRA_FULL_ERROR") == "1"
 
     @functools.wraps(task)
-    def job(cfg: Any) -> T:
-        value = task(cfg)
+    def job(cfg: Any) -> T | None:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        try:
+            value = task(cfg)
+        except Exception as err:
+            # A single run hands a user error back after Hydra has finished (Hydra would print it over several lines
+            # first); sweeps keep Hydra's own handling, which stops at the first failed job.
+            if keep_tracebacks or HydraConfig.get().mode != RunMode.RUN or user_error(err) is None:
+                raise
+            refused.append(err)
+            return None
         returned.append(value)
         return value
 
@@ -221,4 +240,6 @@ def run_hydra(task: Callable[[Any], T], config_name: str, argv: Sequence[str]) -
             os.environ.pop("HYDRA_FULL_ERROR", None)
         else:
             os.environ["HYDRA_FULL_ERROR"] = saved_flag
+    if refused:
+        raise refused[0]
     return returned[-1] if returned else None
