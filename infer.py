@@ -1,8 +1,9 @@
 """Super-resolve thick-slice volumes (Hydra application; config conf/infer.yaml).
 
-One volume:   ``python infer.py input=LR.nii.gz output=SR.nii.gz model=cubic``
-Many volumes: ``python infer.py inputs='data/**/*.nii.gz' output_dir=out/ model=smore`` (glob, manifest CSV or BIDS
-directory; completed outputs are verified and skipped, failures are isolated and summarised, exit code 1 if any).
+Usage, one volume:   ``python infer.py input=LR.nii.gz output=SR.nii.gz model=cubic``
+Usage, many volumes: ``python infer.py inputs='data/**/*.nii.gz' output_dir=out/ model=smore`` (glob, manifest CSV
+or BIDS directory; completed outputs are verified and skipped, failures are isolated and summarised, exit code 1 if
+any).
 Trained models are rebuilt from their checkpoint alone (``ckpt_path=…``). Outputs lie on the isotropic grid (or
 ``target_spacing_mm``) and overlay their inputs in world coordinates; a JSON sidecar records what was done.
 """
@@ -16,6 +17,7 @@ from omegaconf import DictConfig
 
 from mrisr.io.errors import MrisrInputError
 from mrisr.runner import build_model, run_batch, super_resolve_file
+from mrisr.utils.atomic import check_output_folder
 from mrisr.utils.cli import print_help, run_cli, run_hydra, wants_help
 from mrisr.utils.config import check_hydra_overrides
 
@@ -33,10 +35,13 @@ OPTION_TYPES: dict[str, type] = {
 def infer(cfg: DictConfig) -> int:
     """Run the inference described by ``cfg``; returns the process exit code."""
     if cfg.inputs:
+        if cfg.output_dir:
+            check_output_folder(Path(cfg.output_dir) / "batch_summary.csv")
         rows = run_batch(cfg)
         return 1 if any(row["status"] == "failed" for row in rows) else 0
     if cfg.input in (None, "???") or cfg.output in (None, "???"):
         raise MrisrInputError(None, "no input given", "pass input=LR.nii.gz output=SR.nii.gz, or inputs=… output_dir=…")
+    check_output_folder(cfg.output)
     model, model_name = build_model(cfg)
     super_resolve_file(model, model_name, Path(cfg.input), Path(cfg.output), cfg)
     return 0

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mrisr.api import as_volume
 from mrisr.eval.image import image_metrics
-from mrisr.utils.atomic import write_rows_atomic
+from mrisr.utils.atomic import check_output_folder, write_rows_atomic
 from mrisr.utils.cli import print_help, print_json_line, run_cli, wants_help
 from mrisr.utils.config import compose
 
@@ -23,6 +23,7 @@ def main(argv: list[str]) -> int:
     if wants_help(argv):
         return print_help(__doc__, "evaluate", argv)
     cfg = compose("evaluate", argv)
+    check_output_folder(cfg.output)
     sr, hr = as_volume(Path(cfg.sr)), as_volume(Path(cfg.hr))
     mask = as_volume(Path(cfg.mask), allow_constant=True) if cfg.mask else None
     norm_mask = as_volume(Path(cfg.normalization_mask), allow_constant=True) if cfg.normalization_mask else None

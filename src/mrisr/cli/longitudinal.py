@@ -24,7 +24,7 @@ from mrisr.eval.clinical import (
     load_results,
     longitudinal_analysis,
 )
-from mrisr.utils.atomic import write_rows_atomic, write_text_atomic
+from mrisr.utils.atomic import check_output_folder, write_rows_atomic, write_text_atomic
 from mrisr.utils.cli import print_help, print_json_line, run_cli, wants_help
 from mrisr.utils.config import compose
 
@@ -97,6 +97,7 @@ def main(argv: list[str]) -> int:
         return print_help(__doc__, "longitudinal", argv)
     cfg: DictConfig = compose("longitudinal", argv, types=OPTION_TYPES)
     output = Path(cfg.output)
+    check_output_folder(output / "longitudinal_stats.csv")
     rename = OmegaConf.to_container(cfg.rename) if cfg.rename else {}
     visits = load_clinical_table(Path(cfg.clinical), longitudinal=True, rename=rename)
     results = load_results(as_paths(cfg.table))

@@ -21,7 +21,7 @@ from hydra.utils import instantiate
 from mrisr.eval.cord import WINDOW_PRESETS, compute_mucca, landmark_point
 from mrisr.io.errors import MrisrInputError
 from mrisr.io.nifti import load_volume, save_volume
-from mrisr.utils.atomic import write_rows_atomic
+from mrisr.utils.atomic import check_output_folder, write_rows_atomic
 from mrisr.utils.cli import print_help, print_json_line, run_cli, wants_help
 from mrisr.utils.config import compose
 
@@ -51,6 +51,8 @@ def main(argv: list[str]) -> int:
     if wants_help(argv):
         return print_help(__doc__, "mucca", argv)
     cfg = compose("mucca", argv)
+    for output in (cfg.perslice_output, cfg.seg_output):
+        check_output_folder(output)
     if cfg.window not in WINDOW_PRESETS:
         raise MrisrInputError(None, f"unknown window {cfg.window!r}", f"choose one of {sorted(WINDOW_PRESETS)}")
     if (cfg.pmj is None) == (cfg.c2 is None):

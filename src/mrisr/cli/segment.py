@@ -18,6 +18,7 @@ from hydra.utils import instantiate
 
 from mrisr.io.errors import MrisrInputError
 from mrisr.io.nifti import load_volume, same_file, save_volume
+from mrisr.utils.atomic import check_output_folder
 from mrisr.utils.cli import print_help, print_json_line, run_cli, wants_help
 from mrisr.utils.config import compose
 
@@ -30,6 +31,7 @@ def main(argv: list[str]) -> int:
         return print_help(__doc__, "segment", argv)
     cfg = compose("segment", argv)
     source, target = Path(cfg.image), Path(cfg.output)
+    check_output_folder(target)
     if target.exists() and same_file(source, target):
         raise MrisrInputError(target, "output is the input file", "choose another output path")
     image = load_volume(source)

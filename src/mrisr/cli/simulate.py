@@ -27,7 +27,7 @@ from mrisr.io.errors import MrisrInputError
 from mrisr.io.geometry import detect_slice_axis
 from mrisr.io.nifti import Volume, same_file, save_volume
 from mrisr.physics.forward import parse_dewey_notation
-from mrisr.utils.atomic import write_json_atomic
+from mrisr.utils.atomic import check_output_folder, write_json_atomic
 from mrisr.utils.cli import print_help, print_json_line, run_cli, wants_help
 from mrisr.utils.config import compose
 
@@ -88,6 +88,8 @@ def main(argv: list[str]) -> int:
         return print_help(__doc__, "simulate", argv)
     cfg = compose("simulate", argv, types=OPTION_TYPES)
     source, target = Path(cfg.input), Path(cfg.output)
+    for output in (target, cfg.montage):
+        check_output_folder(output)
     if target.exists() and same_file(source, target):
         raise MrisrInputError(
             target, "output is the input file", "choose another output path; inputs are never overwritten"

@@ -24,30 +24,56 @@ from typing import IO, Any
 _NAME_ATTEMPTS = 100
 
 
-def _output_error(path: Path, problem: str, err: OSError) -> Exception:
+_FOLDER_FIX = "choose an output path in a folder you can write to"
+
+
+def _output_error(path: Path, problem: str, fix: str = _FOLDER_FIX) -> Exception:
     from mrisr.io.errors import MrisrInputError  # here, not at module level: mrisr.io imports this module
 
-    reason = err.strerror or type(err).__name__
-    return MrisrInputError(path, f"{problem} ({reason})", "choose an output path in a folder you can write to")
+    return MrisrInputError(path, problem, fix)
+
+
+def _folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot be created or written to, as far as can be told without writing; ``None`` if it can."""
+    existing = next((p for p in (folder, *folder.parents) if p.exists() or p.is_symlink()), None)
+    if existing is None:
+        return None
+    if not existing.is_dir():
+        return f"cannot create the output folder: {existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "write into the output folder" if existing == folder else "create the output folder"
+        return f"cannot {what}: {existing} is not writable (permission denied)"
+    return None
+
+
+def check_output_folder(path: str | os.PathLike | None) -> None:
+    """Refuse, before any work is done, an output file whose folder cannot be created or written.
+
+    The writers check the same when they write; tools call this first so that a long run does not end in an
+    error after its other outputs were written. ``None`` (no output requested) passes.
+
+    Raises:
+        MrisrInputError: naming the folder (e.g. a file stands where a folder is needed, or it is read-only).
+    """
+    if path is None:
+        return
+    folder = Path(path).parent
+    problem = _folder_problem(folder)
+    if problem is not None:
+        raise _output_error(folder, problem)
 
 
 def _make_folder(folder: Path) -> None:
     """Create ``folder`` and its parents; a folder that cannot be created is a user error naming it."""
     if folder.is_dir():
         return
-    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
-    if blocker is not None:
-        from mrisr.io.errors import MrisrInputError
-
-        raise MrisrInputError(
-            folder,
-            f"cannot create the output folder: {blocker} is a file, not a folder",
-            "choose an output path whose folders are folders (or remove that file)",
-        )
+    problem = _folder_problem(folder)
+    if problem is not None:
+        raise _output_error(folder, problem)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise _output_error(folder, "cannot create the output folder", err) from err
+        raise _output_error(folder, f"cannot create the output folder ({err.strerror or type(err).__name__})") from err
 
 
 def _create_temp(target: Path, suffix: str) -> Path:
@@ -59,7 +85,8 @@ def _create_temp(target: Path, suffix: str) -> Path:
         except FileExistsError:
             continue
         except OSError as err:
-            raise _output_error(target.parent, f"cannot write into the output folder (for {target.name})", err) from err
+            reason = err.strerror or type(err).__name__
+            raise _output_error(target.parent, f"cannot write {target.name} into the output folder ({reason})") from err
         os.close(fd)
         return tmp
     raise FileExistsError(f"no free temporary name next to {target} after {_NAME_ATTEMPTS} attempts")
