@@ -1,9 +1,8 @@
 """Super-resolve thick-slice volumes (Hydra application; config conf/infer.yaml).
 
-Usage, one volume:   ``python infer.py input=LR.nii.gz output=SR.nii.gz model=cubic``
-Usage, many volumes: ``python infer.py inputs='data/**/*.nii.gz' output_dir=out/ model=smore`` (glob, manifest CSV
-or BIDS directory; completed outputs are verified and skipped, failures are isolated and summarised, exit code 1 if
-any).
+Usage: ``python infer.py input=LR.nii.gz output=SR.nii.gz model=cubic`` (one volume), or
+``python infer.py inputs='data/**/*.nii.gz' output_dir=out/ model=smore`` (many volumes: glob, manifest CSV or BIDS
+directory; completed outputs are verified and skipped, failures are isolated and summarised, exit code 1 if any).
 Trained models are rebuilt from their checkpoint alone (``ckpt_path=…``). Outputs lie on the isotropic grid (or
 ``target_spacing_mm``) and overlay their inputs in world coordinates; a JSON sidecar records what was done.
 """
@@ -57,7 +56,7 @@ def main(argv: list[str]) -> int:
     """Run ``infer.py`` on the command line ``argv``; returns the exit status (1 when a batch volume failed)."""
     if wants_help(argv):
         return print_help(__doc__, "infer", argv)
-    return int(run_hydra(infer_job, "infer", argv) or 0)
+    return int(run_hydra(infer_job, "infer", argv, types=OPTION_TYPES) or 0)
 
 
 if __name__ == "__main__":

@@ -97,7 +97,7 @@ def main(argv: list[str]) -> int:
     """Run ``train.py`` on the command line ``argv`` (overrides and Hydra flags); returns the exit status."""
     if wants_help(argv):
         return print_help(__doc__, "train", argv)
-    run_hydra(train_job, "train", argv)
+    run_hydra(train_job, "train", argv, types=OPTION_TYPES)
     return 0
 
 

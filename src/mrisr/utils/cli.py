@@ -190,23 +190,40 @@ def run_cli(main: Callable[[list[str]], int | None], argv: list[str] | None = No
 
 
 # ----------------------------------------------------------------------------------------------------------- Hydra
-def run_hydra(task: Callable[[Any], T], config_name: str, argv: Sequence[str]) -> T | None:
+#: Hydra flags after which the command line is not one run of ``conf/<config_name>.yaml`` with plain overrides.
+_NOT_ONE_RUN = {
+    "-m", "--multirun", "-c", "--cfg", "-p", "--package", "-i", "--info", "-cn", "--config-name", "-cp",
+    "--config-path", "-cd", "--config-dir", "--experimental-rerun", "-sc", "--shell-completion", "--hydra-help",
+    "--version",
+}  # fmt: skip
+
+
+def run_hydra(
+    task: Callable[[Any], T], config_name: str, argv: Sequence[str], types: Mapping[str, type] | None = None
+) -> T | None:
     """Run ``task(cfg)`` as a Hydra application on the command line ``argv``; returns its value (last job).
 
     Hydra keeps everything it does for ``@hydra.main`` (run directory, logging, ``--multirun``, ``--cfg``,
     launchers and sweepers, which also receive the task's return value), but its errors propagate instead of being
     printed over several lines, so that :func:`run_cli` reports them in one.
 
+    A single run's overrides are composed and checked (:func:`mrisr.utils.config.compose`) before Hydra starts, so
+    that a bad value is refused before a run directory is made; sweeps are checked per job by the task itself
+    (:func:`mrisr.utils.config.check_hydra_overrides`).
+
     Args:
         task: the job function; the name of its module file is the Hydra job name (``train.py`` → ``train``).
         config_name: primary config (``conf/<config_name>.yaml``).
         argv: command-line arguments (overrides and Hydra flags).
+        types: expected types of options whose default does not tell (see :func:`mrisr.utils.config.compose`).
     """
     import hydra
 
-    from mrisr.utils.config import conf_dir, register_resolvers
+    from mrisr.utils.config import compose, conf_dir, register_resolvers
 
     register_resolvers()
+    if not _NOT_ONE_RUN & set(argv):
+        compose(config_name, list(argv), types=types)
     returned: list[T] = []
     refused: list[Exception] = []
     keep_tracebacks = os.environ.get("HYDRA_FULL_ERROR") == "1"
