@@ -1,23 +1,31 @@
-"""Train and test an SR model: ``python train.py [group=option] [key=value]`` (Hydra; see conf/train.yaml)."""
+"""Train and test an SR model (Hydra application; config conf/train.yaml).
+
+Usage: ``python train.py [group=option ...] [key=value ...]``, e.g. ``python train.py model=edsr_small
+trainer.max_epochs=20 seed=1``; sweeps with ``--multirun`` (``python train.py -m seed=0,1,2``). Each run writes its
+checkpoints, logs and ``metrics.json`` (the final logged metrics) to ``paths.output_dir``, a new folder under
+``paths.runs_dir``. ``--cfg job`` prints the composed config, ``--hydra-help`` Hydra's own options.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
-import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-import mrisr.utils.config  # noqa: F401  (registers the ${repo_root:} resolver before Hydra composes)
 from mrisr.io.errors import MrisrInputError
+from mrisr.utils.atomic import write_json_atomic
+from mrisr.utils.cli import print_help, run_cli, run_hydra, wants_help
+from mrisr.utils.config import check_hydra_overrides
 
 log = logging.getLogger("mrisr.train")
+
+#: Expected types of the options whose default (``null``) does not tell.
+OPTION_TYPES: dict[str, type] = {"num_threads": int}
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -39,11 +47,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     datamodule: L.LightningDataModule = instantiate(cfg.data)
     model = instantiate(cfg.model)
-    if not isinstance(model, L.LightningModule):
+    protocol = getattr(model, "inference_protocol", None)
+    if not isinstance(model, L.LightningModule) or not protocol.needs_checkpoint:
         raise MrisrInputError(
             None,
-            f"model {type(model).__name__} has nothing to train",
-            "use infer.py for interpolation baselines, or choose a trainable model (e.g. model=edsr_small)",
+            f"model {type(model).__name__} is not trained by train.py (inference protocol: {protocol})",
+            "use infer.py for interpolation baselines and per-volume (zero-shot) models, "
+            "or choose a trainable model (e.g. model=edsr_small)",
         )
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
     callbacks = instantiate_group(cfg.get("callbacks")) + instantiate_group(cfg.get("eval"))
@@ -71,7 +81,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     output_dir = Path(cfg.paths.output_dir)
     if not trainer.is_global_zero:
         return metrics
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    write_json_atomic(dict(sorted(metrics.items())), output_dir / "metrics.json")
     if trainer.checkpoint_callback is not None:
         log.info("best checkpoint: %s", trainer.checkpoint_callback.best_model_path)
         log.info("last checkpoint: %s", trainer.checkpoint_callback.last_model_path)
@@ -79,16 +89,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    """Hydra entry point; returns ``val/loss`` for hyperparameter sweepers."""
-    try:
-        metrics = train(cfg)
-    except MrisrInputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    return metrics.get("val/loss")
+def train_job(cfg: DictConfig) -> float | None:
+    """The Hydra job: checks the overrides, trains; returns ``optimized_metric`` for hyperparameter sweepers."""
+    check_hydra_overrides(OPTION_TYPES)
+    return train(cfg).get(str(cfg.optimized_metric))
+
+
+def main(argv: list[str]) -> int:
+    """Run ``train.py`` on the command line ``argv`` (overrides and Hydra flags); returns the exit status."""
+    if wants_help(argv):
+        return print_help(__doc__, "train", argv)
+    run_hydra(train_job, "train", argv, types=OPTION_TYPES)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

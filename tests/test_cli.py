@@ -31,7 +31,7 @@ def spine_lr(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
     out = tmp_path_factory.mktemp("cli") / "lr_3_1.nii.gz"
     before = file_digest(hr)
     proc = run_command(
-        ["-m", "mrisr.simulate", f"input={hr}", f"output={out}", "thickness=3", "gap=1", "axis=2", "seed=0"]
+        ["-m", "mrisr.cli.simulate", f"input={hr}", f"output={out}", "thickness=3", "gap=1", "axis=2", "seed=0"]
     )
     assert proc.returncode == 0, proc.stderr
     assert file_digest(hr) == before, "the input file was modified"
@@ -55,7 +55,7 @@ def test_simulate_writes_exact_geometry(spine_lr: tuple[Path, Path]) -> None:
 def test_simulate_is_deterministic_and_notation_matches(spine_lr: tuple[Path, Path], tmp_path: Path) -> None:
     hr_path, lr_path = spine_lr
     again = tmp_path / "again.nii.gz"
-    proc = run_command(["-m", "mrisr.simulate", f"input={hr_path}", f"output={again}", "notation='3||1'", "axis=2"])
+    proc = run_command(["-m", "mrisr.cli.simulate", f"input={hr_path}", f"output={again}", "notation='3||1'", "axis=2"])
     assert proc.returncode == 0, proc.stderr
     np.testing.assert_array_equal(nib.load(again).get_fdata(), nib.load(lr_path).get_fdata())
     np.testing.assert_array_equal(nib.load(again).affine, nib.load(lr_path).affine)
@@ -80,14 +80,14 @@ def test_infer_cubic_overlays_input_and_evaluate_reports(spine_lr: tuple[Path, P
     assert sidecar["factor"] == pytest.approx(4.0) and sidecar["output_shape"] == [384, 216, 52]
 
     csv_path = tmp_path / "metrics.csv"
-    proc = run_command(["-m", "mrisr.evaluate", f"sr={sr_path}", f"hr={hr_path}", f"output={csv_path}"])
+    proc = run_command(["-m", "mrisr.cli.evaluate", f"sr={sr_path}", f"hr={hr_path}", f"output={csv_path}"])
     assert proc.returncode == 0, proc.stderr
     metrics = last_json(proc.stdout)
     assert 20 < metrics["psnr"] < 60 and 0.5 < metrics["ssim"] < 1.0
     assert csv_path.read_text().count("\n") >= 3
 
     mask = hr_path.parent / "t2_manual_segmentation.nii.gz"
-    proc = run_command(["-m", "mrisr.evaluate", f"sr={sr_path}", f"hr={hr_path}", f"mask={mask}"])
+    proc = run_command(["-m", "mrisr.cli.evaluate", f"sr={sr_path}", f"hr={hr_path}", f"mask={mask}"])
     assert proc.returncode == 0, proc.stderr
     masked = last_json(proc.stdout)
     assert "psnr_mask" in masked and "ssim_mask" in masked and masked["psnr"] == pytest.approx(metrics["psnr"])
@@ -123,12 +123,121 @@ def test_simulate_refuses_to_overwrite_input(tmp_path: Path, spine_lr: tuple[Pat
     copy = tmp_path / "copy.nii.gz"
     copy.write_bytes(lr_path.read_bytes())
     digest = file_digest(copy)
-    proc = run_command(["-m", "mrisr.simulate", f"input={copy}", f"output={copy}", "thickness=8"])
+    proc = run_command(["-m", "mrisr.cli.simulate", f"input={copy}", f"output={copy}", "thickness=8"])
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert file_digest(copy) == digest
 
 
 def test_unknown_config_key_fails_loudly(tmp_path: Path, spine_lr: tuple[Path, Path]) -> None:
     _, lr_path = spine_lr
-    proc = run_command(["-m", "mrisr.simulate", f"input={lr_path}", f"output={tmp_path / 'x.nii.gz'}", "thicknes=3"])
+    proc = run_command(
+        ["-m", "mrisr.cli.simulate", f"input={lr_path}", f"output={tmp_path / 'x.nii.gz'}", "thicknes=3"]
+    )
     assert proc.returncode != 0 and "thicknes" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The tools: package layout, console scripts, dispatcher, --help
+
+TOOLS = ("simulate", "evaluate", "segment", "mucca", "longitudinal", "report")
+
+
+def report_cli_available() -> bool:
+    """Whether ``mrisr.report.cli`` (the report package's command line) is importable."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("mrisr.report.cli") is not None
+    except ModuleNotFoundError:  # mrisr.report is still a plain module
+        return False
+
+
+def test_importing_the_tools_keeps_the_api_functions() -> None:
+    import importlib
+
+    import mrisr
+    import mrisr.api
+
+    for tool in TOOLS:
+        module = importlib.import_module(f"mrisr.cli.{tool}")
+        assert callable(module.main) and callable(module.run)
+    assert mrisr.simulate is mrisr.api.simulate and mrisr.evaluate is mrisr.api.evaluate
+    assert mrisr.super_resolve is mrisr.api.super_resolve
+    # ... also in a fresh interpreter, where the tool module is imported first.
+    code = (
+        "import mrisr.cli.simulate, mrisr.cli.evaluate, mrisr, mrisr.api, types; "
+        "assert isinstance(mrisr.simulate, types.FunctionType) and mrisr.simulate is mrisr.api.simulate; "
+        "assert mrisr.evaluate is mrisr.api.evaluate; print('ok')"
+    )
+    proc = run_command(["-c", code])
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_console_scripts_resolve_to_callables() -> None:
+    import importlib
+    import tomllib
+
+    from conftest import REPO_ROOT
+
+    scripts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert set(scripts) == {"mrisr", *(f"mrisr-{tool}" for tool in TOOLS)}
+    for name, target in scripts.items():
+        module_name, _, attr = target.partition(":")
+        assert callable(getattr(importlib.import_module(module_name), attr)), name
+        if name != "mrisr":
+            assert module_name == f"mrisr.cli.{name.removeprefix('mrisr-')}" and attr == "run"
+
+
+#: Command line → an option that its --help must show with its default.
+HELP_CASES = {
+    "simulate": (["-m", "mrisr.cli.simulate", "--help"], "noise_std: 0.0"),
+    "evaluate": (["-m", "mrisr.cli.evaluate", "-h"], "percentile: 99.5"),
+    "segment": (["-m", "mrisr.cli.segment", "--help"], "segmenter=classical"),
+    "mucca": (["-m", "mrisr.cli.mucca", "--help"], "pmj_label: 50"),
+    "longitudinal": (["-m", "mrisr.cli.longitudinal", "--help"], "metric: mucca_mm2"),
+    "report": (["-m", "mrisr.cli.report", "--help"], "alpha: 0.05"),
+    "dispatcher": (["-m", "mrisr.cli", "mucca", "--help"], "c2_label: 2"),
+    "train.py": (["train.py", "--help"], "max_epochs: 6"),
+    "infer.py": (["infer.py", "-h", "model=smore"], "max_steps: 20000"),
+}
+
+
+@pytest.mark.parametrize("case", list(HELP_CASES))
+def test_help_prints_usage_and_options_with_defaults(case: str) -> None:
+    args, option = HELP_CASES[case]
+    proc = run_command(args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "error:" not in proc.stderr
+    assert "Usage:" in proc.stdout and "Options (conf/" in proc.stdout
+    assert option in proc.stdout, proc.stdout[-3000:]
+    assert "\nhydra:" not in proc.stdout  # the Hydra node is not an option of the tool
+
+
+def test_dispatcher_lists_tools_and_refuses_unknown_ones() -> None:
+    proc = run_command(["-m", "mrisr.cli", "--help"])
+    assert proc.returncode == 0, proc.stderr
+    for tool in TOOLS:
+        assert f"  {tool} " in proc.stdout
+    for args, fragment in ((["nosuch"], "unknown tool 'nosuch'"), ([], "no tool given")):
+        proc = run_command(["-m", "mrisr.cli", *args])
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: ") and fragment in last and "simulate" in last
+
+
+def test_dispatcher_runs_a_tool(spine_lr: tuple[Path, Path], tmp_path: Path) -> None:
+    hr_path, lr_path = spine_lr
+    out = tmp_path / "lr.nii.gz"
+    proc = run_command(
+        ["-m", "mrisr.cli", "simulate", f"input={hr_path}", f"output={out}", "notation='3||1'", "axis=2"]
+    )
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_array_equal(nib.load(out).get_fdata(), nib.load(lr_path).get_fdata())
+
+
+def test_report_tool_delegates_to_the_report_package(tmp_path: Path) -> None:
+    if not report_cli_available():
+        pytest.skip("mrisr.report.cli is not part of this checkout")
+    proc = run_command(["-m", "mrisr.cli.report", f"runs={tmp_path / 'none'}", f"output={tmp_path / 'out'}"])
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ")

@@ -269,7 +269,7 @@ def last_json(stdout: str) -> dict:
 
 
 def test_mucca_cli_pam50_and_errsm(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from mrisr.mucca import main
+    from mrisr.cli.mucca import main
     from mrisr.utils.cli import run_cli
 
     base = shared_data / "fixtures" / "pam50_small"
@@ -301,10 +301,10 @@ def test_mucca_cli_pam50_and_errsm(shared_data: Path, tmp_path: Path, capsys: py
 
 @pytest.mark.slow
 def test_mucca_cli_subprocess_segments_with_classical_backend(shared_data: Path) -> None:
-    """``python -m mrisr.mucca image=… c2=…``: the built-in segmenter, JSON with ``mucca_mm2`` on the last line."""
+    """``python -m mrisr.cli.mucca image=… c2=…``: the built-in segmenter, JSON with ``mucca_mm2`` on the last line."""
     errsm = shared_data / "spine_hr" / "errsm_21"
     proc = run_command(
-        ["-m", "mrisr.mucca", f"image={errsm / 't2.nii.gz'}", f"c2={errsm / 't2_landmarks_C2_T2_center.nii.gz'}"]
+        ["-m", "mrisr.cli.mucca", f"image={errsm / 't2.nii.gz'}", f"c2={errsm / 't2_landmarks_C2_T2_center.nii.gz'}"]
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = last_json(proc.stdout)

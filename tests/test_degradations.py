@@ -694,7 +694,8 @@ def test_simulate_cli_with_preset_is_seeded_and_writes_montage(tmp_path: Path) -
     for tag, seed in (("a", 3), ("b", 3), ("c", 4)):
         out = tmp_path / f"{tag}.nii.gz"
         extra = [f"montage={tmp_path / 'preview.png'}", "montage_draws=2"] if tag == "a" else []
-        args = ["-m", "mrisr.simulate", f"input={source}", f"output={out}", "degradation=clinical_mix", f"seed={seed}"]
+        args = ["-m", "mrisr.cli.simulate", f"input={source}", f"output={out}", "degradation=clinical_mix"]
+        args.append(f"seed={seed}")
         proc = run_command([*args, *extra], timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]
         record = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -81,7 +81,7 @@ def test_checkpoint_models_refuse_training_options_and_bad_values(
 
 
 def test_checkpoint_of_another_model_than_named_is_refused(edsr_checkpoint: Path) -> None:
-    with pytest.raises(MrisrInputError, match="not the mrisr.systems.zero_shot.ZeroShotSR"):
+    with pytest.raises(MrisrInputError, match=r"not the mrisr\.systems\.zero_shot\.ZeroShotSR"):
         build_inference_model(None, edsr_checkpoint, {}, expected_target="mrisr.systems.zero_shot.ZeroShotSR")
 
 

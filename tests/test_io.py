@@ -617,3 +617,184 @@ def test_detect_on_unloaded_image_and_4d(tmp_path: Path) -> None:
     img4 = nib.Nifti1Image(np.ones((8, 8, 3, 2), dtype=np.float32), np.diag([0.9, 0.9, 5.0, 1.0]))
     with pytest.raises(MrisrInputError, match="single 3-D volume"):
         detect_slice_axis(img4)
+
+
+# --------------------------------------------------------------------------------------------------
+# Stored voxel sizes: nibabel repairs zero/negative pixdim on load (zero → 1 mm, negative → absolute value)
+
+
+def _with_stored_pixdim(path: Path, index: int, value: float) -> Path:
+    """Write a valid 1 × 1 × 3 mm volume to ``path``, then set ``pixdim[index]`` in the file's header bytes."""
+    data = _smooth((6, 5, 4))
+    raw = bytearray(nib.Nifti1Image(data, np.diag([1.0, 1.0, 3.0, 1.0])).to_bytes())
+    raw[76 + 4 * index : 80 + 4 * index] = np.array([value], dtype="<f4").tobytes()  # pixdim: float32[8] at 76
+    path.write_bytes(gzip.compress(bytes(raw)) if path.name.endswith(".gz") else bytes(raw))
+    return path
+
+
+@pytest.mark.parametrize("value", [0.0, -2.0, np.nan, np.inf])
+@pytest.mark.parametrize("index", [1, 2, 3])
+def test_stored_pixdim_must_be_finite_and_positive(tmp_path: Path, index: int, value: float) -> None:
+    path = _with_stored_pixdim(tmp_path / f"pixdim{index}.nii.gz", index, value)
+    if np.isfinite(value):
+        # The repair this guards against: nibabel alone reads a positive voxel size.
+        assert nib.load(path).header.get_zooms()[index - 1] > 0
+    digest = _sha(path)
+    with pytest.raises(MrisrInputError) as info:
+        load_volume(path)
+    err = info.value
+    assert err.path == str(path) and f"pixdim[{index}]" in err.problem and "voxel sizes" in err.problem
+    assert "header" in err.fix and len(str(err).splitlines()) == 1
+    assert _sha(path) == digest
+
+
+def test_stored_pixdim_checked_in_uncompressed_files_and_valid_ones_pass(tmp_path: Path) -> None:
+    with pytest.raises(MrisrInputError, match=r"pixdim\[3\] = 0"):
+        load_volume(_with_stored_pixdim(tmp_path / "zero.nii", 3, 0.0))
+    # A positive stored voxel size passes, and the volume keeps its 3 mm slices.
+    vol = load_volume(_with_stored_pixdim(tmp_path / "ok.nii", 3, 3.0))
+    assert vol.zooms == pytest.approx((1.0, 1.0, 3.0))
+
+
+# --------------------------------------------------------------------------------------------------
+# The one atomic writer (mrisr.utils.atomic): mode, durability, failures, output folders
+
+
+def _writers(tmp: Path) -> dict[str, tuple[Path, object]]:
+    """One call per output kind: name → (path it writes, zero-argument writer)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mrisr.utils import atomic
+
+    def figure(path: Path) -> None:
+        fig = plt.figure(figsize=(1, 1))
+        try:
+            atomic.save_figure_atomic(fig, path, dpi=20)
+        finally:
+            plt.close(fig)
+
+    paths = {k: tmp / f"out.{k}" for k in ("json", "csv", "txt", "png")} | {"nii.gz": tmp / "out.nii.gz"}
+    return {
+        "json": (paths["json"], lambda: atomic.write_json_atomic({"a": 1}, paths["json"])),
+        "csv": (paths["csv"], lambda: atomic.write_rows_atomic([{"a": 1}], paths["csv"], fields=["a"])),
+        "txt": (paths["txt"], lambda: atomic.write_text_atomic("x", paths["txt"])),
+        "png": (paths["png"], lambda: figure(paths["png"])),
+        "nii.gz": (paths["nii.gz"], lambda: save_volume(np.ones((2, 2, 2)), paths["nii.gz"], affine=np.eye(4))),
+    }
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_written_files_follow_the_umask(tmp_path: Path, umask: int) -> None:
+    previous = os.umask(umask)
+    try:
+        for name, (path, write) in _writers(tmp_path).items():
+            write()
+            assert path.stat().st_mode & 0o777 == 0o666 & ~umask, name
+    finally:
+        os.umask(previous)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_every_write_is_synced_file_and_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        synced.append("folder" if os.path.isdir(f"/proc/self/fd/{fd}") else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    for name, (_, write) in _writers(tmp_path).items():
+        synced.clear()
+        write()
+        assert synced.count("file") == 1, name
+        if os.path.isdir("/proc/self/fd"):
+            assert synced.count("folder") == 1, name
+
+
+def test_failed_text_write_keeps_previous_file_and_leaves_no_temp(tmp_path: Path) -> None:
+    from mrisr.utils.atomic import write_atomic, write_text_atomic
+
+    target = write_text_atomic("old", tmp_path / "notes.txt")
+
+    def broken(handle: object) -> None:
+        handle.write("half of the new ")  # type: ignore[attr-defined]
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(target, broken)
+    assert target.read_text() == "old\n" and _listing(tmp_path) == {"notes.txt"}
+
+
+@pytest.mark.parametrize("kind", ["json", "csv", "txt", "png", "nii.gz"])
+def test_output_folder_under_a_file_is_one_clear_error(tmp_path: Path, kind: str) -> None:
+    blocker = tmp_path / "results"
+    blocker.write_text("a file where a folder is needed\n")
+    path, _ = _writers(tmp_path)[kind]
+    nested = blocker / "sub" / path.name
+    writers = _writers(blocker / "sub")
+    with pytest.raises(MrisrInputError) as info:
+        writers[kind][1]()
+    err = info.value
+    assert err.path == str(nested.parent) and str(blocker) in err.problem and "is a file" in err.problem
+    assert "folder" in err.fix and len(str(err).splitlines()) == 1
+    assert blocker.read_text() == "a file where a folder is needed\n"
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may write into read-only folders")
+@pytest.mark.parametrize("kind", ["json", "csv", "txt", "png", "nii.gz"])
+def test_read_only_output_folder_is_one_clear_error(tmp_path: Path, kind: str) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        for folder in (locked, locked / "new"):  # writing into it, and creating a folder inside it
+            with pytest.raises(MrisrInputError, match=r"permission denied|not writable") as info:
+                _writers(folder)[kind][1]()
+            assert str(locked) in str(info.value) and len(str(info.value).splitlines()) == 1
+    finally:
+        locked.chmod(0o755)
+    assert _listing(locked) == set()
+
+
+def test_refused_folder_and_temp_file_creation_are_clear_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The errors of the system calls themselves (as for a read-only or full file system, whatever the user)."""
+    from mrisr.utils import atomic
+
+    def refuse_mkdir(self: Path, *args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "mkdir", refuse_mkdir)
+        with pytest.raises(MrisrInputError, match=r"cannot create the output folder \(Permission denied\)") as info:
+            atomic.write_text_atomic("x", tmp_path / "new" / "a.txt")
+        assert info.value.path == str(tmp_path / "new")
+    real_open = os.open
+
+    def refuse_temp(path: object, flags: int, *args: object) -> int:
+        if flags & os.O_CREAT:
+            raise OSError(30, "Read-only file system", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", refuse_temp)
+    for kind in ("json", "nii.gz"):
+        with pytest.raises(MrisrInputError, match="Read-only file system") as info:
+            _writers(tmp_path)[kind][1]()
+        assert info.value.path == str(tmp_path) and "out." in info.value.problem
+    assert _listing(tmp_path) == set()
+
+
+def test_check_output_folder_refuses_early(tmp_path: Path) -> None:
+    from mrisr.utils.atomic import check_output_folder
+
+    (tmp_path / "file").write_text("x")
+    check_output_folder(None)
+    check_output_folder(tmp_path / "new" / "deeper" / "out.nii.gz")  # creatable: fine, nothing created
+    assert _listing(tmp_path) == {"file"}
+    with pytest.raises(MrisrInputError, match="is a file"):
+        check_output_folder(tmp_path / "file" / "out.csv")

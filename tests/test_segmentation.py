@@ -1,4 +1,4 @@
-"""Cord segmentation backends (docs/evaluation.md §4): classical, provided, SCT command line, and ``mrisr.segment``."""
+"""Cord segmentation backends (docs/evaluation.md §4): classical, provided, SCT command line, ``mrisr.cli.segment``."""
 
 from __future__ import annotations
 
@@ -183,7 +183,7 @@ def test_sct_backend_runs_command_line_and_caches(tmp_path: Path, monkeypatch: p
 
 
 def test_segment_cli_in_process(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from mrisr.segment import main
+    from mrisr.cli.segment import main
 
     base = shared_data / "fixtures" / "t2_crop"
     out = tmp_path / "seg.nii.gz"

@@ -375,7 +375,7 @@ def test_longitudinal_analysis_corrects_t1w_and_separates_image_type(longitudina
 
 
 def test_longitudinal_cli_writes_tables(longitudinal_cohort: cohort.SyntheticCohort, tmp_path: Path, capsys):
-    from mrisr.longitudinal import main
+    from mrisr.cli.longitudinal import main
 
     table, visits = tmp_path / "per_image.csv", tmp_path / "visits.tsv"
     longitudinal_cohort.results.to_csv(table, index=False)

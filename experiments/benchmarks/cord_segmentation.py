@@ -6,28 +6,28 @@ interpolation; the grid covers the LR field of view, so the mask is brought onto
 coordinates, nearest neighbour, for Dice). Dice against the manual mask and MUCCA (window ``dewey2024_text``
 referenced to C2, landmark from ``t2_landmarks_C2_T2_center.nii.gz``) against the manual mask's MUCCA are written
 to ``results/cord_segmentation.csv``.
+
+Uses the installed package (``make setup`` installs mrisr editable into ``.venv``), so no ``PYTHONPATH`` is needed.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "src"))
+from mrisr.api import as_volume, simulate, super_resolve
+from mrisr.eval.cord import compute_mucca, landmark_point
+from mrisr.eval.lesions import dice
+from mrisr.io.nifti import load_volume
+from mrisr.io.regrid import resample_to_reference
+from mrisr.segmentation.classical import ClassicalSegmenter
+from mrisr.utils.atomic import write_atomic
 
-from mrisr.api import as_volume, simulate, super_resolve  # noqa: E402
-from mrisr.eval.cord import compute_mucca, landmark_point  # noqa: E402
-from mrisr.eval.lesions import dice  # noqa: E402
-from mrisr.io.nifti import load_volume  # noqa: E402
-from mrisr.io.regrid import resample_to_reference  # noqa: E402
-from mrisr.segmentation.classical import ClassicalSegmenter  # noqa: E402
-from mrisr.utils.atomic import write_atomic  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 SETTINGS = {"HR": None, "3||0": 3.0, "3||0.3": 3.3, "3||0.5": 3.5, "3||1": 4.0}
 

@@ -11,6 +11,8 @@ the pipeline feeds samples than the model consumes them.
 Run: ``.venv/bin/python experiments/benchmarks/degradation_throughput.py`` →
 ``experiments/benchmarks/results/degradation_throughput.csv`` (one row per measurement, with the 1-minute load
 average: the project machine is shared, so numbers taken under load are lower bounds).
+
+Uses the installed package (``make setup`` installs mrisr editable into ``.venv``), so no ``PYTHONPATH`` is needed.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,16 +28,14 @@ import numpy as np
 import pandas as pd
 import torch
 import torchio as tio
+from hydra.utils import instantiate
+
+from mrisr.degradations import DegradationStack, RandomBiasField
+from mrisr.degradations.base import AcquisitionGeometry
+from mrisr.io.nifti import Volume, load_volume
+from mrisr.utils.config import compose
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "src"))
-
-from hydra.utils import instantiate  # noqa: E402
-
-from mrisr.degradations import DegradationStack, RandomBiasField  # noqa: E402
-from mrisr.degradations.base import AcquisitionGeometry  # noqa: E402
-from mrisr.io.nifti import Volume, load_volume  # noqa: E402
-from mrisr.utils.config import compose  # noqa: E402
 
 PLANE_PRESETS = ("graf_table2_row8", "graf_eval", "clinical_mix", "slice_profile")
 VOLUME_PRESETS = ("graf_table2_row8", "clinical_mix", "prettier")

@@ -7,23 +7,23 @@ manual cord mask.
 
 Run: ``.venv/bin/python experiments/benchmarks/interpolation_baselines.py`` → ``results/interpolation_baselines.csv``
 and a plain-text summary table next to it.
+
+Uses the installed package (``make setup`` installs mrisr editable into ``.venv``), so no ``PYTHONPATH`` is needed.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "src"))
+from mrisr.api import as_volume, simulate, super_resolve
+from mrisr.eval.image import image_metrics
 
-from mrisr.api import as_volume, simulate, super_resolve  # noqa: E402
-from mrisr.eval.image import image_metrics  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 SETTINGS = {"3||0": 3.0, "3||0.3": 3.3, "3||0.5": 3.5, "3||1": 4.0}
 SUBJECTS = ("errsm_11", "errsm_18", "errsm_21")

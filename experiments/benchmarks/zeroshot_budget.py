@@ -11,6 +11,8 @@ Results are appended to ``results/zeroshot_budget.csv`` (rows already present ar
 resumes) and plotted to ``results/zeroshot_budget.png``. The full grid (3 subjects × 4 settings × 1+2+5+10+20 min)
 takes about 7.6 hours on 2 CPU cores; choose a subset with the options, e.g.
 ``--settings "3||1" --budgets 1 5``.
+
+Uses the installed package (``make setup`` installs mrisr editable into ``.venv``), so no ``PYTHONPATH`` is needed.
 """
 
 from __future__ import annotations
@@ -19,25 +21,22 @@ import argparse
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import nibabel as nib
 import pandas as pd
+from hydra.utils import instantiate
+
+from mrisr.api import as_volume, simulate, super_resolve
+from mrisr.eval.image import image_metrics
+from mrisr.inference import output_grid
+from mrisr.io.geometry import detect_slice_axis
+from mrisr.utils.atomic import write_atomic
+from mrisr.utils.config import compose
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "src"))
-
-from hydra.utils import instantiate  # noqa: E402
-
-from mrisr.api import as_volume, simulate, super_resolve  # noqa: E402
-from mrisr.eval.image import image_metrics  # noqa: E402
-from mrisr.inference import output_grid  # noqa: E402
-from mrisr.io.geometry import detect_slice_axis  # noqa: E402
-from mrisr.utils.atomic import write_atomic  # noqa: E402
-from mrisr.utils.config import compose  # noqa: E402
 
 SETTINGS = {"3||0": 3.0, "3||0.3": 3.3, "3||0.5": 3.5, "3||1": 4.0}
 

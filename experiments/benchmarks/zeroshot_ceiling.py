@@ -10,34 +10,33 @@ on pairs from three sources and scored on the same LR input (PSNR / mean SSIM on
 
 If the oracle is not much better than ``lr_inplane``, the domain gap of self-supervision is not what limits the
 gain over cubic; the amount the network learns within the budget is. Rows go to ``results/zeroshot_ceiling.csv``.
+
+Uses the installed package (``make setup`` installs mrisr editable into ``.venv``), so no ``PYTHONPATH`` is needed.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from mrisr.api import as_volume, simulate, super_resolve
+from mrisr.data.zero_shot import PatchGeometry, SelfTrainingPairs
+from mrisr.eval.image import image_metrics
+from mrisr.inference import output_grid
+from mrisr.io.geometry import detect_slice_axis
+from mrisr.systems.zero_shot import ZeroShotSR
+from mrisr.utils.atomic import write_atomic
+from mrisr.utils.config import compose
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "src"))
-
-from hydra.utils import instantiate  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
-
-from mrisr.api import as_volume, simulate, super_resolve  # noqa: E402
-from mrisr.data.zero_shot import PatchGeometry, SelfTrainingPairs  # noqa: E402
-from mrisr.eval.image import image_metrics  # noqa: E402
-from mrisr.inference import output_grid  # noqa: E402
-from mrisr.io.geometry import detect_slice_axis  # noqa: E402
-from mrisr.systems.zero_shot import ZeroShotSR  # noqa: E402
-from mrisr.utils.atomic import write_atomic  # noqa: E402
-from mrisr.utils.config import compose  # noqa: E402
 
 SOURCES = ("lr_inplane", "hr_inplane", "hr_through_plane")
 

@@ -9,17 +9,17 @@ Conventions:
 * Spatial units are always millimetres after loading: ``micron`` and ``meter`` headers are converted
   (affine and header zooms), ``unknown`` is taken as mm with a logged warning.
 * Inputs are never modified and never overwritten: :func:`save_volume` refuses to write onto the file
-  a volume was loaded from and writes atomically (temporary file in the target directory, then
-  :func:`os.replace`).
+  a volume was loaded from and writes atomically and durably through :func:`mrisr.utils.atomic.atomic_path`
+  (temporary file in the target directory, fsync, :func:`os.replace`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import gzip
+import io
 import logging
 import os
-import secrets
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +31,7 @@ import numpy.typing as npt
 from nibabel.filebasedimages import ImageFileError
 
 from mrisr.io.errors import MrisrInputError
+from mrisr.utils.atomic import atomic_path
 
 __all__ = ["Volume", "header_to_mm", "load_volume", "same_file", "save_volume", "volume_from_image"]
 
@@ -199,7 +200,52 @@ def load_volume(path: PathLike, dtype: npt.DTypeLike = np.float32, allow_constan
             f"cannot be read as a NIfTI image ({type(exc).__name__}: {exc})",
             "check that the file is a valid, complete NIfTI-1/NIfTI-2 image",
         ) from exc
+    _check_stored_pixdim(img, p)
     return volume_from_image(img, path=p, dtype=dtype, allow_constant=allow_constant)
+
+
+def _stored_header(img: Any, path: Path) -> nib.Nifti1Header | None:
+    """The NIfTI header as stored in the file, before nibabel's repairs; ``None`` when it cannot be read."""
+    header_file = getattr(img, "file_map", {}).get("header")
+    source = Path(header_file.filename) if header_file is not None and header_file.filename else path
+    opener = gzip.open if source.name.lower().endswith(".gz") else open
+    try:
+        with opener(source, "rb") as fh:
+            raw = fh.read(540)
+    except (OSError, EOFError, zlib.error):
+        return None
+    if len(raw) >= 348 and raw[344:348] in (b"n+1\x00", b"ni1\x00"):
+        klass: Any = nib.Nifti1Header
+    elif len(raw) >= 540 and raw[4:8] in (b"n+2\x00", b"ni2\x00"):
+        klass = nib.Nifti2Header
+    else:
+        return None
+    # The bytes after the header (extension flag) are zeroed so that nothing beyond the header is parsed.
+    block = raw[: klass.sizeof_hdr] + bytes(4)
+    return klass.from_fileobj(io.BytesIO(block), check=False)
+
+
+def _check_stored_pixdim(img: Any, path: Path) -> None:
+    """Refuse a zero, negative or non-finite spatial ``pixdim`` in the file's header.
+
+    nibabel repairs such headers on load (zero → 1 mm, negative → its absolute value) with a log message only; a
+    volume whose voxel size is unknown would then be processed as if it were 1 mm, so it is refused here.
+    """
+    stored = _stored_header(img, path)
+    if stored is None:
+        return
+    n_dims = int(stored["dim"][0])
+    for index in range(1, min(3, max(n_dims, 0)) + 1):
+        value = float(stored["pixdim"][index])
+        if not np.isfinite(value) or value <= 0:
+            raise MrisrInputError(
+                path,
+                f"invalid voxel size in the header: pixdim[{index}] = {value:g} "
+                "(voxel sizes must be finite and > 0; spatial axis "
+                f"{index - 1} has no usable spacing)",
+                "repair the header with the true voxel size (e.g. nibabel `header.set_zooms`, or `fslchpixdim`) "
+                "or re-export the image",
+            )
 
 
 def _open_image(path: Path) -> Any:
@@ -520,9 +566,10 @@ def save_volume(
 ) -> Path:
     """Write a volume or an array as NIfTI-1, atomically.
 
-    The image is written to a temporary file in the target directory and moved into place with
-    :func:`os.replace`, so ``path`` is either left untouched or fully written; the temporary file is
-    removed on failure. Parent directories are created.
+    The image is written to a temporary file in the target directory, synced to disk and moved into
+    place with :func:`os.replace` (:func:`mrisr.utils.atomic.atomic_path`), so ``path`` is either left
+    untouched or fully written; the temporary file is removed on failure. Parent directories are
+    created; the file gets the mode of a normal ``open`` (``0o666`` minus the umask).
 
     Geometry: sform and qform are both set from the affine, keeping the header template's codes
     (1, "scanner", for both when the template has 0 for both); header zooms are read back from the
@@ -543,7 +590,7 @@ def save_volume(
 
     Raises:
         MrisrInputError: Bad output name, output is the volume's input file or a directory, values that
-            do not fit ``dtype``.
+            do not fit ``dtype``, an output folder that cannot be created or written.
         ValueError: ``affine`` missing for a bare array, data not 3-D.
     """
     out = Path(path)
@@ -572,33 +619,7 @@ def save_volume(
     arr = _cast(np.asarray(data), np.dtype(np.uint8) if out_dtype == np.bool_ else out_dtype, out)
     img = Volume(arr, aff, None if hdr is None else _as_nifti1_header(hdr)).to_nifti()
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _create_temp(out, suffix)
-    try:
+    with atomic_path(out, suffix=suffix) as tmp:  # the suffix tells nibabel to gzip (.nii.gz) or not (.nii)
         img.to_filename(tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
     _LOG.debug("wrote %s (shape %s, dtype %s)", out, arr.shape, arr.dtype)
     return out
-
-
-def _create_temp(out: Path, suffix: str) -> Path:
-    """Create an empty, uniquely named temporary file next to ``out`` (mode 0o666 minus umask)."""
-    stem = out.name[: -len(suffix)]
-    for _ in range(100):
-        tmp = out.with_name(f".{stem}.{secrets.token_hex(6)}.tmp{suffix}")
-        try:
-            fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-        except FileExistsError:
-            continue
-        os.close(fd)
-        return tmp
-    raise OSError(f"could not create a temporary file next to {out}")

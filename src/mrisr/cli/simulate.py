@@ -1,4 +1,7 @@
-"""``python -m mrisr.simulate input=HR.nii.gz output=LR.nii.gz thickness=3 gap=1 [axis=2] [profile=slr] [seed=0]``.
+"""Simulate a thick-slice acquisition from a high-resolution volume.
+
+Usage: ``mrisr-simulate input=HR.nii.gz output=LR.nii.gz thickness=3 gap=1 [axis=2] [profile=slr] [seed=0]``
+(also ``mrisr simulate …`` or ``python -m mrisr.cli.simulate …``).
 
 Writes the simulated thick-slice volume with an exact affine (docs/physics.md §1, §3) and prints one JSON line with the
 applied parameters. ``notation="3||1"`` (Dewey et al.) may replace thickness/gap. The input is never modified.
@@ -25,11 +28,15 @@ from mrisr.io.geometry import detect_slice_axis
 from mrisr.io.intensity import foreground_percentile
 from mrisr.io.nifti import Volume, same_file, save_volume
 from mrisr.physics.forward import parse_dewey_notation
-from mrisr.utils.atomic import write_json_atomic
-from mrisr.utils.cli import print_json_line, run_cli
+from mrisr.utils.atomic import check_output_folder, write_json_atomic
+from mrisr.utils.cli import print_help, print_json_line, run_cli, wants_help
 from mrisr.utils.config import compose
 
 log = logging.getLogger("mrisr.simulate")
+
+
+#: Expected types of the options whose default (``null``/``???``) does not tell.
+OPTION_TYPES: dict[str, type] = {"thickness": float, "separation": float}
 
 
 def _sidecar(output: Path) -> Path:
@@ -77,8 +84,13 @@ def _apply_preset(cfg: DictConfig, source: Path, target: Path) -> int:
 
 
 def main(argv: list[str]) -> int:
-    cfg = compose("simulate", argv)
+    """Run the tool on the command line ``argv`` (Hydra-style ``key=value`` overrides); returns the exit status."""
+    if wants_help(argv):
+        return print_help(__doc__, "simulate", argv)
+    cfg = compose("simulate", argv, types=OPTION_TYPES)
     source, target = Path(cfg.input), Path(cfg.output)
+    for output in (target, cfg.montage):
+        check_output_folder(output)
     if target.exists() and same_file(source, target):
         raise MrisrInputError(
             target, "output is the input file", "choose another output path; inputs are never overwritten"
@@ -141,5 +153,10 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """Console-script entry point: :func:`main` on ``sys.argv``, exiting with its status."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    run()

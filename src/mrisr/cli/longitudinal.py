@@ -1,4 +1,7 @@
-"""``python -m mrisr.longitudinal table=per_image.csv clinical=visits.csv output=DIR``.
+"""Longitudinal MUCCA atrophy model over the visits of a cohort.
+
+Usage: ``mrisr-longitudinal table=per_image.csv clinical=visits.csv output=DIR``
+(also ``mrisr longitudinal …`` or ``python -m mrisr.cli.longitudinal …``).
 
 Fits the longitudinal MUCCA atrophy model of Dewey et al. (Tables 1–2;
 :func:`mrisr.eval.clinical.longitudinal_analysis`) once per version of the 2-D images (LR, SR), without and with
@@ -21,8 +24,8 @@ from mrisr.eval.clinical import (
     load_results,
     longitudinal_analysis,
 )
-from mrisr.utils.atomic import write_rows_atomic, write_text_atomic
-from mrisr.utils.cli import print_json_line, run_cli
+from mrisr.utils.atomic import check_output_folder, write_rows_atomic, write_text_atomic
+from mrisr.utils.cli import print_help, print_json_line, run_cli, wants_help
 from mrisr.utils.config import compose
 
 TERM_LABELS = {
@@ -33,6 +36,10 @@ TERM_LABELS = {
     "age0:time": "Age (at first scan) × Time",
     "Intercept": "Intercept",
 }
+
+
+#: Expected types of the options whose default (``null``/``???``) does not tell.
+OPTION_TYPES: dict[str, type] = {"t1w_delta_mm2": float}
 
 
 def as_paths(value: str | Sequence[str] | ListConfig) -> list[Path]:
@@ -85,8 +92,12 @@ def fixed_effects_markdown(result: LongitudinalResult, metric: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    cfg: DictConfig = compose("longitudinal", argv)
+    """Run the tool on the command line ``argv`` (Hydra-style ``key=value`` overrides); returns the exit status."""
+    if wants_help(argv):
+        return print_help(__doc__, "longitudinal", argv)
+    cfg: DictConfig = compose("longitudinal", argv, types=OPTION_TYPES)
     output = Path(cfg.output)
+    check_output_folder(output / "longitudinal_stats.csv")
     rename = OmegaConf.to_container(cfg.rename) if cfg.rename else {}
     visits = load_clinical_table(Path(cfg.clinical), longitudinal=True, rename=rename)
     results = load_results(as_paths(cfg.table))
@@ -117,5 +128,10 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """Console-script entry point: :func:`main` on ``sys.argv``, exiting with its status."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    run()

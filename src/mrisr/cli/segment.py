@@ -1,4 +1,7 @@
-"""``python -m mrisr.segment image=T2w.nii.gz output=seg.nii.gz [segmenter=classical|provided|sct|unet]``.
+"""Segment the spinal cord of an image.
+
+Usage: ``mrisr-segment image=T2w.nii.gz output=seg.nii.gz [segmenter=classical|provided|sct|unet]``
+(also ``mrisr segment …`` or ``python -m mrisr.cli.segment …``).
 
 Segments the spinal cord on the image's own grid (docs/evaluation.md §4) and writes the mask atomically with the
 image's geometry. Prints one JSON object on the last line: output path, backend, voxel count and volume (mm³),
@@ -15,15 +18,20 @@ from hydra.utils import instantiate
 
 from mrisr.io.errors import MrisrInputError
 from mrisr.io.nifti import load_volume, same_file, save_volume
-from mrisr.utils.cli import print_json_line, run_cli
+from mrisr.utils.atomic import check_output_folder
+from mrisr.utils.cli import print_help, print_json_line, run_cli, wants_help
 from mrisr.utils.config import compose
 
 log = logging.getLogger("mrisr.segment")
 
 
 def main(argv: list[str]) -> int:
+    """Run the tool on the command line ``argv`` (Hydra-style ``key=value`` overrides); returns the exit status."""
+    if wants_help(argv):
+        return print_help(__doc__, "segment", argv)
     cfg = compose("segment", argv)
     source, target = Path(cfg.image), Path(cfg.output)
+    check_output_folder(target)
     if target.exists() and same_file(source, target):
         raise MrisrInputError(target, "output is the input file", "choose another output path")
     image = load_volume(source)
@@ -44,5 +52,10 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """Console-script entry point: :func:`main` on ``sys.argv``, exiting with its status."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    run()

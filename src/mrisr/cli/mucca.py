@@ -1,6 +1,9 @@
-"""``python -m mrisr.mucca image=T2w.nii.gz [seg=SEG.nii.gz] [segmenter=classical] (pmj=PMJ.nii.gz | c2=LAB.nii.gz)``.
+"""Mean upper cervical cord area (MUCCA) of one image.
 
-Mean upper cervical cord area (docs/evaluation.md §3): the cord mask is read from ``seg`` or computed by the
+Usage: ``mrisr-mucca image=T2w.nii.gz [seg=SEG.nii.gz] [segmenter=classical] (pmj=PMJ.nii.gz | c2=LAB.nii.gz)``
+(also ``mrisr mucca …`` or ``python -m mrisr.cli.mucca …``).
+
+MUCCA (docs/evaluation.md §3): the cord mask is read from ``seg`` or computed by the
 configured segmenter on the image's own grid; the landmark (PMJ label value 50, or C2 body centre value 2 for
 fields of view that start below the PMJ, §3.2) is converted to a world position and projected onto the mask's
 centerline. Prints a summary and, on the last line, one JSON object with ``mucca_mm2``. A window that does not
@@ -18,8 +21,8 @@ from hydra.utils import instantiate
 from mrisr.eval.cord import WINDOW_PRESETS, compute_mucca, landmark_point
 from mrisr.io.errors import MrisrInputError
 from mrisr.io.nifti import load_volume, save_volume
-from mrisr.utils.atomic import write_rows_atomic
-from mrisr.utils.cli import print_json_line, run_cli
+from mrisr.utils.atomic import check_output_folder, write_rows_atomic
+from mrisr.utils.cli import print_help, print_json_line, run_cli, wants_help
 from mrisr.utils.config import compose
 
 log = logging.getLogger("mrisr.mucca")
@@ -44,7 +47,12 @@ def load_landmark(path: Path, value: int, what: str) -> np.ndarray:
 
 
 def main(argv: list[str]) -> int:
+    """Run the tool on the command line ``argv`` (Hydra-style ``key=value`` overrides); returns the exit status."""
+    if wants_help(argv):
+        return print_help(__doc__, "mucca", argv)
     cfg = compose("mucca", argv)
+    for output in (cfg.perslice_output, cfg.seg_output):
+        check_output_folder(output)
     if cfg.window not in WINDOW_PRESETS:
         raise MrisrInputError(None, f"unknown window {cfg.window!r}", f"choose one of {sorted(WINDOW_PRESETS)}")
     if (cfg.pmj is None) == (cfg.c2 is None):
@@ -103,5 +111,10 @@ def main(argv: list[str]) -> int:
     return 0 if result.status == "ok" else 1
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """Console-script entry point: :func:`main` on ``sys.argv``, exiting with its status."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    run()
