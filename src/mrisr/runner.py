@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from mrisr.api import as_volume
 from mrisr.inference import VolumeSuperResolver, run_on_volume
 from mrisr.io.errors import MrisrInputError
-from mrisr.io.nifti import same_file, save_volume
+from mrisr.io.nifti import Volume, same_file, save_volume
 from mrisr.models import build_inference_model, resolve_device
 from mrisr.utils.atomic import write_json_atomic, write_rows_atomic
 
@@ -79,6 +79,17 @@ def command_line_overrides() -> list[str]:
     if not HydraConfig.initialized():
         return []
     return list(HydraConfig.get().overrides.task)
+
+
+def checkpoint_arguments(argv: list[str]) -> list[str]:
+    """Command-line arguments with ``model.<key>=v`` turned into ``++model.<key>=v`` when ``ckpt_path=`` is given.
+
+    A model rebuilt from a checkpoint takes its config from the file, so its inference options (e.g.
+    ``model.sampler.steps=10``) need not exist in the composed ``model`` node (the default ``cubic``).
+    """
+    if not any(arg.startswith("ckpt_path=") for arg in argv):
+        return list(argv)
+    return [f"++{arg}" if arg.startswith("model.") and "=" in arg else arg for arg in argv]
 
 
 def inference_options(cfg: DictConfig, overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
@@ -157,6 +168,11 @@ def super_resolve_file(
         "model": model_name,
         **result.record,
     }
+    uncertainty = getattr(model, "last_uncertainty", None)
+    if isinstance(uncertainty, Volume):
+        # Per-voxel spread of repeated stochastic draws (diffusion models with samples > 1), on the output grid.
+        sd_path = save_volume(uncertainty, written.with_name(f"{nifti_stem(written)}_sd.nii.gz"), header=volume.header)
+        record.update(uncertainty=str(sd_path), uncertainty_sha256=file_sha256(sd_path))
     if result.fit is not None:
         fit_log = written.with_name(f"{nifti_stem(written)}.fit.csv")
         write_rows_atomic(model.fit_log, fit_log, fields=("step", "loss", "lr", "seconds"))  # type: ignore[attr-defined]
