@@ -202,7 +202,8 @@ def test_nested_sampler_options_are_applied() -> None:
 
 def test_checkpoint_arguments_force_model_keys_only_with_a_checkpoint() -> None:
     args = ["ckpt_path=a.ckpt", "model.sampler.steps=10", "input=x", "++model.samples=2"]
-    assert checkpoint_arguments(args) == ["ckpt_path=a.ckpt", "++model.sampler.steps=10", "input=x", "++model.samples=2"]
+    forced = ["ckpt_path=a.ckpt", "++model.sampler.steps=10", "input=x", "++model.samples=2"]
+    assert checkpoint_arguments(args) == forced
     assert checkpoint_arguments(["model=cubic", "model.x=1"]) == ["model=cubic", "model.x=1"]
 
 

@@ -156,7 +156,9 @@ class DiffusionSR(SRSystem):
         if residual_sigma < 0:
             raise MrisrInputError(None, f"residual_sigma must be >= 0, got {residual_sigma}", "use 0 or e.g. 0.01")
         self.formulation = formulation
-        self.sampler = sampler if sampler is not None else (DDIMSampler() if formulation == "ddpm" else ResidualSampler())
+        if sampler is None:
+            sampler = DDIMSampler() if formulation == "ddpm" else ResidualSampler()
+        self.sampler = sampler
         self.samples = samples
         self.passes = passes
         self.precision = precision
@@ -181,7 +183,7 @@ class DiffusionSR(SRSystem):
             self.sampler = instantiate(self.sampler)
         residual = isinstance(self.sampler, ResidualSampler)
         if residual != (self.formulation == "residual"):
-            wanted = "ResidualSampler" if self.formulation == "residual" else "DDIMSampler, DPMSolverSampler or UniPCSampler"
+            wanted = "ResidualSampler" if self.formulation == "residual" else "a mrisr.diffusion.schedulers sampler"
             raise ValueError(f"the {self.formulation} formulation is sampled with {wanted}, got {self.sampler!r}")
         if not residual and not isinstance(self.sampler, Sampler):
             raise ValueError(f"sampler {self.sampler!r} has no build/step (use mrisr.diffusion.schedulers)")
@@ -356,7 +358,8 @@ class DiffusionSR(SRSystem):
         total = int(self.samples) * sum(x.shape[a] for a in axes)
         draws = []
         started = time.perf_counter()
-        with tqdm(total=total, desc=f"{self.method} planes", unit="plane", disable=not self.progress, leave=False) as bar:
+        bar = tqdm(total=total, desc=f"{self.method} planes", unit="plane", disable=not self.progress, leave=False)
+        with bar:
             for _ in range(int(self.samples)):
                 passes = [self._orientation(x, grid.axis, a, generator, bar) for a in axes]
                 draws.append(from_signed(torch.stack(passes).mean(0)))
