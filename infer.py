@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 import mrisr.utils.config  # noqa: F401  (registers the ${repo_root:} resolver before Hydra composes)
 from mrisr.io.errors import MrisrInputError
-from mrisr.runner import build_model, checkpoint_arguments, run_batch, super_resolve_file
+from mrisr.runner import build_model, checkpoint_option_overrides, run_batch, super_resolve_file
 
 log = logging.getLogger("mrisr.infer")
 
@@ -47,5 +47,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    sys.argv = [sys.argv[0], *checkpoint_arguments(sys.argv[1:])]
+    sys.argv = [sys.argv[0], *checkpoint_option_overrides(sys.argv[1:])]
     main()

@@ -18,7 +18,6 @@ from mrisr.inference import interpolate_volume, output_grid, run_on_volume, set_
 from mrisr.io.geometry import detect_slice_axis
 from mrisr.io.nifti import Volume
 from mrisr.nets.diffusion_unet import TINY_UNET, ConditionalUNet
-from mrisr.runner import checkpoint_arguments
 from mrisr.systems.diffusion import DiffusionSR, ResidualSampler, from_signed, to_signed
 
 
@@ -198,13 +197,6 @@ def test_nested_sampler_options_are_applied() -> None:
         set_inference_options(tiny_system("residual"), {"sampler": DDIMSampler(steps=2)})
     with pytest.raises(ValueError, match="passes"):
         set_inference_options(model, {"passes": 3})
-
-
-def test_checkpoint_arguments_force_model_keys_only_with_a_checkpoint() -> None:
-    args = ["ckpt_path=a.ckpt", "model.sampler.steps=10", "input=x", "++model.samples=2"]
-    forced = ["ckpt_path=a.ckpt", "++model.sampler.steps=10", "input=x", "++model.samples=2"]
-    assert checkpoint_arguments(args) == forced
-    assert checkpoint_arguments(["model=cubic", "model.x=1"]) == ["model=cubic", "model.x=1"]
 
 
 def test_run_on_volume_records_the_method() -> None:

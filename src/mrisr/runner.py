@@ -81,17 +81,6 @@ def command_line_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task)
 
 
-def checkpoint_arguments(argv: list[str]) -> list[str]:
-    """Command-line arguments with ``model.<key>=v`` turned into ``++model.<key>=v`` when ``ckpt_path=`` is given.
-
-    A model rebuilt from a checkpoint takes its config from the file, so its inference options (e.g.
-    ``model.sampler.steps=10``) need not exist in the composed ``model`` node (the default ``cubic``).
-    """
-    if not any(arg.startswith("ckpt_path=") for arg in argv):
-        return list(argv)
-    return [f"++{arg}" if arg.startswith("model.") and "=" in arg else arg for arg in argv]
-
-
 def inference_options(cfg: DictConfig, overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
     """Inference options requested by ``cfg``: the per-volume keys that are set, and ``model.*`` overrides.
 
