@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from mrisr.api import as_volume
 from mrisr.inference import VolumeSuperResolver, run_on_volume
 from mrisr.io.errors import MrisrInputError
-from mrisr.io.nifti import same_file, save_volume
+from mrisr.io.nifti import Volume, same_file, save_volume
 from mrisr.models import build_inference_model, resolve_device
 from mrisr.utils.atomic import write_json_atomic, write_rows_atomic
 
@@ -157,6 +157,11 @@ def super_resolve_file(
         "model": model_name,
         **result.record,
     }
+    uncertainty = getattr(model, "last_uncertainty", None)
+    if isinstance(uncertainty, Volume):
+        # Per-voxel spread of repeated stochastic draws (diffusion models with samples > 1), on the output grid.
+        sd_path = save_volume(uncertainty, written.with_name(f"{nifti_stem(written)}_sd.nii.gz"), header=volume.header)
+        record.update(uncertainty=str(sd_path), uncertainty_sha256=file_sha256(sd_path))
     if result.fit is not None:
         fit_log = written.with_name(f"{nifti_stem(written)}.fit.csv")
         write_rows_atomic(model.fit_log, fit_log, fields=("step", "loss", "lr", "seconds"))  # type: ignore[attr-defined]

@@ -1,0 +1,375 @@
+"""Conditional diffusion super-resolution in the style of Palette / Graf et al. (MIDL 2024), docs/models.md §3.
+
+Training (docs/models.md §3.4): 2-D planes that contain the through-plane axis (rows) are taken from HR volumes and
+degraded on the fly onto the HR grid (:class:`mrisr.data.pairs.SimulatedPairsDataModule`); both images are mapped to
+[−1, 1]. The interpolated LR plane is the condition c, concatenated with the noisy HR plane as U-Net input
+(:class:`mrisr.nets.diffusion_unet.ConditionalUNet`). Two formulations share the system:
+
+- ``"ddpm"``: discrete DDPM (Ho et al. 2020), t ~ U{0, …, T − 1}, x_t = √ᾱ_t·x₀ + √(1 − ᾱ_t)·ε and MSE on ε (Graf);
+  sampled with any :mod:`mrisr.diffusion.schedulers` sampler (DDIM-20 in the paper).
+- ``"residual"``: InDI (Delbracio & Milanfar 2023), x_t = (1 − t)·x + t·(y + σ·n), regression of x (or the velocity);
+  sampled in 1–4 Euler steps from the LR plane itself (:class:`ResidualSampler`).
+
+An exponential moving average of the weights (:class:`mrisr.diffusion.ema.EMA`) is updated after every optimiser step
+and used for validation, testing and inference; it is part of the checkpoint.
+
+Volume inference (docs/models.md §3.5): cubic same-FOV resampling onto the output grid, per-volume intensity
+normalisation, reverse diffusion on every plane that contains the through-plane axis with one noise map per volume
+(shared by all its planes, which keeps neighbouring planes consistent), optionally a second pass over the orthogonal
+plane orientation (averaged), and ``samples`` independent draws whose per-voxel standard deviation is kept as an
+uncertainty map (:attr:`DiffusionSR.last_uncertainty`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import nibabel as nib
+import numpy as np
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from torch import nn
+from torchmetrics import MeanMetric
+
+from mrisr.diffusion.ema import EMA
+from mrisr.diffusion.residual import ResidualPrediction, residual_timesteps, residual_training_target, sample_residual
+from mrisr.diffusion.sampling import sample, slice_coherent_noise
+from mrisr.diffusion.schedulers import DDIMSampler, PredictionType, Sampler, ddpm_scheduler, diffusion_training_target
+from mrisr.diffusion.uncertainty import sample_statistics
+from mrisr.inference import OutputGrid, interpolate_volume
+from mrisr.io.errors import MrisrInputError
+from mrisr.io.geometry import SliceGeometry
+from mrisr.io.intensity import DEFAULT_PERCENTILE
+from mrisr.io.nifti import Volume
+from mrisr.nets.diffusion_unet import ConditionalUNet
+from mrisr.systems.base import OptimizerFactory, SchedulerFactory, SRSystem
+
+__all__ = ["AUTOCAST_DTYPES", "DiffusionSR", "ResidualSampler", "from_signed", "to_signed"]
+
+Formulation = Literal["ddpm", "residual"]
+
+#: ``precision`` option → autocast dtype of the network at inference (``None`` = float32 throughout).
+AUTOCAST_DTYPES: dict[str | None, torch.dtype | None] = {
+    None: None,
+    "32": None,
+    "bf16": torch.bfloat16,
+    "16": torch.float16,
+}
+
+
+@dataclass
+class ResidualSampler:
+    """Euler integration of the InDI path for the ``"residual"`` formulation (:func:`sample_residual`).
+
+    Args:
+        steps: Euler steps from t = 1 (the LR plane) to t = 0 (1–4 is the intended range).
+    """
+
+    steps: int = 2
+
+
+def to_signed(x: torch.Tensor) -> torch.Tensor:
+    """[0, 1]-normalised intensities → [−1, 1] (values outside [0, 1] are clamped first)."""
+    return x.clamp(0.0, 1.0) * 2.0 - 1.0
+
+
+def from_signed(x: torch.Tensor) -> torch.Tensor:
+    """[−1, 1] → [0, 1] (inverse of :func:`to_signed` on its range)."""
+    return (x + 1.0) * 0.5
+
+
+class DiffusionSR(SRSystem):
+    """Concatenation-conditioned diffusion SR trained on 2-D planes, applied plane by plane to volumes.
+
+    Args:
+        net: the conditional U-Net ``net(x_t (B, 1, H, W), condition (B, 1, H, W), t (B,)) → (B, 1, H, W)``.
+        sampler: sampler config (:class:`~mrisr.diffusion.schedulers.DDIMSampler` … for ``"ddpm"``,
+            :class:`ResidualSampler` for ``"residual"``), or a Hydra config mapping of one; default DDIM-20 / 2 Euler
+            steps. An inference option (``model.sampler.steps=10``, ``model.sampler._target_=…``).
+        formulation: ``"ddpm"`` (Graf et al.) or ``"residual"`` (InDI from the LR plane).
+        prediction_type: DDPM target: "epsilon" (Graf), "v_prediction" or "sample".
+        num_train_timesteps: T of the DDPM schedule.
+        beta_start: β at t = 0 of the linear schedule.
+        beta_end: β at t = T − 1.
+        residual_sigma: σ of the residual path's noise at t = 1 (0 = deterministic path).
+        residual_prediction: residual target, "sample" (x) or "velocity".
+        ema_decay: EMA decay d (Graf: 0.999).
+        ema_every: EMA update on every ``ema_every``-th optimiser step (8 reproduces the reference).
+        samples: independent draws per volume; > 1 returns their mean and keeps the per-voxel standard deviation in
+            :attr:`last_uncertainty`.
+        passes: 1 = one plane orientation (sagittal planes when the input has an L–R in-plane axis, as in training),
+            2 = both orientations containing the through-plane axis, averaged.
+        precision: network autocast at inference: None/"32" (float32), "bf16" or "16".
+        progress: show a progress bar over the planes of a volume.
+        optimizer: partial optimiser factory (default Adam, lr 1e-4, as in the reference).
+        scheduler, scheduler_interval, method, percentile, inference_batch_size: see
+            :class:`~mrisr.systems.base.SRSystem`; ``percentile`` is the robust maximum of the per-volume
+            normalisation (must match the data module).
+        loss: training loss between network output and target (default MSE).
+
+    Attributes:
+        ema: the averaged network (:class:`~mrisr.diffusion.ema.EMA`), used by validation, testing and inference.
+        last_uncertainty: per-voxel standard deviation of the last :meth:`super_resolve` call's draws (raw
+            intensity units, on its output grid), or ``None`` when ``samples`` = 1.
+    """
+
+    inference_options: ClassVar[tuple[str, ...]] = (
+        "inference_batch_size",
+        "sampler",
+        "samples",
+        "passes",
+        "precision",
+        "progress",
+    )
+
+    def __init__(
+        self,
+        net: ConditionalUNet,
+        sampler: Sampler | ResidualSampler | Mapping[str, Any] | None = None,
+        formulation: Formulation = "ddpm",
+        prediction_type: PredictionType = "epsilon",
+        num_train_timesteps: int = 1000,
+        beta_start: float = 1e-4,
+        beta_end: float = 0.02,
+        residual_sigma: float = 0.0,
+        residual_prediction: ResidualPrediction = "sample",
+        ema_decay: float = 0.999,
+        ema_every: int = 1,
+        samples: int = 1,
+        passes: int = 1,
+        precision: str | None = None,
+        progress: bool = True,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
+        scheduler_interval: str = "step",
+        loss: nn.Module | None = None,
+        method: str | None = None,
+        percentile: float = DEFAULT_PERCENTILE,
+        inference_batch_size: int = 16,
+    ) -> None:
+        if formulation not in ("ddpm", "residual"):
+            raise MrisrInputError(None, f"formulation {formulation!r} is not supported", "use 'ddpm' or 'residual'")
+        if residual_sigma < 0:
+            raise MrisrInputError(None, f"residual_sigma must be >= 0, got {residual_sigma}", "use 0 or e.g. 0.01")
+        self.formulation = formulation
+        if sampler is None:
+            sampler = DDIMSampler() if formulation == "ddpm" else ResidualSampler()
+        self.sampler = sampler
+        self.samples = samples
+        self.passes = passes
+        self.precision = precision
+        self.progress = progress
+        super().__init__(
+            optimizer, scheduler, scheduler_interval, loss or nn.MSELoss(), method, percentile, inference_batch_size
+        )
+        self.save_hyperparameters(ignore=["net", "sampler", "optimizer", "scheduler", "loss"])
+        self.net = net
+        self.ema = EMA(net, decay=ema_decay, every=ema_every)
+        self.train_scheduler = ddpm_scheduler(num_train_timesteps, beta_start, beta_end, prediction_type)
+        self.residual_sigma = float(residual_sigma)
+        self.residual_prediction: ResidualPrediction = residual_prediction
+        self.val_mse, self.val_mse_input = MeanMetric(), MeanMetric()
+        self.last_uncertainty: Volume | None = None
+
+    # ---------------------------------------------------------------- options
+    def validate_inference_options(self) -> None:
+        """Check the inference options; a sampler given as a config mapping is instantiated here."""
+        super().validate_inference_options()
+        if isinstance(self.sampler, Mapping) or hasattr(self.sampler, "_target_"):
+            self.sampler = instantiate(self.sampler)
+        residual = isinstance(self.sampler, ResidualSampler)
+        if residual != (self.formulation == "residual"):
+            wanted = "ResidualSampler" if self.formulation == "residual" else "a mrisr.diffusion.schedulers sampler"
+            raise ValueError(f"the {self.formulation} formulation is sampled with {wanted}, got {self.sampler!r}")
+        if not residual and not isinstance(self.sampler, Sampler):
+            raise ValueError(f"sampler {self.sampler!r} has no build/step (use mrisr.diffusion.schedulers)")
+        if int(self.sampler.steps) < 1:
+            raise ValueError(f"sampler.steps must be ≥ 1, got {self.sampler.steps}")
+        if int(self.samples) < 1:
+            raise ValueError(f"samples must be ≥ 1, got {self.samples}")
+        if int(self.passes) not in (1, 2):
+            raise ValueError(f"passes must be 1 or 2, got {self.passes}")
+        if self.precision is not None and str(self.precision) not in AUTOCAST_DTYPES:
+            raise ValueError(f"precision must be one of 32, bf16, 16 (or null), got {self.precision!r}")
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        """Autocast dtype of the network at inference (from ``precision``)."""
+        return AUTOCAST_DTYPES[None if self.precision is None else str(self.precision)]
+
+    def configure_optimizers(self) -> Any:
+        if self.optimizer_factory is None:
+            # Reference optimiser (docs/models.md §3.4); the EMA copy is not optimised.
+            return torch.optim.Adam(self.net.parameters(), lr=1e-4)
+        return super().configure_optimizers()
+
+    # ---------------------------------------------------------------- training
+    def forward(self, x_t: torch.Tensor, condition: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        return self.net(x_t, condition, timesteps)
+
+    def objective(
+        self, net: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Training loss of ``net`` on a batch of [0, 1] (HR, LR) planes ``(B, 1, H, W)``.
+
+        Noise and times are drawn from ``generator`` (validation) or the global RNG (training, seeded by Lightning).
+        """
+        hr, lr = to_signed(batch["hr"].float()), to_signed(batch["lr"].float())
+        batch_size = hr.shape[0]
+        device = generator.device if generator is not None else hr.device
+        noise = torch.randn(hr.shape, generator=generator, device=device).to(hr)
+        if self.formulation == "ddpm":
+            total = int(self.train_scheduler.config.num_train_timesteps)
+            t = torch.randint(0, total, (batch_size,), generator=generator, device=noise.device).to(hr.device)
+            x_t, target = diffusion_training_target(self.train_scheduler, hr, noise, t)
+            timesteps = t
+        else:
+            t = torch.rand((batch_size,), generator=generator, device=noise.device).to(hr.device)
+            x_t, target = residual_training_target(
+                hr, lr, t, noise if self.residual_sigma > 0 else None, self.residual_sigma, self.residual_prediction
+            )
+            timesteps = residual_timesteps(t)
+        return self.criterion(net(x_t, lr, timesteps).float(), target)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.objective(self.net, batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["hr"].shape[0])
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.ema.update(self.net)
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        """EMA loss with noise fixed per batch, and PSNR of EMA samples against HR (both in [0, 1])."""
+        batch_size = batch["hr"].shape[0]
+        generator = torch.Generator().manual_seed(int(batch_idx))
+        with torch.no_grad():
+            loss = self.objective(self.ema.module, batch, generator)
+        self.log("val/loss", loss, prog_bar=True, batch_size=batch_size, sync_dist=True)
+        condition = to_signed(batch["lr"].float())
+        pred = from_signed(self.sample_planes(condition, self.plane_noise(condition.shape[2:], generator), generator))
+        hr = batch["hr"].float().clamp(0, 1)
+        self.val_mse.update(torch.mean((pred - hr) ** 2), weight=batch_size)
+        self.val_mse_input.update(torch.mean((batch["lr"].float().clamp(0, 1) - hr) ** 2), weight=batch_size)
+
+    def on_validation_epoch_end(self) -> None:
+        for name, metric in (("val/psnr", self.val_mse), ("val/psnr_input", self.val_mse_input)):
+            self.log(name, -10 * torch.log10(metric.compute().clamp_min(1e-12)))
+            metric.reset()
+
+    # ---------------------------------------------------------------- sampling
+    @staticmethod
+    def plane_noise(shape_hw: tuple[int, ...] | torch.Size, generator: torch.Generator) -> torch.Tensor:
+        """One (1, 1, H, W) standard-normal map from ``generator``, shared by every plane it is used for."""
+        return slice_coherent_noise((int(shape_hw[0]), int(shape_hw[1])), 1, generator)
+
+    def sample_planes(
+        self, condition: torch.Tensor, noise: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """HR estimate in [−1, 1] of a batch of conditions ``(B, 1, H, W)`` in [−1, 1] with the EMA network.
+
+        Args:
+            condition: interpolated LR planes (H, W multiples of the U-Net's ``size_multiple``).
+            noise: starting noise ``(1 or B, 1, H, W)``.
+            generator: for stochastic sampler steps only.
+        """
+        condition = condition.to(self.device, torch.float32)
+        if isinstance(self.sampler, ResidualSampler):
+            return sample_residual(
+                self.ema.module,
+                condition,
+                steps=int(self.sampler.steps),
+                noise=noise if self.residual_sigma > 0 else None,
+                sigma=self.residual_sigma,
+                prediction=self.residual_prediction,
+                autocast_dtype=self.autocast_dtype,
+            )
+        return sample(
+            self.ema.module,
+            condition,
+            self.sampler,
+            noise,
+            self.train_scheduler.config,
+            generator,
+            self.autocast_dtype,
+        )
+
+    @staticmethod
+    def stack_axes(volume: Volume, axis: int, passes: int) -> list[int]:
+        """Axes along which planes containing ``axis`` are stacked, first the orientation the model was trained on.
+
+        Training planes are sagittal (docs/models.md §3.3): when an in-plane axis of ``volume`` runs left–right, the
+        planes are stacked along it; otherwise along the first in-plane axis. ``passes`` = 2 adds the other one.
+        """
+        others = [d for d in range(3) if d != axis]
+        codes = nib.aff2axcodes(volume.affine)
+        first = next((d for d in others if codes[d] in ("L", "R")), others[0])
+        return [first, *[d for d in others if d != first]][: int(passes)]
+
+    def _orientation(
+        self, x: torch.Tensor, axis: int, stack_axis: int, generator: torch.Generator, bar: Any
+    ) -> torch.Tensor:
+        """Sample every plane stacked along ``stack_axis`` of ``x`` (X, Y, Z) in [−1, 1]; same shape out."""
+        column_axis = 3 - axis - stack_axis
+        order = (stack_axis, axis, column_axis)
+        planes = x.permute(*order).unsqueeze(1)  # (N, 1, rows, cols), rows along the through-plane axis
+        rows, cols = planes.shape[2:]
+        multiple = int(getattr(self.net, "size_multiple", 1))
+        pad_r, pad_c = (-rows) % multiple, (-cols) % multiple
+        mode = "reflect" if pad_r < rows and pad_c < cols else "replicate"
+        noise = self.plane_noise((rows + pad_r, cols + pad_c), generator)  # one map for the whole volume
+        out = []
+        batch = int(self.inference_batch_size)
+        for start in range(0, planes.shape[0], batch):
+            chunk = planes[start : start + batch]
+            if pad_r or pad_c:
+                chunk = F.pad(chunk, (0, pad_c, 0, pad_r), mode=mode)
+            out.append(self.sample_planes(chunk, noise, generator)[:, :, :rows, :cols].float().cpu())
+            bar.update(chunk.shape[0])
+        pred = torch.cat(out).squeeze(1)
+        return pred.permute(*np.argsort(order).tolist())
+
+    def super_resolve(
+        self, volume: Volume, geometry: SliceGeometry, grid: OutputGrid, generator: torch.Generator | None = None
+    ) -> Volume:
+        """Cubic B-spline onto ``grid``, then conditional sampling of every plane containing the through-plane axis.
+
+        Args:
+            volume: thick-slice input.
+            geometry: its slice geometry.
+            grid: output grid (the output's affine is that of :func:`interpolate_volume` on it).
+            generator: seeded generator of the noise maps (one per volume, orientation and draw); ``None`` = seed 0.
+
+        Returns:
+            The super-resolved volume (mean of the draws when ``samples`` > 1), raw intensities.
+        """
+        from tqdm.auto import tqdm
+
+        generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        scaling = self.intensity_scaling(volume)
+        upsampled = interpolate_volume(volume, grid, order=3)
+        # Per-volume normalisation: clamp below 0, divide by the robust maximum, map to [−1, 1] (never per batch).
+        x = to_signed(torch.from_numpy(scaling.apply(upsampled.data)).float())
+        axes = self.stack_axes(volume, grid.axis, int(self.passes))
+        total = int(self.samples) * sum(x.shape[a] for a in axes)
+        draws = []
+        started = time.perf_counter()
+        bar = tqdm(total=total, desc=f"{self.method} planes", unit="plane", disable=not self.progress, leave=False)
+        with bar:
+            for _ in range(int(self.samples)):
+                passes = [self._orientation(x, grid.axis, a, generator, bar) for a in axes]
+                draws.append(from_signed(torch.stack(passes).mean(0)))
+        self.last_seconds = time.perf_counter() - started
+        stack = torch.stack(draws)
+        self.last_uncertainty = None
+        if stack.shape[0] > 1:
+            mean, std = sample_statistics(stack)
+            sd = (std.numpy() * scaling.scale).astype(np.float32)
+            self.last_uncertainty = Volume(data=sd, affine=upsampled.affine, header=upsampled.header, path=None)
+        else:
+            mean = stack[0]
+        return self.restored(mean.numpy(), scaling, upsampled)

@@ -1,0 +1,285 @@
+"""Conditional diffusion SR system (docs/models.md §3): training objective, EMA, seeded volume inference, geometry,
+uncertainty, inference options, and the train.py → infer.py round trip."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_command
+from mrisr.diffusion import DDIMSampler, DPMSolverSampler, sample
+from mrisr.inference import interpolate_volume, output_grid, run_on_volume, set_inference_options
+from mrisr.io.geometry import detect_slice_axis
+from mrisr.io.nifti import Volume
+from mrisr.nets.diffusion_unet import TINY_UNET, ConditionalUNet
+from mrisr.systems.diffusion import DiffusionSR, ResidualSampler, from_signed, to_signed
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    # Tiny nets gain nothing from intra-op threads; on a shared machine thread contention slows them down.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_system(formulation: str = "ddpm", seed: int = 0, **kwargs: object) -> DiffusionSR:
+    torch.manual_seed(seed)
+    sampler = DDIMSampler(steps=2) if formulation == "ddpm" else ResidualSampler(steps=2)
+    options = {"sampler": sampler, "progress": False, "inference_batch_size": 8, **kwargs}
+    return DiffusionSR(ConditionalUNet(**TINY_UNET), formulation=formulation, **options)
+
+
+def planes(batch: int = 4, size: int = 16, seed: int = 0) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    hr = torch.rand((batch, 1, size, size), generator=generator)
+    lr = (hr + 0.1 * torch.randn(hr.shape, generator=generator)).clamp(0, 1)
+    return {"hr": hr, "lr": lr}
+
+
+def axial_volume(shape: tuple[int, int, int] = (14, 12, 5), thickness: float = 3.0) -> Volume:
+    """Smooth phantom on an axial (LAS-like) thick-slice grid: 1 mm in plane, ``thickness`` mm along axis 2."""
+    grid = np.mgrid[0 : shape[0], 0 : shape[1], 0 : shape[2]].astype(np.float32)
+    data = 100 + 50 * np.sin(grid[0] / 3) * np.cos(grid[1] / 4) + 10 * grid[2]
+    affine = np.diag([-1.0, 1.0, thickness, 1.0])
+    affine[:3, 3] = [20.0, -5.0, 12.0]
+    return Volume(data=data.astype(np.float32), affine=affine, header=nib.Nifti1Header(), path=None)
+
+
+def run(model: DiffusionSR, volume: Volume, seed: int) -> Volume:
+    geometry = detect_slice_axis(volume)
+    grid = output_grid(geometry, volume.shape[geometry.axis])
+    return model.super_resolve(volume, geometry, grid, generator=torch.Generator().manual_seed(seed))
+
+
+def test_signed_mapping_round_trips_unit_interval() -> None:
+    x = torch.linspace(0, 1, 11)
+    assert to_signed(x)[0] == -1 and to_signed(x)[-1] == 1
+    torch.testing.assert_close(from_signed(to_signed(x)), x)
+    assert float(to_signed(torch.tensor(1.7))) == 1.0 and float(to_signed(torch.tensor(-0.2))) == -1.0
+
+
+@pytest.mark.parametrize("formulation", ["ddpm", "residual"])
+def test_training_steps_give_finite_loss_that_decreases(formulation: str) -> None:
+    model = tiny_system(formulation)
+    optimiser = torch.optim.Adam(model.net.parameters(), lr=3e-3)
+    batch = planes()
+    generator_seed = 0
+    losses = []
+    for _ in range(30):
+        optimiser.zero_grad()
+        loss = model.objective(model.net, batch, torch.Generator().manual_seed(generator_seed))
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    assert all(np.isfinite(losses))
+    # Same noise and times every step: the net fits them, so the loss must fall.
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_ddpm_objective_is_epsilon_mse_of_the_graf_schedule() -> None:
+    model = tiny_system()
+    config = model.train_scheduler.config
+    assert (config.num_train_timesteps, config.beta_start, config.beta_end) == (1000, 1e-4, 0.02)
+    assert config.beta_schedule == "linear" and config.prediction_type == "epsilon"
+
+    class Zero(torch.nn.Module):
+        def forward(self, x_t: torch.Tensor, c: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return torch.zeros_like(x_t)
+
+    # A zero prediction has loss E[ε²] = 1 against ε targets.
+    batch = planes(batch=64, size=16)
+    loss = model.objective(Zero(), batch, torch.Generator().manual_seed(3))
+    assert float(loss) == pytest.approx(1.0, abs=0.02)
+
+
+def test_ema_is_updated_after_each_batch_and_used_for_sampling() -> None:
+    model = tiny_system(ema_decay=0.5)
+    with torch.no_grad():
+        for p in model.net.parameters():
+            p.add_(0.05)
+    before = [p.clone() for p in model.ema.module.parameters()]
+    model.on_train_batch_end(None, None, 0)
+    assert int(model.ema.num_updates) == 1
+    for old, new, live in zip(before, model.ema.module.parameters(), model.net.parameters(), strict=True):
+        torch.testing.assert_close(new, 0.5 * old + 0.5 * live)
+    condition = to_signed(planes(2)["lr"])
+    noise = torch.randn((1, 1, 16, 16), generator=torch.Generator().manual_seed(0))
+    got = model.sample_planes(condition, noise)
+    with_ema = sample(model.ema.module, condition, model.sampler, noise, model.train_scheduler.config)
+    with_live = sample(model.net, condition, model.sampler, noise, model.train_scheduler.config)
+    torch.testing.assert_close(got, with_ema)
+    assert not torch.allclose(got, with_live)
+    assert any(k.startswith("ema.module.") for k in model.state_dict())
+
+
+def test_super_resolve_is_deterministic_under_a_seed() -> None:
+    model = tiny_system()
+    volume = axial_volume()
+    a, b, c = run(model, volume, 1), run(model, volume, 1), run(model, volume, 2)
+    np.testing.assert_array_equal(a.data, b.data)
+    assert not np.allclose(a.data, c.data)
+
+
+def test_one_noise_map_per_volume_makes_batching_irrelevant(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = tiny_system()
+    volume = axial_volume()
+    seen: list[torch.Tensor] = []
+    original = model.sample_planes
+
+    def spy(condition: torch.Tensor, noise: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        seen.append(noise.clone())
+        return original(condition, noise, generator)
+
+    monkeypatch.setattr(model, "sample_planes", spy)
+    model.inference_batch_size = 3
+    small_batches = run(model, volume, 5)
+    assert len(seen) == 5  # 14 planes stacked along the L–R axis 0, 3 per batch
+    for noise in seen:
+        assert noise.shape[0] == 1
+        torch.testing.assert_close(noise, seen[0])
+    model.inference_batch_size = 64
+    one_batch = run(model, volume, 5)
+    np.testing.assert_allclose(small_batches.data, one_batch.data, rtol=1e-5, atol=1e-3)
+
+
+def test_output_lies_on_the_grid_with_the_cubic_affine() -> None:
+    model = tiny_system()
+    volume = axial_volume()
+    geometry = detect_slice_axis(volume)
+    grid = output_grid(geometry, volume.shape[geometry.axis])
+    sr = model.super_resolve(volume, geometry, grid, generator=torch.Generator().manual_seed(0))
+    cubic = interpolate_volume(volume, grid, order=3)
+    assert geometry.axis == 2 and sr.shape == (14, 12, 15) == cubic.shape
+    np.testing.assert_array_equal(sr.affine, cubic.affine)
+    assert np.isfinite(sr.data).all() and sr.data.dtype == np.float32
+    # Sagittal planes (stacked along the L–R axis) first; the second pass adds the coronal ones.
+    assert model.stack_axes(volume, 2, 1) == [0] and model.stack_axes(volume, 2, 2) == [0, 1]
+
+
+def test_two_passes_and_residual_formulation_keep_geometry() -> None:
+    volume = axial_volume()
+    for model in (tiny_system(passes=2), tiny_system("residual")):
+        sr = run(model, volume, 0)
+        assert sr.shape == (14, 12, 15) and np.isfinite(sr.data).all()
+
+
+def test_samples_give_a_standard_deviation_map() -> None:
+    model = tiny_system(samples=3)
+    volume = axial_volume()
+    sr = run(model, volume, 0)
+    sd = model.last_uncertainty
+    assert sd is not None and sd.shape == sr.shape
+    np.testing.assert_array_equal(sd.affine, sr.affine)
+    assert (sd.data >= 0).all() and sd.data.max() > 0
+    model.samples = 1
+    run(model, volume, 0)
+    assert model.last_uncertainty is None
+
+
+def test_nested_sampler_options_are_applied() -> None:
+    model = tiny_system()
+    model.sampler = DDIMSampler(steps=20, eta=0.0, clip_sample=False)
+    set_inference_options(model, {"sampler.steps": 3})
+    assert model.sampler == DDIMSampler(steps=3, eta=0.0, clip_sample=False)
+    set_inference_options(model, {"sampler._target_": "mrisr.diffusion.schedulers.DPMSolverSampler"})
+    assert model.sampler == DPMSolverSampler(steps=3)
+    set_inference_options(model, {"sampler": {"_target_": "mrisr.diffusion.schedulers.DDIMSampler", "steps": 4}})
+    assert model.sampler == DDIMSampler(steps=4)
+    with pytest.raises(ValueError, match="ResidualSampler"):
+        set_inference_options(tiny_system("residual"), {"sampler": DDIMSampler(steps=2)})
+    with pytest.raises(ValueError, match="passes"):
+        set_inference_options(model, {"passes": 3})
+
+
+def test_run_on_volume_records_the_method() -> None:
+    result = run_on_volume(tiny_system(method="palette_tiny"), axial_volume(), seed=3)
+    assert result.record["method"] == "palette_tiny" and result.sr.shape == (14, 12, 15)
+
+
+# ---------------------------------------------------------------------------------------------- train → infer
+def find_checkpoint(runs_dir: Path) -> Path:
+    ckpts = sorted(runs_dir.glob("train/*/checkpoints/last.ckpt"))
+    assert ckpts, f"no checkpoint under {runs_dir}"
+    return ckpts[-1]
+
+
+@pytest.fixture(scope="module")
+def smoke_checkpoint(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    runs_dir = tmp_path_factory.mktemp("runs")
+    proc = run_command(
+        [
+            "train.py",
+            "experiment=palette_smoke",
+            f"paths.runs_dir={runs_dir}",
+            "trainer.max_steps=2",
+            "trainer.max_epochs=1",
+            "data.patches_per_epoch=16",
+            "data.val_patches=2",
+            "test=false",
+        ],
+        extra_env={"OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return find_checkpoint(runs_dir)
+
+
+def test_smoke_checkpoint_reloads_in_infer_and_overlays_the_input(smoke_checkpoint: Path, tmp_path: Path) -> None:
+    stored = torch.load(smoke_checkpoint, map_location="cpu", weights_only=False)
+    assert stored["mrisr_config"]["model"]["_target_"] == "mrisr.systems.diffusion.DiffusionSR"
+    assert any(k.startswith("ema.module.") for k in stored["state_dict"])
+    volume = axial_volume((16, 14, 5))
+    lr_path = tmp_path / "lr.nii.gz"
+    nib.save(nib.Nifti1Image(volume.data, volume.affine), lr_path)
+    out, cubic = tmp_path / "sr.nii.gz", tmp_path / "cubic.nii.gz"
+    common = [f"input={lr_path}", f"paths.runs_dir={tmp_path}", "device=cpu"]
+    proc = run_command(
+        ["infer.py", *common, f"output={out}", f"ckpt_path={smoke_checkpoint}", "model.sampler.steps=2",
+         "model.samples=2"]
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_command(["infer.py", *common, f"output={cubic}", "model=cubic"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sr, ref = nib.load(out), nib.load(cubic)
+    assert sr.shape == ref.shape == (16, 14, 15)
+    np.testing.assert_allclose(sr.affine, ref.affine, atol=1e-6)
+    assert np.isfinite(sr.get_fdata()).all()
+    sd_path = tmp_path / "sr_sd.nii.gz"
+    sd = nib.load(sd_path)
+    assert sd.shape == sr.shape and (sd.get_fdata() >= 0).all()
+    sidecar = json.loads((tmp_path / "sr.mrisr.json").read_text())
+    assert sidecar["uncertainty"] == str(sd_path) and sidecar["method"] == "palette_tiny"
+
+
+class ConditionOracle(torch.nn.Module):
+    """ε-denoiser whose clean image is the condition itself: ε̂ = (x_t − √ᾱ_t·c) / √(1 − ᾱ_t)."""
+
+    def __init__(self, alphas_cumprod: torch.Tensor) -> None:
+        super().__init__()
+        self.alphas_cumprod = alphas_cumprod
+
+    def forward(self, x_t: torch.Tensor, condition: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        a = self.alphas_cumprod[timesteps.long().cpu()].to(x_t).view(-1, 1, 1, 1)
+        return (x_t - a.sqrt() * condition) / (1 - a).sqrt()
+
+
+@pytest.mark.parametrize("passes", [1, 2])
+def test_an_oracle_denoiser_reproduces_the_cubic_condition(passes: int) -> None:
+    """Normalisation, padding, plane orientation and the inverse mapping are consistent end to end."""
+    model = tiny_system(passes=passes, sampler=DDIMSampler(steps=3))
+    model.ema.module = ConditionOracle(model.train_scheduler.alphas_cumprod)
+    volume = axial_volume((15, 13, 5))  # odd sizes: reflection padding to multiples of 2 and cropping back
+    geometry = detect_slice_axis(volume)
+    grid = output_grid(geometry, volume.shape[geometry.axis])
+    sr = model.super_resolve(volume, geometry, grid, generator=torch.Generator().manual_seed(0))
+    cubic = interpolate_volume(volume, grid, order=3).data
+    scale = model.intensity_scaling(volume).scale
+    expected = np.clip(cubic, 0, scale)  # the model's range is [0, robust max]
+    np.testing.assert_allclose(sr.data, expected, rtol=0, atol=1e-3 * scale)
