@@ -348,7 +348,7 @@ def estimate_slice_profile(
     axis: int,
     separation_mm: float,
     inplane_spacing_mm: float,
-    shapes: tuple[str, ...] | list[str] = ("slr", "gaussian", "rect"),
+    shapes: tuple[str, ...] | list[str] = ("slr",),
     convention: FWHMConvention = "variance",
     max_ratio: float = 1.6,
     grid_points: int = 10,
@@ -428,7 +428,7 @@ def estimate_volume_profile(
     volume: Any,
     axis: int | Literal["auto"] = "auto",
     separation_mm: float | None = None,
-    shapes: tuple[str, ...] | list[str] = ("slr", "gaussian", "rect"),
+    shapes: tuple[str, ...] | list[str] = ("slr",),
     convention: FWHMConvention = "variance",
     slab_compensation: bool = False,
 ) -> SliceProfileEstimate:
