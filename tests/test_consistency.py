@@ -47,7 +47,7 @@ def test_ground_truth_reproduces_its_input_exactly(case: tuple[Volume, Volume, V
 
 
 def test_good_output_passes_and_wrong_ones_are_flagged(case: tuple[Volume, Volume, Volume]) -> None:
-    hr, lr, sr = case
+    _, lr, sr = case
     good = forward_consistency(sr, lr, thickness_mm=THICKNESS)
     slice_shift = forward_consistency(shifted(sr, 3), lr, thickness_mm=THICKNESS)
     thick = forward_consistency(sr, lr, thickness_mm=2.5 * THICKNESS)

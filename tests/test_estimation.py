@@ -9,14 +9,20 @@ and 0.39 mm at 3||1, for all three kinds.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import nibabel as nib
 import numpy as np
 import pytest
 from scipy import ndimage
 
+from conftest import run_command
 from mrisr.io.errors import MrisrInputError
+from mrisr.io.nifti import Volume
 from mrisr.physics.estimation import edge_concentration, estimate_slice_profile
 from mrisr.physics.forward import simulate_thick_slices
-from mrisr.physics.profiles import kernel_fwhm_voxels, slice_kernel
+from mrisr.physics.profiles import kernel_fwhm_voxels, load_kernel_file, slice_kernel
 
 TOLERANCE_MM = 0.75
 
@@ -51,7 +57,9 @@ def thick(volume: np.ndarray, thickness: float, separation: float, kind: str) ->
 @pytest.mark.parametrize("kind", ["gaussian", "slr", "rect"])
 def test_recovers_thickness_of_each_kind(phantom: np.ndarray, kind: str) -> None:
     lr = thick(phantom, 3.0, 3.0, kind)
-    est = estimate_slice_profile(lr, axis=2, separation_mm=3.0, inplane_spacing_mm=1.0, shapes=(kind,), slab_compensation=True)
+    est = estimate_slice_profile(
+        lr, axis=2, separation_mm=3.0, inplane_spacing_mm=1.0, shapes=(kind,), slab_compensation=True
+    )
     assert est.shape == kind and est.fits[kind].bracketed
     assert abs(est.fwhm_mm - 3.0) <= TOLERANCE_MM
     # The kernel is the simulation kernel of the estimate (same function, same convention), unit sum.
@@ -69,9 +77,7 @@ def test_recovers_thickness_with_gap(phantom: np.ndarray) -> None:
 
 
 def test_thicker_slices_give_larger_estimates(phantom: np.ndarray) -> None:
-    estimates = [
-        estimate_slice_profile(thick(phantom, t, 3.0, "slr"), 2, 3.0, 1.0).fwhm_mm for t in (2.0, 3.0, 4.5)
-    ]
+    estimates = [estimate_slice_profile(thick(phantom, t, 3.0, "slr"), 2, 3.0, 1.0).fwhm_mm for t in (2.0, 3.0, 4.5)]
     assert estimates[0] < estimates[1] < estimates[2]
     assert estimates[2] - estimates[0] > 1.5  # true difference 2.5 mm
 
@@ -128,3 +134,25 @@ def test_rejects_bad_data(data: np.ndarray, message: str) -> None:
 def test_rejects_unknown_shape(phantom: np.ndarray) -> None:
     with pytest.raises(ValueError, match="shapes"):
         estimate_slice_profile(thick(phantom, 3.0, 3.0, "slr"), 2, 3.0, 1.0, shapes=("box",))
+
+
+def test_command_line_tool(phantom: np.ndarray, tmp_path: Path) -> None:
+    lr = thick(phantom, 3.0, 4.0, "slr")
+    image = tmp_path / "lr.nii.gz"
+    nib.save(Volume(lr.astype(np.float32), np.diag([1.0, 1.0, 4.0, 1.0])).to_nifti(), image)
+    kernel_file = tmp_path / "kernel.npy"
+    proc = run_command(["-m", "mrisr.cli.estimate_profile", f"input={image}", f"output={kernel_file}"])
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    direct = estimate_slice_profile(lr, axis=2, separation_mm=4.0, inplane_spacing_mm=1.0)
+    assert result["fwhm_mm"] == pytest.approx(direct.fwhm_mm, abs=1e-5)
+    assert result["separation_mm"] == 4.0 and result["axis"] == 2 and result["shape"] == "slr"
+    np.testing.assert_allclose(load_kernel_file(kernel_file), direct.kernel, atol=1e-6)  # float32 file
+
+
+def test_command_line_tool_refuses_isotropic_input(phantom: np.ndarray, tmp_path: Path) -> None:
+
+    iso = tmp_path / "iso.nii.gz"
+    nib.save(Volume(phantom.astype(np.float32), np.eye(4)).to_nifti(), iso)
+    proc = run_command(["-m", "mrisr.cli.estimate_profile", f"input={iso}"])
+    assert proc.returncode != 0 and "near-isotropic" in proc.stderr and "Traceback" not in proc.stderr

@@ -39,7 +39,8 @@ SUBJECTS: dict[str, tuple[str, int, str]] = {
     "t1": ("brain/t1_0p88mm.nii.gz", 0, "brain"),
 }
 SETTINGS: dict[str, tuple[float, float]] = {
-    f"{t:g}||{g:g}": (t, g) for t, g in [(2, 0), (3, 0), (4, 0), (5, 0), (2, 1), (3, 1), (4, 1), (5, 1), (3, 0.3), (3, 0.5)]
+    f"{t:g}||{g:g}": (t, g)
+    for t, g in [(2, 0), (3, 0), (4, 0), (5, 0), (2, 1), (3, 1), (4, 1), (5, 1), (3, 0.3), (3, 0.5)]
 }
 PROFILES = ("gaussian", "slr", "rect")
 FIELDS = (

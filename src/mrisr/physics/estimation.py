@@ -189,7 +189,7 @@ def edge_concentration(x: np.ndarray, axis: int, fraction: float = EDGE_FRACTION
     d1, d2 = d[..., :-1].reshape(-1), d[..., 1:].reshape(-1)
     span = d1 + d2
     magnitude = np.abs(span)
-    keep = max(1, int(round(fraction * magnitude.size)))
+    keep = max(1, round(fraction * magnitude.size))
     idx = np.argpartition(magnitude, magnitude.size - keep)[magnitude.size - keep :]
     idx = idx[magnitude[idx] > 0]
     if idx.size == 0:
@@ -406,7 +406,9 @@ def estimate_slice_profile(
         synthetic = np.asarray(best.statistic)
         for ob in (0, 1):
             for oc in (0, 1):
-                part = np.take(np.take(arr, np.arange(ob, arr.shape[b], 2), axis=b), np.arange(oc, arr.shape[c], 2), axis=c)
+                part = np.take(
+                    np.take(arr, np.arange(ob, arr.shape[b], 2), axis=b), np.arange(oc, arr.shape[c], 2), axis=c
+                )
                 m, _ = edge_concentration(part, axis)
                 estimates.append(_crossing(grid, synthetic - m)[0])
         spread = 0.5 * float(np.ptp(estimates))
