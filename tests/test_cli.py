@@ -139,7 +139,7 @@ def test_unknown_config_key_fails_loudly(tmp_path: Path, spine_lr: tuple[Path, P
 # ----------------------------------------------------------------------------------------------------------------
 # The tools: package layout, console scripts, dispatcher, --help
 
-TOOLS = ("simulate", "evaluate", "segment", "mucca", "longitudinal", "report")
+TOOLS = ("simulate", "evaluate", "segment", "mucca", "longitudinal", "report", "estimate_profile")
 
 
 def report_cli_available() -> bool:
@@ -180,12 +180,12 @@ def test_console_scripts_resolve_to_callables() -> None:
     from conftest import REPO_ROOT
 
     scripts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert set(scripts) == {"mrisr", *(f"mrisr-{tool}" for tool in TOOLS)}
+    assert set(scripts) == {"mrisr", *(f"mrisr-{tool.replace('_', '-')}" for tool in TOOLS)}
     for name, target in scripts.items():
         module_name, _, attr = target.partition(":")
         assert callable(getattr(importlib.import_module(module_name), attr)), name
         if name != "mrisr":
-            assert module_name == f"mrisr.cli.{name.removeprefix('mrisr-')}" and attr == "run"
+            assert module_name == f"mrisr.cli.{name.removeprefix('mrisr-').replace('-', '_')}" and attr == "run"
 
 
 #: Command line → an option that its --help must show with its default.
@@ -196,6 +196,7 @@ HELP_CASES = {
     "mucca": (["-m", "mrisr.cli.mucca", "--help"], "pmj_label: 50"),
     "longitudinal": (["-m", "mrisr.cli.longitudinal", "--help"], "metric: mucca_mm2"),
     "report": (["-m", "mrisr.cli.report", "--help"], "alpha: 0.05"),
+    "estimate_profile": (["-m", "mrisr.cli.estimate_profile", "--help"], "slab_compensation: false"),
     "dispatcher": (["-m", "mrisr.cli", "mucca", "--help"], "c2_label: 2"),
     "train.py": (["train.py", "--help"], "max_epochs: 6"),
     "infer.py": (["infer.py", "-h", "model=smore"], "max_steps: 20000"),

@@ -22,6 +22,7 @@ TOOLS: dict[str, str] = {
     "mucca": "mean upper cervical cord area (MUCCA) of one image",
     "longitudinal": "longitudinal MUCCA atrophy model over the visits of a cohort",
     "report": "benchmark tables and figures from the results of many runs",
+    "estimate_profile": "estimate the slice thickness (slice-profile FWHM) of a thick-slice volume from the image",
 }
 
 
