@@ -18,11 +18,14 @@ from mrisr.api import as_volume
 from mrisr.io.errors import MrisrInputError
 from mrisr.physics.estimation import estimate_volume_profile
 from mrisr.utils.atomic import atomic_path
-from mrisr.utils.cli import print_json_line, run_cli
+from mrisr.utils.cli import print_help, print_json_line, run_cli, wants_help
 from mrisr.utils.config import compose
 
 
 def main(argv: list[str]) -> int:
+    """Run the tool on ``argv`` (``key=value`` overrides of conf/estimate_profile.yaml); returns the exit status."""
+    if wants_help(argv):
+        return print_help(__doc__, "estimate_profile", argv)
     cfg = compose("estimate_profile", argv)
     source = Path(cfg.input)
     output = Path(cfg.output) if cfg.output else None
