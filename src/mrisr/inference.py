@@ -15,6 +15,7 @@ header fields unchanged. The output therefore overlays the input in world coordi
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from mrisr.io.errors import MrisrInputError
 from mrisr.io.geometry import SliceGeometry, detect_slice_axis
 from mrisr.io.nifti import Volume
 from mrisr.physics.resample import resample_affine, resample_axis
+
+_LOG = logging.getLogger(__name__)
 
 #: Fewest slices along the thick-slice axis that interpolation (and a learned model) can work with.
 MIN_SLICES = 3
@@ -223,8 +226,14 @@ def run_on_volume(
     target_spacing_mm: float | None = None,
     allow_anisotropic_inplane: bool = False,
     seed: int = 0,
+    estimate_thickness: bool = True,
 ) -> VolumeResult:
     """Super-resolve one volume with ``model``: geometry, checks, per-volume fit when the protocol asks for it.
+
+    Models fitted per volume that take a slice thickness (``thickness_mm`` among their inference options) get it
+    from the first source that has it (:func:`mrisr.io.sidecar.resolve_thickness`): the model's own setting (an
+    argument or ``thickness=``), a BIDS/dcm2niix JSON sidecar beside the input, an estimate from the image, or the
+    slice separation (with a warning). The value and its source go into the record.
 
     Args:
         model: a model of the :class:`VolumeSuperResolver` protocol.
@@ -233,6 +242,7 @@ def run_on_volume(
         target_spacing_mm: output spacing along the axis (default: the in-plane spacing, isotropic output).
         allow_anisotropic_inplane: accept unequal in-plane spacings (the finer one becomes the target).
         seed: seed of the one :class:`torch.Generator` from which the fit and the inference draw their randomness.
+        estimate_thickness: estimate an unknown slice thickness from the image (else fall back to the separation).
 
     Raises:
         MrisrInputError: fewer than :data:`MIN_SLICES` slices, or a geometry problem of the input.
@@ -248,6 +258,19 @@ def run_on_volume(
     grid = output_grid(geometry, n_slices, target_spacing_mm)
     generator = torch.Generator().manual_seed(int(seed))
     started = time.perf_counter()
+    thickness: dict[str, Any] = {}
+    if model.inference_protocol.fits_per_volume and "thickness_mm" in model.inference_options:
+        from mrisr.io.sidecar import resolve_thickness
+
+        given = getattr(model, "thickness_mm", None)
+        resolution = resolve_thickness(volume.path, volume, geometry, given, estimate=estimate_thickness)
+        set_inference_options(model, {"thickness_mm": resolution.thickness_mm})
+        thickness = {
+            "thickness_mm": resolution.thickness_mm,
+            "thickness_source": resolution.source,
+            "thickness_detail": resolution.detail,
+        }
+        _LOG.info("slice thickness %.3g mm (%s): %s", resolution.thickness_mm, resolution.source, resolution.detail)
     fit = None
     if model.inference_protocol.fits_per_volume:
         fit = model.fit_volume(volume, geometry, grid, generator=generator)  # type: ignore[attr-defined]
@@ -263,6 +286,7 @@ def run_on_volume(
         "factor": geometry.factor,
         "output_spacing_mm": grid.spacing_mm,
         "output_shape": list(sr.shape),
+        **thickness,
         "seconds": round(seconds, 3),
     }
     return VolumeResult(sr=sr, geometry=geometry, grid=grid, seconds=seconds, fit=fit, record=record)

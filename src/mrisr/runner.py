@@ -141,6 +141,7 @@ def super_resolve_file(
         target_spacing_mm=cfg.target_spacing_mm,
         allow_anisotropic_inplane=bool(cfg.allow_anisotropic_inplane),
         seed=int(cfg.seed),
+        estimate_thickness=bool(cfg.estimate_thickness),
     )
     geometry, grid, sr = result.geometry, result.grid, result.sr
     log.info(
