@@ -59,9 +59,7 @@ class BaseSystem(L.LightningModule):
     ) -> None:
         super().__init__()
         if loss is not None and not isinstance(loss, nn.Module):
-            raise ValueError(
-                f"loss must be a torch module config such as {{_target_: torch.nn.L1Loss}}, got {loss!r}"
-            )
+            raise ValueError(f"loss must be a torch module config such as {{_target_: torch.nn.L1Loss}}, got {loss!r}")
         if scheduler_interval not in ("step", "epoch"):
             raise ValueError(f"scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}")
         self.optimizer_factory = optimizer
