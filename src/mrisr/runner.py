@@ -22,7 +22,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from mrisr.api import as_volume
-from mrisr.inference import VolumeSuperResolver, run_on_volume
+from mrisr.inference import VolumeResult, VolumeSuperResolver, run_on_volume
 from mrisr.io.errors import MrisrInputError
 from mrisr.io.nifti import Volume, same_file, save_volume
 from mrisr.models import build_inference_model, resolve_device
@@ -127,6 +127,32 @@ def build_model(cfg: DictConfig) -> tuple[VolumeSuperResolver, Any]:
     return model, description
 
 
+def forward_check(source: Path, volume: Volume, result: VolumeResult) -> dict[str, Any]:
+    """Re-acquire the input from the SR output with the physics forward model and compare (no ground truth needed).
+
+    The thickness is the one the model used, else the first source that has it (sidecar, then the separation; no
+    estimate, which would judge the output by the image it is checked against). A poor match is logged as a warning.
+    """
+    from mrisr.eval.consistency import forward_consistency
+    from mrisr.io.sidecar import resolve_thickness
+
+    thickness = result.record.get("thickness_mm")
+    if thickness is None:
+        thickness = resolve_thickness(source, volume, result.geometry, None, estimate=False).thickness_mm
+    report = forward_consistency(result.sr, volume, float(thickness), geometry=result.geometry)
+    if report.warn:
+        log.warning(
+            "%s: the SR output re-acquired with T = %.3g mm matches its input poorly (PSNR %.1f dB); check the "
+            "thickness, the axis and the model",
+            source,
+            thickness,
+            report.psnr,
+        )
+    summary = report.as_dict()
+    summary["thickness_mm"] = float(thickness)
+    return summary
+
+
 def super_resolve_file(
     model: VolumeSuperResolver, model_name: Any, source: Path, target: Path, cfg: DictConfig
 ) -> dict[str, Any]:
@@ -163,6 +189,8 @@ def super_resolve_file(
         # Per-voxel spread of repeated stochastic draws (diffusion models with samples > 1), on the output grid.
         sd_path = save_volume(uncertainty, written.with_name(f"{nifti_stem(written)}_sd.nii.gz"), header=volume.header)
         record.update(uncertainty=str(sd_path), uncertainty_sha256=file_sha256(sd_path))
+    if cfg.forward_check:
+        record["forward_consistency"] = forward_check(source, volume, result)
     if result.fit is not None:
         fit_log = written.with_name(f"{nifti_stem(written)}.fit.csv")
         write_rows_atomic(model.fit_log, fit_log, fields=("step", "loss", "lr", "seconds"))  # type: ignore[attr-defined]
