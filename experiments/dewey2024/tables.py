@@ -166,21 +166,33 @@ def image_ttests(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def mucca_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """MUCCA per setting: HR / LR / SR / manual means, errors against HR and manual, paired t-tests against HR."""
+    """MUCCA per setting: HR / LR / SR / manual means, errors against HR and manual, paired t-tests against HR.
+
+    Each method's numbers use the subjects where both it and HR exist (``n LR``, ``n SR``).
+    """
     per = hr_wide(rows)
     records = []
     for setting in settings_of(per):
         part = per[per["setting"] == setting]
-        rec: dict[str, object] = {"setting": setting, "n": len(part), "HR": part["HR"].mean()}
+        rec: dict[str, object] = {"setting": setting, "HR": part["HR"].mean()}
+        if "manual" in part.columns:
+            rec["manual"] = part["manual"].mean()
+        stats_by_method: dict[str, dict[str, object]] = {}
         for method in ("LR", "SR"):
-            pair = part[["HR", method]].dropna()
+            pair = part.dropna(subset=[method])
             diff = pair[method] - pair["HR"]
-            rec[method] = pair[method].mean()
-            rec[f"{method} − HR"] = diff.mean()
-            rec[f"|{method} − HR|"] = diff.abs().mean()
-            rec[f"p {method} vs HR"] = stats.paired_ttest(pair[method], pair["HR"]).p if len(pair) >= 2 else math.nan
-            if "manual" in part.columns:
-                rec[f"|{method} − manual|"] = (part[method] - part["manual"]).abs().mean()
+            rec[method] = pair[method].mean() if len(pair) else math.nan
+            stats_by_method[method] = {
+                f"n {method}": len(pair),
+                f"{method} − HR": diff.mean() if len(pair) else math.nan,
+                f"|{method} − HR|": diff.abs().mean() if len(pair) else math.nan,
+                f"p {method} vs HR": stats.paired_ttest(pair[method], pair["HR"]).p if len(pair) >= 2 else math.nan,
+            }
+            if "manual" in pair.columns:
+                manual_error = (pair[method] - pair["manual"]).abs().mean() if len(pair) else math.nan
+                stats_by_method[method][f"|{method} − manual|"] = manual_error
+        for method in ("LR", "SR"):
+            rec.update(stats_by_method[method])
         if "manual" in part.columns:
             rec["|HR − manual|"] = (part["HR"] - part["manual"]).abs().mean()
         records.append(rec)
