@@ -80,6 +80,8 @@ def settings_of(rows: pd.DataFrame) -> list[str]:
 
 
 def _fmt(value: object) -> str:
+    if value is pd.NA:
+        return "n/a (no data)"
     if isinstance(value, bool | np.bool_):
         return "yes" if value else "no"
     if isinstance(value, int | np.integer):
