@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from mrisr.api import as_volume
 from mrisr.inference import interpolate_volume, run_on_volume
@@ -86,6 +87,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     fig.suptitle("Real thick-slice inputs (no ground truth): acquired slices, cubic and zero-shot SR", fontsize=10)
     fig.tight_layout()
     save_and_close(fig, out)
+    # Every panel is grey-scale: a single-channel PNG is a third of the size of the RGBA one.
+    with Image.open(out) as image:
+        grey = image.convert("L")
+    grey.save(out, optimize=True)
     write_json_atomic({"inputs": record, "model": args.model, "max_steps": args.max_steps}, out.with_suffix(".json"))
     print(json.dumps({"png": str(out)}))
 

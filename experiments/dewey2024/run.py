@@ -225,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise MrisrInputError(args.data / "spine_hr", f"no t2.nii.gz for {unknown}", f"choose among {list(SUBJECTS)}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     done = {(r.subject, r.setting, r.method) for r in read_rows(args.out).itertuples()}
-    started, start = datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter()
+    started, start, commit = datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter(), git_commit()
     for subject in args.subjects:
         run_subject(subject, args.settings, args, cfg.model, done)
     record_path = args.out.with_name("run.json")
@@ -241,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     record["invocations"].append(
         {
-            **git_commit(),
+            **commit,
             "started": started,
             "wall_s": round(time.perf_counter() - start, 1),
             "scale": args.scale,
