@@ -87,9 +87,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     fig.suptitle("Real thick-slice inputs (no ground truth): acquired slices, cubic and zero-shot SR", fontsize=10)
     fig.tight_layout()
     save_and_close(fig, out)
-    # Every panel is grey-scale: a single-channel PNG is a third of the size of the RGBA one.
+    # Every panel is grey-scale: a single-channel PNG at most 1000 px wide keeps the montage small (< 300 kB).
     with Image.open(out) as image:
         grey = image.convert("L")
+    if grey.width > 1000:
+        grey = grey.resize((1000, round(grey.height * 1000 / grey.width)), Image.Resampling.LANCZOS)
     grey.save(out, optimize=True)
     write_json_atomic({"inputs": record, "model": args.model, "max_steps": args.max_steps}, out.with_suffix(".json"))
     print(json.dumps({"png": str(out)}))
