@@ -1,0 +1,272 @@
+"""Dewey et al. (AJNR 2024) on the shared HR spines: thick-slice simulation, cubic LR, zero-shot SR, PSNR/MSSIM, MUCCA.
+
+For every HR spine (1 mm sagittal T2w, ``<data>/spine_hr/<subject>/t2.nii.gz``) and every setting T||G of the paper
+(3||0, 3||0.3, 3||0.5, 3||1: thickness T = 3 mm, separation S = 3.0 / 3.3 / 3.5 / 4.0 mm, SLR profile, slices along
+axis 2, seed 0; docs/physics.md §1):
+
+* LR: the simulated thick-slice volume interpolated by cubic B-spline onto the isotropic 1 mm grid (same-FOV rule,
+  docs/physics.md §3);
+* SR: the zero-shot model (``model=smore_fast`` / ``smore`` / ``smore_v4``) fitted on the LR volume itself with the
+  slice thickness given (3 mm; the paper estimates the profile with ESPRESO) and the wall-time budget of the scale;
+* image metrics of LR and SR against HR on the HR grid (PSNR, mean SSIM; docs/evaluation.md §1);
+* for the subjects with a C2 landmark (errsm_11/18/21): C2-referenced MUCCA (window ``dewey2024_text``) of HR, LR
+  and SR, all segmented by the same classical segmenter, and of the manual mask (reference).
+
+Rows are written to a tidy CSV (``subject, setting, method, metric, value`` plus ``seconds``, ``steps``,
+``seg_seconds``, ``status``); HR and manual rows have setting ``HR``. A (subject, setting, method) already in the CSV
+is skipped, so an interrupted run resumes. ``run.json`` beside the CSV records the commit, the configuration and the
+wall times of every invocation.
+
+Scales: ``smoke`` (``smore_fast``, 200 optimiser steps per volume, at most 600 s for fit + inference) and ``paper``
+(``smore``, 300 s per volume on CPU; ``--model smore_v4 --budget-s 0`` for the step-limited reference settings,
+26 000 steps, on a GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import OmegaConf
+
+from mrisr.api import as_volume, simulate, super_resolve
+from mrisr.eval.cord import compute_mucca, landmark_point
+from mrisr.eval.image import image_metrics
+from mrisr.inference import run_on_volume
+from mrisr.io.errors import MrisrInputError
+from mrisr.io.nifti import Volume, load_volume
+from mrisr.models import build_inference_model
+from mrisr.segmentation.classical import ClassicalSegmenter
+from mrisr.utils.atomic import write_atomic, write_json_atomic
+from mrisr.utils.config import compose
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+
+#: Setting label → slice separation (mm); thickness 3 mm throughout (Dewey et al.: T||G with gap G = S − T).
+SETTINGS: dict[str, float] = {"3||0": 3.0, "3||0.3": 3.3, "3||0.5": 3.5, "3||1": 4.0}
+THICKNESS_MM = 3.0
+AXIS = 2
+SUBJECTS = ("errsm_11", "errsm_18", "errsm_21", "errsm_20", "errsm_22", "errsm_30")
+LANDMARKS = "t2_landmarks_C2_T2_center.nii.gz"
+MANUAL = "t2_manual_segmentation.nii.gz"
+
+#: Zero-shot model, optimiser-step budget and wall-time cap (s, fit + inference) per scale. The smoke scale is
+#: step-limited (200 steps, about 10 s per volume on 2 idle cores) so that its result does not depend on the load of
+#: the machine: under a 20 s wall-time budget a loaded machine leaves the fit a handful of steps, and a barely
+#: trained residual network is worse than the cubic interpolation it starts from. The cap only bounds the wall time.
+SCALES: dict[str, dict[str, object]] = {
+    "smoke": {"model": "smore_fast", "max_steps": 200, "budget_s": 600.0},
+    "paper": {"model": "smore", "max_steps": None, "budget_s": 300.0},
+}
+
+COLUMNS = ["subject", "setting", "method", "metric", "value", "seconds", "steps", "seg_seconds", "status"]
+
+
+def git_commit() -> dict[str, object]:
+    """HEAD commit of the checkout and whether tracked files differ from it."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.CalledProcessError) as err:
+        return {"commit": None, "error": str(err)}
+
+
+def read_rows(path: Path) -> pd.DataFrame:
+    """The tidy rows written so far (empty frame when the file does not exist yet)."""
+    if not path.exists():
+        return pd.DataFrame(columns=COLUMNS)
+    return pd.read_csv(path, keep_default_na=True)
+
+
+def append_rows(path: Path, rows: Sequence[dict[str, object]]) -> None:
+    """Append ``rows`` to the CSV atomically (the whole file is rewritten, so a crash never leaves half a row)."""
+    frame = pd.concat([read_rows(path), pd.DataFrame(rows, columns=COLUMNS)], ignore_index=True)
+    write_atomic(path, lambda handle: frame.to_csv(handle, index=False))
+
+
+def mucca_row(
+    subject: str, setting: str, method: str, mask: Volume, c2_mm: np.ndarray, seconds: float, seg_seconds: float
+) -> dict[str, object]:
+    """C2-referenced MUCCA (mm²) of a cord mask as one tidy row (NaN with the reason when the window does not fit)."""
+    result = compute_mucca(mask.data, mask.affine, c2_mm=c2_mm)
+    status = result.status if result.status == "ok" else f"{result.status}: {result.reason}"
+    return {
+        "subject": subject, "setting": setting, "method": method, "metric": "mucca_mm2",
+        "value": result.mucca_mm2, "seconds": round(seconds, 2), "seg_seconds": round(seg_seconds, 2),
+        "status": status,
+    }  # fmt: skip
+
+
+def segment_mucca(
+    segmenter: ClassicalSegmenter, image: Volume, subject: str, setting: str, method: str, c2_mm: np.ndarray,
+    seconds: float,
+) -> dict[str, object]:  # fmt: skip
+    """Segment ``image`` with the classical segmenter and measure its MUCCA; a failed segmentation is a NaN row."""
+    start = time.perf_counter()
+    try:
+        mask = segmenter.segment(image)
+    except (MrisrInputError, ValueError) as err:
+        return {"subject": subject, "setting": setting, "method": method, "metric": "mucca_mm2", "value": np.nan,
+                "seconds": round(seconds, 2), "seg_seconds": round(time.perf_counter() - start, 2),
+                "status": f"segmentation failed: {err}"}  # fmt: skip
+    return mucca_row(subject, setting, method, mask, c2_mm, seconds, time.perf_counter() - start)
+
+
+def image_rows(
+    subject: str, setting: str, method: str, image: Volume, hr: Volume, seconds: float, steps: int | None
+) -> list[dict[str, object]]:
+    """PSNR (dB) and mean SSIM of ``image`` against ``hr`` on the HR grid."""
+    metrics = image_metrics(image, hr)
+    return [
+        {"subject": subject, "setting": setting, "method": method, "metric": name, "value": float(metrics[name]),
+         "seconds": round(seconds, 2), "steps": steps, "status": "ok"}
+        for name in ("psnr", "ssim")
+    ]  # fmt: skip
+
+
+def zero_shot(
+    lr: Volume, model_cfg: object, budget_s: float | None, max_steps: int | None, seed: int
+) -> tuple[Volume, dict, float]:
+    """Fit the zero-shot model on ``lr`` (thickness given) and super-resolve it; wall time from construction on."""
+    start = time.perf_counter()
+    options: dict[str, object] = {"max_time_s": budget_s, "thickness_mm": THICKNESS_MM, "progress_bar": False}
+    if max_steps is not None:
+        options["max_steps"] = max_steps
+    model = build_inference_model(model_cfg, None, options)
+    result = run_on_volume(model, lr, axis=AXIS, seed=seed)
+    return result.sr, dict(result.fit or {}), time.perf_counter() - start
+
+
+def run_subject(
+    subject: str, settings: Sequence[str], args: argparse.Namespace, model_cfg: object, done: set[tuple[str, str, str]]
+) -> None:
+    """All missing rows of one subject (HR and manual MUCCA, then LR and SR per setting)."""
+    base = args.data / "spine_hr" / subject
+    hr = as_volume(base / "t2.nii.gz")
+    segmenter = ClassicalSegmenter()
+    c2 = None
+    if (base / LANDMARKS).exists():
+        labels = load_volume(base / LANDMARKS, allow_constant=True)
+        c2 = landmark_point(labels.data, labels.affine, 2)
+    if c2 is not None and (subject, "HR", "HR") not in done:
+        append_rows(args.out, [segment_mucca(segmenter, hr, subject, "HR", "HR", c2, 0.0)])
+    if c2 is not None and (base / MANUAL).exists() and (subject, "HR", "manual") not in done:
+        manual = load_volume(base / MANUAL)
+        append_rows(args.out, [mucca_row(subject, "HR", "manual", manual, c2, 0.0, 0.0)])
+    for setting in settings:
+        missing = [m for m in ("LR", "SR") if (subject, setting, m) not in done]
+        if not missing:
+            continue
+        lr = as_volume(simulate(hr, thickness_mm=THICKNESS_MM, separation_mm=SETTINGS[setting], axis=AXIS,
+                                seed=args.seed))  # fmt: skip
+        if "LR" in missing:
+            start = time.perf_counter()
+            cubic = as_volume(super_resolve(lr, model="cubic", axis=AXIS))
+            seconds = time.perf_counter() - start
+            rows = image_rows(subject, setting, "LR", cubic, hr, seconds, None)
+            if c2 is not None:
+                rows.append(segment_mucca(segmenter, cubic, subject, setting, "LR", c2, seconds))
+            append_rows(args.out, rows)
+            print(subject, setting, "LR", {r["metric"]: round(float(r["value"]), 4) for r in rows}, flush=True)
+        if "SR" in missing:
+            sr, fit, seconds = zero_shot(lr, model_cfg, args.budget_s, args.max_steps, args.seed)
+            steps = int(fit["steps"]) if "steps" in fit else None
+            rows = image_rows(subject, setting, "SR", sr, hr, seconds, steps)
+            if c2 is not None:
+                row = segment_mucca(segmenter, sr, subject, setting, "SR", c2, seconds)
+                rows.append({**row, "steps": steps})
+            append_rows(args.out, rows)
+            print(subject, setting, "SR", f"{seconds:.0f} s, {steps} steps",
+                  {r["metric"]: round(float(r["value"]), 4) for r in rows}, flush=True)  # fmt: skip
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", choices=sorted(SCALES), default="smoke")
+    parser.add_argument("--subjects", nargs="+", default=list(SUBJECTS))
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--out", type=Path, default=None, help="tidy CSV (default results/<scale>/rows.csv)")
+    parser.add_argument("--data", type=Path, default=None, help="data root (default: the config's paths.data)")
+    parser.add_argument("--model", default=None, help="zero-shot model config (default: the scale's)")
+    parser.add_argument("--budget-s", type=float, default=None, help="fit + inference cap per volume (s; 0: none)")
+    parser.add_argument("--max-steps", type=int, default=None, help="optimiser steps per volume (0: the model's)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    scale = SCALES[args.scale]
+    args.model = args.model or str(scale["model"])
+    budget = float(scale["budget_s"]) if args.budget_s is None else args.budget_s
+    args.budget_s = None if budget <= 0 else budget
+    steps = scale["max_steps"] if args.max_steps is None else args.max_steps
+    args.max_steps = int(steps) if steps else None
+    args.out = args.out or HERE / "results" / args.scale / "rows.csv"
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    cfg = compose("infer", [f"model={args.model}", "input=x", "output=y"])
+    args.data = Path(args.data or cfg.paths.data)
+    unknown = [s for s in args.subjects if not (args.data / "spine_hr" / s / "t2.nii.gz").exists()]
+    if unknown:
+        raise MrisrInputError(args.data / "spine_hr", f"no t2.nii.gz for {unknown}", f"choose among {list(SUBJECTS)}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    done = {(r.subject, r.setting, r.method) for r in read_rows(args.out).itertuples()}
+    started, start, commit = datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter(), git_commit()
+    for subject in args.subjects:
+        run_subject(subject, args.settings, args, cfg.model, done)
+    record_path = args.out.with_name("run.json")
+    record = json.loads(record_path.read_text()) if record_path.exists() else {"invocations": []}
+    rows = read_rows(args.out)
+    sr = rows[(rows["method"] == "SR") & (rows["metric"] == "psnr")]
+    host = {
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "load_average_end": list(os.getloadavg()),
+    }
+    record["invocations"].append(
+        {
+            **commit,
+            "started": started,
+            "wall_s": round(time.perf_counter() - start, 1),
+            "scale": args.scale,
+            "subjects": args.subjects,
+            "settings": args.settings,
+            "thickness_mm": THICKNESS_MM,
+            "separation_mm": {s: SETTINGS[s] for s in args.settings},
+            "axis": AXIS,
+            "profile": "slr",
+            "seed": args.seed,
+            "model": args.model,
+            "budget_s": args.budget_s,
+            "max_steps": args.max_steps,
+            "model_config": OmegaConf.to_container(cfg.model, resolve=True),
+            "segmenter": "mrisr.segmentation.classical.ClassicalSegmenter()",
+            "mucca": "compute_mucca(window='dewey2024_text', c2_mm=C2 landmark)",
+            "csv": os.path.relpath(args.out, record_path.parent),
+            "host": host,
+        }
+    )
+    record["sr_seconds_total"] = round(float(sr["seconds"].sum()), 1)
+    record["sr_steps_mean"] = float(sr["steps"].mean()) if len(sr) else None
+    write_json_atomic(record, record_path)
+    print(json.dumps({"csv": str(args.out), "rows": len(rows), "run_json": str(record_path)}))
+
+
+if __name__ == "__main__":
+    main()
