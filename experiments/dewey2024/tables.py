@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from mrisr.longitudinal import fixed_effects_markdown
 
 from mrisr import report
 from mrisr.eval import cohort, stats
@@ -42,7 +43,6 @@ from mrisr.eval.clinical import (
     longitudinal_analysis,
 )
 from mrisr.io.errors import MrisrInputError
-from mrisr.longitudinal import fixed_effects_markdown
 from mrisr.report.summary import natural_key
 from mrisr.utils.atomic import write_atomic, write_rows_atomic, write_text_atomic
 
