@@ -19,6 +19,10 @@ FLAIR is skull-stripped, so its mask is the voxels > 0; the T1 mask is a head ma
 foreground P99.5, largest 6-connected component, holes filled slice by slice and in 3-D — so it includes scalp
 and skull, and T1 scores are head-mask scores, not brain scores.
 
+CSV columns: ``steps`` is Lightning's ``global_step`` (for RealESRGAN it counts the generator and the discriminator
+optimiser steps, two per batch) or the zero-shot optimiser steps; ``train_s`` is the training time (for the
+zero-shot model fit + inference); ``wall_s`` is training + reconstruction, excluding metrics and file I/O.
+
 Rows go to ``results/prettier_brain.csv`` (key: held-out volume, method, budget; present rows are skipped, so an
 interrupted run resumes). The paper-scale goal (EDSR ≥ cubic + 1 dB and + 0.05 SSIM at 5 / 6 mm after ≤ 30 min on 2
 CPU cores with pretrained natural-image weights and the VGG-19 loss; RealESRGAN above cubic on every piq metric)
