@@ -1,0 +1,79 @@
+"""Sampler benchmark (experiments/benchmarks/diffusion_sampling.py): rows, metrics and the DDIM reference gap."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+from types import ModuleType
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from mrisr.api import as_volume, simulate
+from mrisr.inference import interpolate_volume, output_grid
+from mrisr.io.geometry import detect_slice_axis
+from mrisr.nets.diffusion_unet import TINY_UNET, ConditionalUNet
+from mrisr.systems.diffusion import DiffusionSR
+
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "benchmarks" / "diffusion_sampling.py"
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("diffusion_sampling", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def phantom() -> nib.Nifti1Image:
+    """Smooth 1 mm PSR-like phantom (axis 1 = I–S, axis 2 = L–R), 24 × 40 × 6 voxels."""
+    grid = np.mgrid[0:24, 0:40, 0:6].astype(np.float32)
+    data = 100 + 50 * np.sin(grid[0] / 3) * np.cos(grid[1] / 5) + 5 * grid[2]
+    affine = np.array([[0, 0, 1.0, 0], [-1.0, 0, 0, 0], [0, -1.0, 0, 0], [0, 0, 0, 1]])
+    return nib.Nifti1Image(data.astype(np.float32), affine)
+
+
+def test_core_rows_cover_every_sampler_and_steps_on_a_tiny_random_model(bench: ModuleType) -> None:
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    model = DiffusionSR(ConditionalUNet(**TINY_UNET), progress=False)
+    residual = DiffusionSR(ConditionalUNet(**TINY_UNET), formulation="residual", progress=False)
+    hr, stack_axis = bench.crop_planes(as_volume(phantom()), 1, 2)
+    assert stack_axis == 2 and hr.shape == (24, 40, 2)
+    # The crop keeps world positions: its first voxel is the full volume's voxel (0, 0, 2).
+    np.testing.assert_allclose(hr.affine[:3, 3], (phantom().affine @ [0, 0, 2, 1])[:3])
+    lr = as_volume(simulate(hr, thickness_mm=4.0, axis=1))
+    rows = bench.benchmark(model, hr, lr, stack_axis, steps=(1, 2), residual_model=residual, residual_steps=(1,))
+    assert [(r["method"], r["steps"]) for r in rows] == [
+        ("cubic", 0),
+        ("ddim", 1), ("ddim", 2), ("dpmpp", 1), ("dpmpp", 2), ("unipc", 1), ("unipc", 2),
+        ("residual", 1),
+    ]  # fmt: skip
+    assert all(r["planes"] == 2 and math.isfinite(r["psnr"]) and -1 <= r["ssim"] <= 1 for r in rows)
+    assert all(r["seconds_per_plane"] > 0 for r in rows)
+    # The cubic row is plain cubic interpolation scored by the same rule.
+    geometry = detect_slice_axis(lr)
+    cubic = interpolate_volume(lr, output_grid(geometry, lr.shape[geometry.axis]), order=3)
+    assert rows[0]["psnr"] == pytest.approx(bench.plane_metrics(cubic, hr, stack_axis)["psnr"])
+    # A perfect SR scores infinite PSNR and SSIM 1.
+    perfect = bench.plane_metrics(hr, hr, stack_axis)
+    assert perfect["psnr"] == math.inf and perfect["ssim"] == pytest.approx(1.0)
+    # Seeded: a rerun reproduces the sampled row exactly; skipped keys are not rerun.
+    again = bench.benchmark(model, hr, lr, stack_axis, samplers=["ddim"], steps=(1,), skip={("cubic", 0)})
+    assert [(r["method"], r["steps"]) for r in again] == [("ddim", 1)]
+    assert again[0]["psnr"] == rows[1]["psnr"]
+
+
+def test_reference_gap_is_zero_for_ddim20_and_empty_without_it(bench: ModuleType) -> None:
+    base = {"subject": "s", "setting": "x", "model": "m", "planes": 2, "ssim": 0.5, "seconds_per_plane": 1.0}
+    rows = [
+        {**base, "method": "ddim", "steps": 20, "psnr": 30.0},
+        {**base, "method": "unipc", "steps": 4, "psnr": 29.25},
+        {**base, "model": "other", "method": "cubic", "steps": 0, "psnr": 28.0},
+    ]
+    gaps = [r["dpsnr_ddim20"] for r in bench.with_reference_gap(rows)]
+    assert gaps == [0.0, -0.75, ""]
