@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from mrisr.longitudinal import fixed_effects_markdown
 
 from mrisr import report
+from mrisr.cli.longitudinal import fixed_effects_markdown
 from mrisr.eval import cohort, stats
 from mrisr.eval.clinical import (
     STATS_FIELDS,
