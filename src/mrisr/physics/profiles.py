@@ -127,8 +127,8 @@ def compute_slr_profile(tb: float = 16.0, n_samples: int = SLR_TABLE_SAMPLES) ->
         import sigpy.mri.rf as sigpy_rf
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError(
-            f"simulating an SLR profile with tb={tb} needs sigpy (pip install 'mrisr[slr]' or "
-            "pip install sigpy); only tb=16 ships as a precomputed table"
+            f"simulating an SLR profile with tb={tb} needs sigpy (a dependency of mrisr: pip install 'sigpy==0.1.27'); "
+            "only tb=16 ships as a precomputed table"
         ) from err
     pulse = sigpy_rf.slr.dzrf(n=128, tb=tb, ptype="ex", ftype="ls", d1=0.01, d2=0.01, cancel_alpha_phs=False)
     x = np.linspace(-2.0 * tb, 2.0 * tb, n_samples)
