@@ -212,37 +212,41 @@ def correlation_matrix(rows: pd.DataFrame) -> pd.DataFrame:
     return corr.reset_index(names="MUCCA")
 
 
+def hr_pairs(rows: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
+    """``(method, setting, frame of HR and method MUCCA per subject)`` for LR and SR at every setting."""
+    per = hr_wide(rows)
+    return [
+        (method, setting, per.loc[per["setting"] == setting, ["HR", method]].dropna())
+        for method in ("LR", "SR")
+        for setting in settings_of(per)
+    ]
+
+
 def identity_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Per method and setting: OLS slope against HR, p(slope = 1), R², Pearson r with its Fisher CI (Fig. 5)."""
-    per = hr_wide(rows)
     records = []
-    for method in ("LR", "SR"):
-        for setting in settings_of(per):
-            pair = per.loc[per["setting"] == setting, ["HR", method]].dropna()
-            rec: dict[str, object] = {"method": method, "setting": setting, "n": len(pair)}
-            if len(pair) >= 3 and np.ptp(pair["HR"]) > 0:
-                line = stats.identity_line_test(pair["HR"], pair[method])
-                corr = stats.pearson_correlation(pair["HR"], pair[method])
-                rec.update({"slope": line.slope, "intercept": line.intercept, "p (slope = 1)": line.p_slope,
-                            "p (a = 0, b = 1)": line.p_joint, "R²": line.r2, "r": corr.r,
-                            "r CI low": corr.ci_low, "r CI high": corr.ci_high})  # fmt: skip
-            records.append(rec)
+    for method, setting, pair in hr_pairs(rows):
+        rec: dict[str, object] = {"method": method, "setting": setting, "n": len(pair)}
+        if len(pair) >= 3 and np.ptp(pair["HR"]) > 0:
+            line = stats.identity_line_test(pair["HR"], pair[method])
+            corr = stats.pearson_correlation(pair["HR"], pair[method])
+            rec.update({"slope": line.slope, "intercept": line.intercept, "p (slope = 1)": line.p_slope,
+                        "p (a = 0, b = 1)": line.p_joint, "R²": line.r2, "r": corr.r,
+                        "r CI low": corr.ci_low, "r CI high": corr.ci_high})  # fmt: skip
+        records.append(rec)
     return pd.DataFrame(records)
 
 
 def bland_altman_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Bland–Altman bias and 95 % limits of agreement of LR and SR MUCCA against HR per setting."""
-    per = hr_wide(rows)
     records = []
-    for method in ("LR", "SR"):
-        for setting in settings_of(per):
-            pair = per.loc[per["setting"] == setting, ["HR", method]].dropna()
-            rec: dict[str, object] = {"method": method, "setting": setting, "n": len(pair)}
-            if len(pair) >= 2:
-                ba = stats.bland_altman(pair[method], pair["HR"])
-                rec.update({"bias": ba.bias, "bias CI low": ba.bias_ci_low, "bias CI high": ba.bias_ci_high,
-                            "LoA low": ba.loa_low, "LoA high": ba.loa_high})  # fmt: skip
-            records.append(rec)
+    for method, setting, pair in hr_pairs(rows):
+        rec: dict[str, object] = {"method": method, "setting": setting, "n": len(pair)}
+        if len(pair) >= 2:
+            ba = stats.bland_altman(pair[method], pair["HR"])
+            rec.update({"bias": ba.bias, "bias CI low": ba.bias_ci_low, "bias CI high": ba.bias_ci_high,
+                        "LoA low": ba.loa_low, "LoA high": ba.loa_high})  # fmt: skip
+        records.append(rec)
     return pd.DataFrame(records)
 
 
