@@ -3,5 +3,6 @@
 from mrisr.callbacks.base import EvaluationCallback, Table
 from mrisr.callbacks.image_metrics import ImageMetricsCallback
 from mrisr.callbacks.montage import MontageCallback
+from mrisr.callbacks.patch_metrics import PatchMetricsCallback
 
-__all__ = ["EvaluationCallback", "ImageMetricsCallback", "MontageCallback", "Table"]
+__all__ = ["EvaluationCallback", "ImageMetricsCallback", "MontageCallback", "PatchMetricsCallback", "Table"]

@@ -182,7 +182,8 @@ class PrettierSR(SRSystem):
         adapt_channels: adapt RGB ↔ 1-channel convs when loading ``pretrained``.
 
     Logged: ``train/loss``, ``train/l1``, ``train/perceptual``, ``val/content_loss`` (the selection criterion, also
-    as ``val/loss``), ``val/l1``, ``val/perceptual``, ``val/psnr``.
+    as ``val/loss``), ``val/l1``, ``val/perceptual``, ``val/psnr``. ``validation_step`` returns
+    ``{"sr", "hr"}``: the ``(B, C, P, P)`` SR and HR patches on the normalised scale (SR not clipped).
     """
 
     inference_options: ClassVar[tuple[str, ...]] = ("inference_batch_size", "merge")
@@ -296,7 +297,8 @@ class PrettierSR(SRSystem):
             self.log(f"train/{name}", value, batch_size=n)
         return loss
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        """Log the validation losses; return the SR and HR patches (for patch-metric callbacks)."""
         hr = batch["hr"].float()
         pred = self._predict_patch(self.generator(), batch["lr"], tuple(hr.shape[-2:])).float()
         loss, parts = self._content_terms(pred, hr)
@@ -307,6 +309,7 @@ class PrettierSR(SRSystem):
             self.log(f"val/{name}", value, batch_size=n, sync_dist=True)
         mse = torch.mean((pred.clamp(0, 1) - hr.clamp(0, 1)) ** 2)
         self.log("val/psnr", -10 * torch.log10(mse.clamp_min(1e-12)), batch_size=n, sync_dist=True)
+        return {"sr": pred.detach(), "hr": hr}
 
     # ---------------------------------------------------------------- inference on whole volumes
     def intensity_scaling(self, volume: Volume) -> IntensityScaling:
