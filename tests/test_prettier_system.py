@@ -14,13 +14,14 @@ from scipy import ndimage
 from torch import nn
 
 from conftest import run_command
-from mrisr.data.prettier import PrettierPairsDataModule
+from mrisr.data.prettier import PrettierPairsDataModule, axis_spacing_grid, thick_slice_pair
 from mrisr.degradations import DegradationStack, Downsample, SliceProfile
 from mrisr.inference import OutputGrid, interpolate_volume, output_grid
 from mrisr.io.errors import MrisrInputError
 from mrisr.io.geometry import detect_slice_axis
 from mrisr.io.intensity import foreground_percentile
 from mrisr.io.nifti import Volume, load_volume, save_volume
+from mrisr.io.regrid import resample_to_reference
 from mrisr.losses import ContentLoss, MRIFeatures, PerceptualLoss, VanillaGANLoss
 from mrisr.nets.discriminator import UNetDiscriminatorSN
 from mrisr.nets.edsr import EDSR
@@ -134,13 +135,62 @@ def test_patch_pairs_shapes_alignment_foreground_and_splits(hr_files: list[str])
     assert test["lr"].shape[2] == 9 and test["grid"].length == 54  # whole volume on its own LR grid
 
 
-def test_one_channel_patches_and_non_integer_separation_is_refused(hr_files: list[str]) -> None:
+def test_one_channel_patches_and_a_separation_below_the_hr_spacing_is_refused(hr_files: list[str]) -> None:
     dm = PrettierPairsDataModule([hr_files[0]], [hr_files[1]], [], prettier_degradation(), hr_patch=24, in_channels=1)
     dm.setup("fit")
     assert dm.train_set[0]["hr"].shape == (1, 24, 24) and dm.train_set[0]["lr"].shape == (1, 4, 24)
-    bad = PrettierPairsDataModule([hr_files[0]], [hr_files[1]], [], prettier_degradation(4.0, 4.5), hr_patch=24)
-    with pytest.raises(MrisrInputError, match="not an integer multiple"):
+    bad = PrettierPairsDataModule([hr_files[0]], [hr_files[1]], [], prettier_degradation(0.5, 0.5), hr_patch=24)
+    with pytest.raises(MrisrInputError, match="below the HR spacing"):
         bad.setup("fit")
+
+
+def test_axis_spacing_grid_is_exact_and_keeps_the_field_of_view_start() -> None:
+    affine = np.array([[0.0, 0.0, -0.88, 30.0], [0.9, 0.0, 0.0, -4.0], [0.0, 1.1, 0.0, 7.0], [0, 0, 0, 1]])
+    data = np.zeros((6, 5, 40), dtype=np.float32)
+    volume = Volume(data=data, affine=affine)
+    grid = axis_spacing_grid(volume, 2, 6.0 / 7.0)
+    assert grid.shape == (6, 5, int(40 * 0.88 / (6 / 7)))
+    assert np.allclose(grid.zooms, (0.9, 1.1, 6.0 / 7.0), atol=1e-12)
+    # Outer edge of voxel 0 along the axis: the same world point on both grids.
+    edge = lambda a: a[:3, :3] @ np.array([0.0, 0.0, -0.5]) + a[:3, 3]  # noqa: E731
+    assert np.allclose(edge(grid.affine), edge(affine), atol=1e-12)
+
+
+def test_non_integer_factor_resamples_the_hr_with_zero_misalignment() -> None:
+    # A ramp in world z (mm): on the resampled HR grid every voxel must hold its own world z (exact affine, no shift).
+    affine = np.diag([1.0, 1.0, 0.88, 1.0])
+    affine[2, 3] = 3.0
+    z_world = 3.0 + 0.88 * np.arange(96)
+    data = np.broadcast_to(z_world, (40, 40, 96)).astype(np.float32).copy()
+    volume = Volume(data=data, affine=affine)
+    grid = axis_spacing_grid(volume, 2, 6.0 / 7.0)
+    resampled = Volume(data=resample_to_reference(volume, grid, order=3), affine=grid.affine)
+    z_new = (
+        grid.affine
+        @ np.stack([np.zeros(grid.shape[2]), np.zeros(grid.shape[2]), np.arange(grid.shape[2]), np.ones(grid.shape[2])])
+    )[2]
+    inner = slice(8, -8)  # the spline's edge extension bends the ramp within a few voxels of the borders
+    assert np.abs(resampled.data[5, 5, inner] - z_new[inner]).max() < 1e-4  # mm
+    # The pair: factor 7 (6 mm / 0.857 mm), HR a multiple of 7 voxels, LR slice j = the mean HR z of voxels 7j … 7j + 6.
+    pair = thick_slice_pair("ramp", volume, prettier_degradation(), axis=2, seed=0)
+    assert pair.factor == 7 and pair.hr.shape[2] == 7 * pair.lr.shape[2] == 7 * (grid.shape[2] // 7)
+    hr_z = pair.hr[5, 5] * pair.scale
+    lr_z = pair.lr[5, 5] * pair.scale
+    centres = hr_z[: 7 * len(lr_z)].reshape(-1, 7).mean(1)
+    assert np.abs(lr_z[1:-1] - centres[1:-1]).max() < 1e-2
+
+
+def test_non_integer_factor_patches_train_end_to_end(tmp_path: Path) -> None:
+    paths = []
+    for i in range(2):  # 6 mm / 0.95 mm = 6.32 → factor 7: HR resampled to 6 / 7 = 0.857 mm along axis 2
+        path = tmp_path / f"v{i}.nii.gz"
+        save_volume(phantom(seed=i), path, affine=np.diag([1.0, 1.0, 0.95, 1.0]))
+        paths.append(str(path))
+    dm = PrettierPairsDataModule([paths[0]], [paths[1]], [], prettier_degradation(), hr_patch=28, axes=[2])
+    dm.setup("fit")
+    assert dm.train_set.factor == 7
+    item = dm.train_set[0]
+    assert item["hr"].shape == (3, 28, 28) and item["lr"].shape == (3, 4, 28)
 
 
 # ---------------------------------------------------------------- reconstruction

@@ -8,6 +8,15 @@ rows and the remaining axis along its columns: HR ``(C, P, P)`` and LR ``(C, P /
 HR spacing (96 × 96 and 16 × 96 for 6 mm on 1 mm). Both are divided by ``intensity_headroom`` × the ``percentile`` of
 the LR volume's foreground (PRETTIER's inference rule 1.25 × P99.5, used for training too).
 
+Non-integer ratios (e.g. 6 mm slices on a 0.88 mm HR grid, 6.82 voxels): the HR volume is first resampled along the
+through-plane axis only, by cubic B-spline (:func:`mrisr.io.regrid.resample_to_reference`), onto the grid of spacing
+separation / f with f = ⌈separation / spacing⌉ (6 / 7 = 0.857 mm; never coarser than the input), whose first voxel's
+outer edge coincides with the input's and whose affine is exact (:func:`axis_spacing_grid`); the pair is then
+simulated on that grid. All pairs of a dataset need the same f (a 1 mm and a 0.88 mm volume give 6 and 7).
+This adds one interpolation of the training targets, a small smoothing, and changes the through-plane voxel size of
+the HR patches by |f − ratio| / ratio (2.6 % for 0.88 mm). Test items keep the HR volume as it is (the systems'
+output grids take any factor).
+
 Alignment: the HR volume is cropped (from index 0) to a multiple of ``f`` voxels along every axis, so that LR slice
 ``j`` covers HR voxels ``f·j … f·j + f − 1`` exactly (same-FOV rule, docs/physics.md §3) and an LR row block
 ``j0 : j0 + P/f`` covers the HR rows ``f·j0 : f·j0 + P``.
@@ -33,8 +42,15 @@ from mrisr.degradations.stack import DegradationStack
 from mrisr.io.errors import MrisrInputError
 from mrisr.io.intensity import foreground_percentile
 from mrisr.io.nifti import Volume
+from mrisr.io.regrid import resample_to_reference
 
-__all__ = ["PrettierPairsDataModule", "ThickSlicePair", "ThickSlicePatchDataset", "thick_slice_pair"]
+__all__ = [
+    "PrettierPairsDataModule",
+    "ThickSlicePair",
+    "ThickSlicePatchDataset",
+    "axis_spacing_grid",
+    "thick_slice_pair",
+]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +81,27 @@ class ThickSlicePair:
     centres: np.ndarray
 
 
+def axis_spacing_grid(volume: Volume, axis: int, spacing_mm: float) -> Volume:
+    """An empty volume on ``volume``'s grid with voxel size ``spacing_mm`` along ``axis`` (same field of view start).
+
+    The affine column of ``axis`` is its unit direction × ``spacing_mm`` (exact); the outer edge of voxel 0 along
+    ``axis`` coincides with the input's, so voxel ``k`` lies at input voxel ``(k + 0.5) · spacing / Δ − 0.5``; the
+    grid has ``floor(n · Δ / spacing_mm)`` voxels along ``axis`` (it never extends beyond the input), the other axes
+    are unchanged.
+    """
+    zoom = float(volume.zooms[axis])
+    n = int(np.floor(volume.shape[axis] * zoom / spacing_mm + 1e-6))
+    if n < 1 or spacing_mm <= 0:
+        raise ValueError(f"spacing {spacing_mm} mm does not fit {volume.shape[axis]} voxels of {zoom} mm")
+    affine = np.array(volume.affine, dtype=np.float64)
+    column = affine[:3, axis] / zoom
+    affine[:3, 3] += affine[:3, axis] * (0.5 * spacing_mm / zoom - 0.5)  # voxel 0's outer edge stays in place
+    affine[:3, axis] = column * spacing_mm
+    shape = list(volume.shape)
+    shape[axis] = n
+    return Volume(data=np.zeros(shape, dtype=np.float32), affine=affine)
+
+
 def thick_slice_pair(
     name: str,
     volume: Volume,
@@ -77,9 +114,12 @@ def thick_slice_pair(
 ) -> ThickSlicePair:
     """Simulate the thick-slice LR of ``volume`` along ``axis`` on the LR grid and scale both (see module docstring).
 
+    A separation that is not an integer multiple of the HR spacing along ``axis`` resamples the HR volume first
+    (module docstring).
+
     Raises:
-        MrisrInputError: separation not an integer multiple of the HR spacing, a random separation, or an HR
-            volume with fewer voxels than one LR slice along an axis.
+        MrisrInputError: a random separation, a separation smaller than the HR spacing, or an HR volume with fewer
+            voxels than one LR slice along an axis.
     """
     separation = degradation.separation
     if separation is None:
@@ -88,13 +128,27 @@ def thick_slice_pair(
         )
     spacing = float(volume.zooms[axis])
     ratio = float(separation) / spacing
-    factor = round(ratio)
-    if factor < 1 or abs(ratio - factor) > 1e-3:
+    # The nearest integer when the ratio is one, else the next integer up: resampled HR targets are never coarser.
+    factor = round(ratio) if abs(ratio - round(ratio)) <= 1e-3 else math.ceil(ratio)
+    if ratio < 1 - 1e-3:
         raise MrisrInputError(
             volume.path,
-            f"separation {separation:g} mm is not an integer multiple of the HR spacing {spacing:g} mm (axis {axis})",
-            "resample the HR volume to a spacing that divides the separation (PRETTIER uses 1 mm isotropic)",
+            f"separation {separation:g} mm is below the HR spacing {spacing:g} mm (axis {axis})",
+            "use HR volumes finer than the simulated slice separation",
         )
+    if abs(ratio - factor) > 1e-3:
+        grid = axis_spacing_grid(volume, axis, float(separation) / factor)
+        log.info(
+            "%s: %g mm / %g mm is not an integer; HR resampled to %.4g mm along axis %d (factor %d)",
+            name,
+            separation,
+            spacing,
+            float(separation) / factor,
+            axis,
+            factor,
+        )
+        data = resample_to_reference(volume, grid, order=3).astype(np.float32)
+        volume = Volume(data=data, affine=grid.affine, header=None, path=volume.path)
     for d in range(3):
         keep = (volume.shape[d] // factor) * factor
         if keep == 0:
