@@ -266,9 +266,8 @@ def run_on_volume(
         given = getattr(model, "thickness_mm", None)
         estimator: Any = estimate_thickness
         if estimate_thickness and getattr(model, "profile", None) == "auto" and hasattr(model, "estimate_profile"):
-            estimator = (
-                model.estimate_profile
-            )  # profile=auto: one joint estimate of kind and thickness, reused by the fit
+            # One joint estimate of the profile kind and thickness, reused by the fit.
+            estimator = model.estimate_profile
         resolution = resolve_thickness(volume.path, volume, geometry, given, estimate=estimator)
         set_inference_options(model, {"thickness_mm": resolution.thickness_mm})
         thickness = {

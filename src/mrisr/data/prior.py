@@ -221,7 +221,7 @@ class RandomProfilePairsDataModule(L.LightningDataModule):
         patch_cols: int = 32,
         batch_size: int = 16,
         batches_per_epoch: int = 200,
-        batches_per_episode: int = 4,
+        batches_per_episode: int = 16,
         planes_per_episode: int = 8,
         val_batches: int = 16,
         sampling: Sampling = "gradient",

@@ -264,7 +264,13 @@ class ZeroShotSR(SRSystem):
         return self.profile_estimate
 
     def _profile(self, volume: Volume, geometry: SliceGeometry) -> tuple[str, float, dict[str, Any]]:
-        """Profile kind, thickness T (mm) and their provenance for the fit on ``volume``."""
+        """Profile kind, thickness T (mm) and their provenance for the fit on ``volume``.
+
+        Provenance keys of the fit summary: ``profile_source`` (``given`` or ``estimate``), ``thickness_source``
+        (``thickness_mm``: the model's option, whose own origin :func:`~mrisr.inference.run_on_volume` records;
+        ``separation``; ``estimate``) and, for ``profile="auto"``, ``profile_estimate`` (kind, FWHM, spread,
+        per-kind mismatch and FWHM, seconds).
+        """
         separation = geometry.separation_mm
         if self.profile != "auto":
             thickness = separation if self.thickness_mm is None else float(self.thickness_mm)
@@ -273,9 +279,11 @@ class ZeroShotSR(SRSystem):
         estimate = self.estimate_profile(volume, geometry)
         given = self.thickness_mm is not None
         thickness = float(self.thickness_mm) if given else estimate.fwhm_mm
+        # run_on_volume passes this very estimate on as thickness_mm when no argument or sidecar gives one.
+        from_estimate = not given or thickness == estimate.fwhm_mm
         record = {
             "profile_source": "estimate",
-            "thickness_source": "thickness_mm" if given else "estimate",
+            "thickness_source": "estimate" if from_estimate else "thickness_mm",
             "profile_estimate": {
                 "shape": estimate.shape,
                 "fwhm_mm": estimate.fwhm_mm,

@@ -21,6 +21,7 @@ the factor s: pretraining draws s per batch and passes it to the forward call.
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from importlib import resources
@@ -29,6 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from hydra.utils import get_class
 from lightning.pytorch.callbacks import Timer
 from torch import nn
 
@@ -276,14 +278,19 @@ def export_prior(ckpt_path: str | Path, output: str | Path, dtype: torch.dtype =
         )
     state = {k.removeprefix("net."): v.to(dtype) for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
     net_config = {k: v for k, v in config["model"]["net"].items() if k != "_partial_"}
-    data = config.get("data", {})
+    data = dict(config.get("data", {}))
+    try:  # settings left at the data module's code defaults are recorded too
+        parameters = inspect.signature(get_class(str(data.get("_target_")))).parameters
+        data = {**{k: p.default for k, p in parameters.items() if p.default is not p.empty}, **data}
+    except Exception:  # an unknown data module: record what the config states
+        pass
     provenance = {
         "checkpoint": ckpt_path.name,
         "global_step": int(checkpoint.get("global_step", 0)),
         "epoch": int(checkpoint.get("epoch", 0)),
         "train_sources": [_source_label(s) for s in data.get("train", [])],
         "val_sources": [_source_label(s) for s in data.get("val", [])],
-        "ranges": {k: data.get(k) for k in ("profiles", "thickness_mm", "gap_mm", "fwhm_convention")},
+        "ranges": {k: _plain(data.get(k)) for k in ("profiles", "thickness_mm", "gap_mm", "fwhm_convention")},
         "patch": {k: data.get(k) for k in ("lr_patch_rows", "patch_cols", "batch_size")},
         "seed": config.get("seed"),
         "exported": time.strftime("%Y-%m-%d"),
@@ -294,6 +301,11 @@ def export_prior(ckpt_path: str | Path, output: str | Path, dtype: torch.dtype =
     torch.save(payload, tmp)
     tmp.replace(output)
     return payload
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists (the weights file is read with ``weights_only=True``, which accepts plain containers)."""
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _source_label(source: str) -> str:
