@@ -3,6 +3,7 @@ per-volume fit, profile=auto and the inference precision of ZeroShotSR."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -245,6 +246,7 @@ def test_profile_auto_estimates_kind_and_thickness_once(shared_data: Path, monke
     assert fit["thickness_mm"] == pytest.approx(result.record["thickness_mm"])
     assert abs(fit["thickness_mm"] - 3.0) < 0.75  # simulated T = 3 mm (phantom accuracy of the estimator)
     assert set(fit["profile_estimate"]["mismatch"]) == {"slr", "gaussian", "rect"}
+    assert json.loads(json.dumps(fit))["profile_estimate"]["shape"] == fit["profile"]  # sidecar-ready
     # A given thickness wins; only the kind is estimated.
     given = smoke_model(profile="auto", thickness_mm=2.5, max_steps=2)
     summary = given.fit_volume(volume, detect_slice_axis(volume), output_grid(detect_slice_axis(volume), 13))
