@@ -233,7 +233,8 @@ def run_on_volume(
     Models fitted per volume that take a slice thickness (``thickness_mm`` among their inference options) get it
     from the first source that has it (:func:`mrisr.io.sidecar.resolve_thickness`): the model's own setting (an
     argument or ``thickness=``), a BIDS/dcm2niix JSON sidecar beside the input, an estimate from the image, or the
-    slice separation (with a warning). The value and its source go into the record.
+    slice separation (with a warning). The value and its source go into the record. For models with
+    ``profile="auto"`` the image estimate is the model's own ``estimate_profile`` (kind and thickness at once).
 
     Args:
         model: a model of the :class:`VolumeSuperResolver` protocol.
@@ -263,7 +264,11 @@ def run_on_volume(
         from mrisr.io.sidecar import resolve_thickness
 
         given = getattr(model, "thickness_mm", None)
-        resolution = resolve_thickness(volume.path, volume, geometry, given, estimate=estimate_thickness)
+        estimator: Any = estimate_thickness
+        if estimate_thickness and getattr(model, "profile", None) == "auto" and hasattr(model, "estimate_profile"):
+            # One joint estimate of the profile kind and thickness, reused by the fit.
+            estimator = model.estimate_profile
+        resolution = resolve_thickness(volume.path, volume, geometry, given, estimate=estimator)
         set_inference_options(model, {"thickness_mm": resolution.thickness_mm})
         thickness = {
             "thickness_mm": resolution.thickness_mm,

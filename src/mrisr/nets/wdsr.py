@@ -70,6 +70,8 @@ class WDSR(nn.Module):
         weight_norm: weight normalisation on the convolutions (SMORE v4).
         clip_output: clamp the output to [0, 1] (ECLARE; inputs are min–max normalised).
         in_channels: input/output channels.
+        shuffle: rows per LR row made by the 1-D pixel shuffle (``None`` = ⌈s⌉). A fixed value makes the weights
+            independent of s, so one set of weights serves every factor (a prior pretrained over many factors).
 
     Shapes:
         ``(B, C, H, W) → (B, C, round(s·H), W)``.
@@ -85,12 +87,15 @@ class WDSR(nn.Module):
         weight_norm: bool = False,
         clip_output: bool = False,
         in_channels: int = 1,
+        shuffle: int | None = None,
     ) -> None:
         super().__init__()
         if not scale >= 1.0:
             raise ValueError(f"WDSR scale must be ≥ 1 (an upsampling factor), got {scale}")
         self.scale = float(scale)
-        self.shuffle = max(1, math.ceil(self.scale - 1e-9))
+        if shuffle is not None and int(shuffle) < 1:
+            raise ValueError(f"WDSR shuffle must be ≥ 1 or None, got {shuffle}")
+        self.shuffle = max(1, math.ceil(self.scale - 1e-9)) if shuffle is None else int(shuffle)
         self.clip_output = clip_output
         head = nn.Conv2d(in_channels, n_feats, 3, padding=1)
         tail = nn.Conv2d(n_feats, in_channels * self.shuffle, 3, padding=1)
@@ -106,13 +111,16 @@ class WDSR(nn.Module):
             nn.init.zeros_(self.tail.weight)
             nn.init.zeros_(self.tail.bias)
 
-    def output_rows(self, rows: int) -> int:
-        """Output length along rows for ``rows`` input rows: round(s·rows)."""
-        return max(1, round(self.scale * rows))
+    def output_rows(self, rows: int, scale: float | None = None) -> int:
+        """Output length along rows for ``rows`` input rows: round(s·rows) (s = ``scale`` or the constructor's)."""
+        return max(1, round((self.scale if scale is None else float(scale)) * rows))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n_out = self.output_rows(x.shape[-2])
-        skip = upsample_rows(x, self.scale, n_out)
+    def forward(self, x: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+        """``(B, C, H, W) → (B, C, round(s·H), W)``; ``scale`` overrides s for this call (pretraining over many
+        factors with a fixed ``shuffle``)."""
+        scale = self.scale if scale is None else float(scale)
+        n_out = self.output_rows(x.shape[-2], scale)
+        skip = upsample_rows(x, scale, n_out)
         residual = pixel_shuffle_1d(self.tail(self.body(self.head(x))), self.shuffle)
         if residual.shape[-2] != n_out:
             residual = upsample_rows(residual, n_out / residual.shape[-2], n_out)

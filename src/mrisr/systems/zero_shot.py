@@ -2,8 +2,11 @@
 
 ``ZeroShotSR`` needs no external training data. For each input volume it
 1. derives the slice profile of the acquisition (thickness T, default = separation S; same kernel function as every
-   simulation in mrisr), the in-plane spacing Δ and the factor s = S/Δ (non-integer allowed, gaps allowed);
-2. fits a 2-D network on self-training pairs made from the volume's own in-plane data
+   simulation in mrisr), the in-plane spacing Δ and the factor s = S/Δ (non-integer allowed, gaps allowed); with
+   ``profile="auto"`` the profile kind (and, when no thickness is known, T) is estimated from the volume itself
+   (:func:`mrisr.physics.estimation.estimate_slice_profile`, docs/models.md §1.7);
+2. fits a 2-D network, randomly initialised or from pretrained weights (``init_weights``, a prior:
+   :mod:`mrisr.systems.zero_shot_prior`), on self-training pairs made from the volume's own in-plane data
    (:class:`mrisr.data.zero_shot.SelfTrainingPairs`) with Lightning, within a wall-time budget that includes the
    final inference: the learning-rate schedule (one cycle) is driven by the fraction of the budget spent, so the
    schedule completes exactly when the budget does;
@@ -28,6 +31,7 @@ from mrisr.inference import InferenceProtocol, OutputGrid
 from mrisr.io.geometry import SliceGeometry
 from mrisr.io.intensity import IntensityScaling, minmax_scaling
 from mrisr.io.nifti import Volume
+from mrisr.physics.estimation import SliceProfileEstimate, estimate_slice_profile
 from mrisr.physics.profiles import FWHMConvention, ProfileKind, kernel_fwhm_voxels, slice_kernel
 from mrisr.physics.resample import resample_affine, resample_axis
 from mrisr.systems.base import OptimizerFactory, SRSystem
@@ -41,6 +45,9 @@ INFERENCE_SAFETY = 1.5
 FIT_TEARDOWN_S = 0.5
 
 NetFactory = Callable[..., nn.Module]
+
+#: Autocast dtype of each ``inference_precision`` (``None``: no autocast, fp32).
+INFERENCE_DTYPES: dict[str, torch.dtype | None] = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
 
 
 def one_cycle_lr(
@@ -67,7 +74,11 @@ class ZeroShotSR(SRSystem):
         loss: training loss module: L1 (SMORE, the default) or ``torch.nn.MSELoss`` (ECLARE).
         method: label in result tables and sidecars (default: the class name).
         thickness_mm: slice thickness T (FWHM); ``None`` = the slice separation (no gap).
-        profile: slice-profile kind (``slr``, ``gaussian``, ``rect``, ``file``).
+        profile: slice-profile kind (``slr``, ``gaussian``, ``rect``, ``file``), or ``auto``: the kind is estimated from
+            the input (:func:`~mrisr.physics.estimation.estimate_slice_profile` over ``auto_profiles``), and so is the
+            thickness when ``thickness_mm`` is ``None``; the estimate and its source go into the fit summary.
+        auto_profiles: candidate kinds of ``profile="auto"`` (the first is preferred unless another fits clearly
+            better).
         fwhm_convention: ``variance`` (f = √(T² − Δ²)/Δ) or ``absolute`` (f = T/Δ) (docs/physics.md §2.2).
         kernel_file: 1-D kernel (.npy, in-plane voxels) for ``profile="file"``, e.g. an ESPRESO estimate.
         lr_patch_rows: LR rows per training patch (HR rows = round(s · lr_patch_rows)).
@@ -84,6 +95,9 @@ class ZeroShotSR(SRSystem):
         accelerator: Lightning accelerator of the fit (``auto``, ``cpu``, ``gpu``).
         channels_last: channels-last memory format (faster convolutions on CPU).
         inference_batch_size: planes per forward pass at inference.
+        init_weights: starting weights of the network: ``None`` (random initialisation, i.e. cubic interpolation),
+            the name of a weights file shipped with mrisr (``smore_prior``), or a path to a file written by
+            :func:`mrisr.systems.zero_shot_prior.export_prior`. They must match ``net`` exactly.
         seed: seed of the fit (network initialisation, patch sampling) when :meth:`fit_volume` is given no
             generator; with one (as from :func:`mrisr.inference.run_on_volume`), the fit seed is drawn from it.
         progress_bar: show Lightning's progress bar during the fit.
@@ -111,7 +125,8 @@ class ZeroShotSR(SRSystem):
         loss: nn.Module | None = None,
         method: str | None = None,
         thickness_mm: float | None = None,
-        profile: ProfileKind = "slr",
+        profile: ProfileKind | Literal["auto"] = "slr",
+        auto_profiles: tuple[str, ...] = ("slr", "gaussian", "rect"),
         fwhm_convention: FWHMConvention = "variance",
         kernel_file: str | None = None,
         lr_patch_rows: int = 16,
@@ -126,11 +141,13 @@ class ZeroShotSR(SRSystem):
         accelerator: str = "auto",
         channels_last: bool = True,
         inference_batch_size: int = 16,
+        init_weights: str | None = None,
         seed: int = 0,
         progress_bar: bool = True,
     ) -> None:
         self.max_steps, self.max_time_s = max_steps, max_time_s
-        self.thickness_mm = thickness_mm
+        self.thickness_mm, self.profile = thickness_mm, profile
+        self.inference_precision = inference_precision
         super().__init__(
             optimizer=optimizer, loss=loss or nn.L1Loss(), method=method, inference_batch_size=inference_batch_size
         )
@@ -138,6 +155,14 @@ class ZeroShotSR(SRSystem):
         self.max_lr, self.pct_start = max_lr, pct_start
         self.thickness_mm, self.profile, self.fwhm_convention = thickness_mm, profile, fwhm_convention
         self.kernel_file = kernel_file
+        self.auto_profiles = tuple(auto_profiles)
+        self.init_weights = init_weights
+        if init_weights is not None:
+            from mrisr.systems.zero_shot_prior import read_weights, resolve_weights
+
+            read_weights(resolve_weights(str(init_weights)))  # refuse a missing or foreign file before any fit
+        self.profile_estimate: SliceProfileEstimate | None = None
+        self._estimated_for: tuple[int, tuple[int, ...], float, float] | None = None
         self.lr_patch_rows, self.patch_cols, self.batch_size = lr_patch_rows, patch_cols, batch_size
         self.sampling, self.sampling_sigma = sampling, sampling_sigma
         self.precision, self.accelerator = precision, accelerator
@@ -163,6 +188,12 @@ class ZeroShotSR(SRSystem):
             raise ValueError(f"max_steps (budget.max_steps) must be ≥ 1, got {self.max_steps}")
         if self.thickness_mm is not None and not float(self.thickness_mm) > 0:
             raise ValueError(f"thickness_mm must be > 0 mm or null, got {self.thickness_mm}")
+        if self.profile not in ("slr", "gaussian", "rect", "file", "auto"):
+            raise ValueError(f"profile must be slr, gaussian, rect, file or auto, got {self.profile!r}")
+        if str(self.inference_precision) not in INFERENCE_DTYPES:
+            raise ValueError(
+                f"inference_precision must be one of {list(INFERENCE_DTYPES)}, got {self.inference_precision}"
+            )
 
     # ---------------------------------------------------------------- Lightning hooks
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -199,11 +230,71 @@ class ZeroShotSR(SRSystem):
         return minmax_scaling(volume.data, source=volume.path)
 
     def _autocast_dtype(self) -> torch.dtype | None:
-        return (
-            torch.bfloat16
-            if self.precision.startswith("bf16")
-            else (torch.float16 if self.precision.startswith("16") else None)
-        )
+        """Autocast dtype of inference (and of its timing estimate): ``inference_precision``, not the fit's."""
+        return INFERENCE_DTYPES[str(self.inference_precision)]
+
+    def build_net(self, scale: float) -> nn.Module:
+        """The network for factor ``scale``, with the ``init_weights`` loaded when given."""
+        net = self.net_factory(scale=scale)
+        if self.init_weights is not None:
+            from mrisr.systems.zero_shot_prior import load_net_weights, resolve_weights
+
+            load_net_weights(net, resolve_weights(str(self.init_weights)))
+        if self.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        return net
+
+    def estimate_profile(self, volume: Volume, geometry: SliceGeometry) -> SliceProfileEstimate:
+        """Slice profile (kind and thickness) of ``volume`` estimated from the image (``profile="auto"``).
+
+        The estimate is kept for the next fit on the same volume, so the thickness chain of
+        :func:`mrisr.inference.run_on_volume` (which calls this as its estimator) and the fit share one estimate.
+        """
+        key = (id(volume.data), tuple(volume.shape), float(geometry.separation_mm), float(geometry.inplane_spacing_mm))
+        if self.profile_estimate is None or self._estimated_for != key:
+            self.profile_estimate = estimate_slice_profile(
+                volume.data,
+                axis=geometry.axis,
+                separation_mm=geometry.separation_mm,
+                inplane_spacing_mm=geometry.inplane_spacing_mm,
+                shapes=self.auto_profiles,
+                convention=self.fwhm_convention,
+            )
+            self._estimated_for = key
+        return self.profile_estimate
+
+    def _profile(self, volume: Volume, geometry: SliceGeometry) -> tuple[str, float, dict[str, Any]]:
+        """Profile kind, thickness T (mm) and their provenance for the fit on ``volume``.
+
+        Provenance keys of the fit summary: ``profile_source`` (``given`` or ``estimate``), ``thickness_source``
+        (``thickness_mm``: the model's option, whose own origin :func:`~mrisr.inference.run_on_volume` records;
+        ``separation``; ``estimate``) and, for ``profile="auto"``, ``profile_estimate`` (kind, FWHM, spread,
+        per-kind mismatch and FWHM, seconds).
+        """
+        separation = geometry.separation_mm
+        if self.profile != "auto":
+            thickness = separation if self.thickness_mm is None else float(self.thickness_mm)
+            source = "separation" if self.thickness_mm is None else "thickness_mm"
+            return str(self.profile), thickness, {"profile_source": "given", "thickness_source": source}
+        estimate = self.estimate_profile(volume, geometry)
+        given = self.thickness_mm is not None
+        thickness = float(self.thickness_mm) if given else estimate.fwhm_mm
+        # run_on_volume passes this very estimate on as thickness_mm when no argument or sidecar gives one.
+        from_estimate = not given or thickness == estimate.fwhm_mm
+        record = {
+            "profile_source": "estimate",
+            "thickness_source": "estimate" if from_estimate else "thickness_mm",
+            "profile_estimate": {
+                "shape": estimate.shape,
+                "fwhm_mm": estimate.fwhm_mm,
+                "fwhm_spread_mm": estimate.fwhm_spread_mm,
+                "mismatch": {k: f.mismatch for k, f in estimate.fits.items()},
+                "fwhm_mm_by_shape": {k: f.fwhm_mm for k, f in estimate.fits.items()},
+                "seconds": round(estimate.seconds, 2),
+            },
+        }
+        log.info("profile=auto: %s (thickness from %s)", estimate.summary(), record["thickness_source"])
+        return estimate.shape, thickness, record
 
     def _moved(self, volume: Volume, axis: int) -> torch.Tensor:
         self._scaling = self.intensity_scaling(volume)
@@ -233,15 +324,13 @@ class ZeroShotSR(SRSystem):
     def _fit(self, volume: Volume, geometry: SliceGeometry, seed: int) -> dict[str, Any]:
         started = time.perf_counter()
         spacing, separation = geometry.inplane_spacing_mm, geometry.separation_mm
-        thickness = separation if self.thickness_mm is None else float(self.thickness_mm)
+        kind, thickness, provenance = self._profile(volume, geometry)
         scale = separation / spacing
         fwhm = kernel_fwhm_voxels(thickness, spacing, self.fwhm_convention)
-        self.kernel = slice_kernel(fwhm, self.profile, kernel_file=self.kernel_file)
+        self.kernel = slice_kernel(fwhm, kind, kernel_file=self.kernel_file)  # type: ignore[arg-type]
         hr_rows = max(1, round(scale * self.lr_patch_rows))
         patch = PatchGeometry(self.lr_patch_rows, hr_rows, self.patch_cols, scale)
-        self.net = self.net_factory(scale=scale)
-        if self.channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)
+        self.net = self.build_net(scale)
         data = self._moved(volume, geometry.axis)
         pairs = self.training_pairs(data, patch)
         datamodule = SingleVolumeDataModule(pairs, self.batch_size, seed=seed)
@@ -275,6 +364,9 @@ class ZeroShotSR(SRSystem):
         self.fit_summary = {
             "scale": scale,
             "thickness_mm": thickness,
+            "profile": kind,
+            **provenance,
+            "init_weights": self.init_weights,
             "separation_mm": separation,
             "inplane_spacing_mm": spacing,
             "kernel_fwhm_voxels": fwhm,
