@@ -7,10 +7,16 @@ the measured wall time from model construction to the SR volume, excluding proce
 file I/O, is reported beside it). PSNR / mean SSIM on the HR grid (docs/evaluation.md §1). With ``run-eclare`` on
 PATH an ECLARE column is added (run from its own environment; never a dependency of mrisr).
 
+Thickness modes (``--thickness``, one or more): ``given`` passes the true T = 3 mm to the model; ``estimate``
+gives it nothing, so the thickness chain of :func:`mrisr.inference.run_on_volume` estimates T from the LR image
+(:mod:`mrisr.physics.estimation`; the estimate and its source are in the CSV); ``separation`` assumes T = S (what a
+NIfTI header alone implies). The estimation time is part of ``wall_s``. ``--models`` compares model configs, e.g.
+``smore_fast`` (from scratch) against ``smore_prior`` (pretrained prior fine-tuned per volume).
+
 Results are appended to ``results/zeroshot_budget.csv`` (rows already present are skipped, so an interrupted run
 resumes) and plotted to ``results/zeroshot_budget.png``. The full grid (3 subjects × 4 settings × 1+2+5+10+20 min)
 takes about 7.6 hours on 2 CPU cores; choose a subset with the options, e.g.
-``--settings "3||1" --budgets 1 5``.
+``--settings "3||1" --budgets 1 5 --models smore_fast smore_prior --thickness given estimate``.
 
 Uses the installed package (``make setup`` installs mrisr editable into ``.venv``), so no ``PYTHONPATH`` is needed.
 """
@@ -31,8 +37,7 @@ from hydra.utils import instantiate
 
 from mrisr.api import as_volume, simulate, super_resolve
 from mrisr.eval.image import image_metrics
-from mrisr.inference import output_grid
-from mrisr.io.geometry import detect_slice_axis
+from mrisr.inference import run_on_volume
 from mrisr.utils.atomic import write_atomic
 from mrisr.utils.config import compose
 
@@ -41,17 +46,27 @@ REPO = Path(__file__).resolve().parents[2]
 SETTINGS = {"3||0": 3.0, "3||0.3": 3.3, "3||0.5": 3.5, "3||1": 4.0}
 
 
-def zero_shot(lr: nib.Nifti1Image, model: str, budget_s: float, seed: int) -> tuple[object, dict, float]:
-    """Fit + inference; returns the SR volume, the fit summary and the wall time (s) from model construction on."""
+THICKNESS_MODES = ("given", "estimate", "separation")
+
+
+def zero_shot(lr: nib.Nifti1Image, model: str, budget_s: float, seed: int, thickness: str) -> tuple[object, dict]:
+    """Thickness resolution + fit + inference of ``model`` on ``lr``; returns the SR volume and its record.
+
+    The record holds the fit steps, the thickness used and its source, and ``wall_s``: seconds from model
+    construction to the SR volume (thickness estimation included).
+    """
     cfg = compose("infer", [f"model={model}", "input=x", "output=y"])
     start = time.perf_counter()
-    system = instantiate(cfg.model, max_time_s=budget_s, thickness_mm=3.0, seed=seed, progress_bar=False)
-    volume = as_volume(lr)
-    geometry = detect_slice_axis(volume)
-    grid = output_grid(geometry, volume.shape[geometry.axis])
-    summary = system.fit_volume(volume, geometry, grid)
-    sr = system.super_resolve(volume, geometry, grid)
-    return sr, summary, time.perf_counter() - start
+    given = {"given": 3.0, "estimate": None, "separation": None}[thickness]
+    system = instantiate(cfg.model, max_time_s=budget_s, thickness_mm=given, seed=seed, progress_bar=False)
+    result = run_on_volume(system, as_volume(lr), seed=seed, estimate_thickness=thickness == "estimate")
+    wall = time.perf_counter() - start
+    return result.sr, {
+        "steps": result.fit["steps"],
+        "thickness_mm": result.record["thickness_mm"],
+        "thickness_source": result.record["thickness_source"],
+        "wall_s": wall,
+    }
 
 
 def eclare(lr: nib.Nifti1Image, budget_s: float) -> object | None:
@@ -66,6 +81,20 @@ def eclare(lr: nib.Nifti1Image, budget_s: float) -> object | None:
         return as_volume(nib.load(out))
 
 
+def load_rows(path: Path) -> pd.DataFrame:
+    """Rows already measured (empty frame if none); rows from before the thickness modes were given T."""
+    if not path.exists():
+        return pd.DataFrame(columns=[*KEY, "wall_s", "steps", "thickness_mm", "thickness_source", "psnr", "ssim"])
+    rows = pd.read_csv(path)
+    if "thickness_mode" not in rows:
+        rows["thickness_mode"] = ["given" if method != "cubic" else "" for method in rows.method]
+    rows["thickness_mode"] = rows["thickness_mode"].fillna("")
+    return rows
+
+
+KEY = ["subject", "setting", "method", "budget_min", "thickness_mode"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -74,73 +103,76 @@ def main() -> None:
     parser.add_argument("--subjects", nargs="+", default=["errsm_11", "errsm_18", "errsm_21"])
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS))
     parser.add_argument("--budgets", nargs="+", type=float, default=[1, 2, 5, 10, 20], help="minutes")
-    parser.add_argument("--model", default="smore")
+    parser.add_argument("--models", nargs="+", default=["smore"], help="model configs (conf/model)")
+    parser.add_argument("--thickness", nargs="+", default=["given"], choices=THICKNESS_MODES)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "zeroshot_budget.csv")
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    done = (
-        pd.read_csv(args.out)
-        if args.out.exists()
-        else pd.DataFrame(columns=["subject", "setting", "method", "budget_min"])
-    )
-    keys = {(r.subject, r.setting, r.method, float(r.budget_min)) for r in done.itertuples()}
+    rows = load_rows(args.out)
+    keys = {(r.subject, r.setting, r.method, float(r.budget_min), r.thickness_mode) for r in rows.itertuples()}
 
-    def record(rows: list[dict]) -> None:
-        frame = pd.concat([pd.read_csv(args.out), pd.DataFrame(rows)]) if args.out.exists() else pd.DataFrame(rows)
+    def record(row: dict) -> None:
+        nonlocal rows
+        rows = pd.concat([rows, pd.DataFrame([row])], ignore_index=True)
+        frame = rows
         write_atomic(args.out, lambda handle: frame.to_csv(handle, index=False))
 
     for subject in args.subjects:
         hr = as_volume(args.data / "spine_hr" / subject / "t2.nii.gz")
         for setting in args.settings:
             lr = simulate(hr, thickness_mm=3.0, separation_mm=SETTINGS[setting], axis=2, seed=args.seed)
-            if (subject, setting, "cubic", 0.0) not in keys:
+            if (subject, setting, "cubic", 0.0, "") not in keys:
                 metrics = image_metrics(as_volume(super_resolve(lr, model="cubic")), hr)
                 record(
-                    [
+                    {
+                        "subject": subject,
+                        "setting": setting,
+                        "method": "cubic",
+                        "budget_min": 0.0,
+                        "thickness_mode": "",
+                        "wall_s": 0.0,
+                        "steps": 0,
+                        "psnr": metrics["psnr"],
+                        "ssim": metrics["ssim"],
+                    }
+                )
+            for budget in args.budgets:
+                runs = [(model, mode) for model in args.models for mode in args.thickness] + [("eclare", "")]
+                for method, mode in runs:
+                    if (subject, setting, method, budget, mode) in keys:
+                        continue
+                    if method == "eclare":
+                        start = time.perf_counter()
+                        sr = eclare(lr, budget * 60)
+                        if sr is None:
+                            continue
+                        info = {"steps": None, "wall_s": time.perf_counter() - start}
+                    else:
+                        sr, info = zero_shot(lr, method, budget * 60, args.seed, mode)
+                    metrics = image_metrics(sr, hr)
+                    record(
                         {
                             "subject": subject,
                             "setting": setting,
-                            "method": "cubic",
-                            "budget_min": 0.0,
-                            "wall_s": 0.0,
-                            "steps": 0,
+                            "method": method,
+                            "budget_min": budget,
+                            "thickness_mode": mode,
+                            **info,
+                            "wall_s": round(info["wall_s"], 1),
                             "psnr": metrics["psnr"],
                             "ssim": metrics["ssim"],
                         }
-                    ]
-                )
-            for budget in args.budgets:
-                for method in (args.model, "eclare"):
-                    if (subject, setting, method, budget) in keys:
-                        continue
-                    start = time.perf_counter()
-                    if method == "eclare":
-                        sr = eclare(lr, budget * 60)
-                        steps = None
-                        if sr is None:
-                            continue
-                    else:
-                        sr, summary, wall = zero_shot(lr, method, budget * 60, args.seed)
-                        steps = summary["steps"]
-                    if method == "eclare":
-                        wall = time.perf_counter() - start
-                    metrics = image_metrics(sr, hr)
-                    record(
-                        [
-                            {
-                                "subject": subject,
-                                "setting": setting,
-                                "method": method,
-                                "budget_min": budget,
-                                "wall_s": round(wall, 1),
-                                "steps": steps,
-                                "psnr": metrics["psnr"],
-                                "ssim": metrics["ssim"],
-                            }
-                        ]
                     )
-                    print(subject, setting, method, budget, f"{wall:.0f}s psnr={metrics['psnr']:.3f}", flush=True)
+                    print(
+                        subject,
+                        setting,
+                        method,
+                        mode,
+                        budget,
+                        f"{info['wall_s']:.0f}s psnr={metrics['psnr']:.3f}",
+                        flush=True,
+                    )
     plot(args.out)
 
 
@@ -150,13 +182,18 @@ def plot(csv_path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    table = pd.read_csv(csv_path)
+    table = load_rows(csv_path)
+    modes = table.thickness_mode.fillna("")
+    table["method"] = [
+        method if mode in ("", "given") else f"{method} (T {mode})"
+        for method, mode in zip(table.method, modes, strict=True)
+    ]
     cubic = table[table.method == "cubic"].set_index(["subject", "setting"])[["psnr", "ssim"]]
     learned = table[table.method != "cubic"].join(cubic, on=["subject", "setting"], rsuffix="_cubic")
     learned["dpsnr"] = learned.psnr - learned.psnr_cubic
     learned["dssim"] = learned.ssim - learned.ssim_cubic
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    markers = {method: marker for method, marker in zip(sorted(learned.method.unique()), "os^Dv", strict=False)}
+    markers = {method: marker for method, marker in zip(sorted(learned.method.unique()), "os^Dv<>px*", strict=False)}
     # One colour per setting, a line through its budgets (mean over subjects), one marker per model config.
     for index, (setting, group) in enumerate(learned.groupby("setting")):
         colour = f"C{index}"
