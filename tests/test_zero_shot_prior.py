@@ -239,6 +239,7 @@ def test_profile_auto_estimates_kind_and_thickness_once(shared_data: Path, monke
     model = smoke_model(profile="auto", max_steps=2)
     result = run_on_volume(model, volume)
     assert calls == [("slr", "gaussian", "rect")]  # one joint estimate, shared by the thickness chain and the fit
+    assert model.thickness_mm is None  # the next volume of a batch goes through the thickness chain again
     fit = result.fit
     assert result.record["thickness_source"] == "estimate"
     assert fit["profile_source"] == "estimate" and fit["thickness_source"] == "estimate"

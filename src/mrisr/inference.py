@@ -260,26 +260,33 @@ def run_on_volume(
     generator = torch.Generator().manual_seed(int(seed))
     started = time.perf_counter()
     thickness: dict[str, Any] = {}
-    if model.inference_protocol.fits_per_volume and "thickness_mm" in model.inference_options:
-        from mrisr.io.sidecar import resolve_thickness
+    # The resolved thickness is set on the model for this volume only: in batch mode the next volume must go
+    # through the same chain, not inherit this one's value as if it had been given.
+    own_thickness = getattr(model, "thickness_mm", None)
+    try:
+        if model.inference_protocol.fits_per_volume and "thickness_mm" in model.inference_options:
+            from mrisr.io.sidecar import resolve_thickness
 
-        given = getattr(model, "thickness_mm", None)
-        estimator: Any = estimate_thickness
-        if estimate_thickness and getattr(model, "profile", None) == "auto" and hasattr(model, "estimate_profile"):
-            # One joint estimate of the profile kind and thickness, reused by the fit.
-            estimator = model.estimate_profile
-        resolution = resolve_thickness(volume.path, volume, geometry, given, estimate=estimator)
-        set_inference_options(model, {"thickness_mm": resolution.thickness_mm})
-        thickness = {
-            "thickness_mm": resolution.thickness_mm,
-            "thickness_source": resolution.source,
-            "thickness_detail": resolution.detail,
-        }
-        _LOG.info("slice thickness %.3g mm (%s): %s", resolution.thickness_mm, resolution.source, resolution.detail)
-    fit = None
-    if model.inference_protocol.fits_per_volume:
-        fit = model.fit_volume(volume, geometry, grid, generator=generator)  # type: ignore[attr-defined]
-    sr = model.super_resolve(volume, geometry, grid, generator=generator)
+            given = getattr(model, "thickness_mm", None)
+            estimator: Any = estimate_thickness
+            if estimate_thickness and getattr(model, "profile", None) == "auto" and hasattr(model, "estimate_profile"):
+                # One joint estimate of the profile kind and thickness, reused by the fit.
+                estimator = model.estimate_profile
+            resolution = resolve_thickness(volume.path, volume, geometry, given, estimate=estimator)
+            set_inference_options(model, {"thickness_mm": resolution.thickness_mm})
+            thickness = {
+                "thickness_mm": resolution.thickness_mm,
+                "thickness_source": resolution.source,
+                "thickness_detail": resolution.detail,
+            }
+            _LOG.info("slice thickness %.3g mm (%s): %s", resolution.thickness_mm, resolution.source, resolution.detail)
+        fit = None
+        if model.inference_protocol.fits_per_volume:
+            fit = model.fit_volume(volume, geometry, grid, generator=generator)  # type: ignore[attr-defined]
+        sr = model.super_resolve(volume, geometry, grid, generator=generator)
+    finally:
+        if "thickness_mm" in model.inference_options:
+            set_inference_options(model, {"thickness_mm": own_thickness})
     seconds = time.perf_counter() - started
     record = {
         "method": model.method,
