@@ -139,7 +139,7 @@ def test_unknown_config_key_fails_loudly(tmp_path: Path, spine_lr: tuple[Path, P
 # ----------------------------------------------------------------------------------------------------------------
 # The tools: package layout, console scripts, dispatcher, --help
 
-TOOLS = ("simulate", "evaluate", "segment", "mucca", "longitudinal", "report", "estimate_profile")
+TOOLS = ("simulate", "evaluate", "segment", "mucca", "longitudinal", "report", "estimate_profile", "export_prior")
 
 
 def report_cli_available() -> bool:
@@ -197,6 +197,7 @@ HELP_CASES = {
     "longitudinal": (["-m", "mrisr.cli.longitudinal", "--help"], "metric: mucca_mm2"),
     "report": (["-m", "mrisr.cli.report", "--help"], "alpha: 0.05"),
     "estimate_profile": (["-m", "mrisr.cli.estimate_profile", "--help"], "slab_compensation: false"),
+    "export_prior": (["-m", "mrisr.cli.export_prior", "--help"], "dtype: float16"),
     "dispatcher": (["-m", "mrisr.cli", "mucca", "--help"], "c2_label: 2"),
     "train.py": (["train.py", "--help"], "max_epochs: 6"),
     "infer.py": (["infer.py", "-h", "model=smore"], "max_steps: 20000"),

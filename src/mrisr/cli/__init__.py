@@ -23,6 +23,7 @@ TOOLS: dict[str, str] = {
     "longitudinal": "longitudinal MUCCA atrophy model over the visits of a cohort",
     "report": "benchmark tables and figures from the results of many runs",
     "estimate_profile": "estimate the slice thickness (slice-profile FWHM) of a thick-slice volume from the image",
+    "export_prior": "export a prior-pretraining checkpoint as the small weights file of model=smore_prior",
 }
 
 
