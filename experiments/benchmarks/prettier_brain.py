@@ -129,6 +129,10 @@ def row_key(row: Mapping[str, Any]) -> tuple[str, str, float]:
 
 
 # ---------------------------------------------------------------- methods
+#: Data sizes of the CPU runs (batch, patches per epoch, validation patches).
+SMOKE_DATA = ("data.batch_size=4", "data.patches_per_epoch=64", "data.val_patches=4")
+
+
 def load_hr(data: Path, name: str) -> Volume:
     """The HR volume on a 1 mm isotropic grid (cubic B-spline resampling when its spacing differs)."""
     return resample_isotropic(load_volume(data / "brain" / VOLUMES[name][0]), 1.0)
@@ -142,10 +146,12 @@ def train_prettier(
     seed: int,
     root: Path,
     max_steps: int | None = None,
+    data_overrides: Sequence[str] = SMOKE_DATA,
 ) -> tuple[Any, float, int]:
     """Train a PRETTIER system on ``sources`` (+ MNI152); returns (system, train_s, steps).
 
-    The budget is ``max_steps`` optimiser steps when given (reproducible), else ``minutes`` of wall time.
+    The budget is ``max_steps`` optimiser steps when given (reproducible), else ``minutes`` of wall time;
+    ``data_overrides`` replace the experiment's batch and epoch sizes (default: the CPU smoke sizes).
     """
     cfg = compose(
         "train",
@@ -156,9 +162,7 @@ def train_prettier(
             "data.val=[mni152]",
             "data.test=[mni152]",
             "data.axes=[0,1,2]",
-            "data.batch_size=4",
-            "data.patches_per_epoch=64",
-            "data.val_patches=4",
+            *data_overrides,
             f"seed={seed}",
         ],
     )
@@ -196,11 +200,16 @@ def run_held_out(
     seed: int = 0,
     max_steps: int | None = None,
     log: Callable[[str], None] = print,
+    edsr_experiment: str = "prettier_edsr_smoke",
+    realesrgan_experiment: str = "prettier_realesrgan_smoke",
+    data_overrides: Sequence[str] = SMOKE_DATA,
 ) -> list[dict[str, Any]]:
     """Leave one volume out: every missing (held-out volume, method, budget) row of :data:`FIELDS` into ``out``.
 
     ``train_minutes`` is the wall-time budget of each trained / fitted model, or its cap when ``max_steps`` (an
-    optimiser-step budget, reproducible under ``seed``) is given. Present rows are kept and skipped (resume).
+    optimiser-step budget, reproducible under ``seed``) is given. ``edsr`` / ``realesrgan`` are the model configs,
+    ``*_experiment`` the experiment configs that set their data, ``data_overrides`` change its sizes. Present rows
+    are kept and skipped (resume).
 
     Returns:
         All rows of ``out`` after the run.
@@ -210,8 +219,8 @@ def run_held_out(
     keys = {row_key(r) for r in rows}
     degradation = instantiate(compose("train", ["degradation=prettier"]).degradation).with_axis(axis)
     experiments = {
-        "edsr": ("prettier_edsr_smoke", edsr),
-        "realesrgan": ("prettier_realesrgan_smoke", realesrgan),
+        "edsr": (edsr_experiment, edsr),
+        "realesrgan": (realesrgan_experiment, realesrgan),
     }
     hr_all = {name: load_hr(data, name) for name in VOLUMES}
     with tempfile.TemporaryDirectory() as tmp:
@@ -243,7 +252,14 @@ def run_held_out(
                     experiment, model = experiments[method]
                     used = [*sources, "mni152"]
                     system, train_s, steps = train_prettier(
-                        model, experiment, [str(files[s]) for s in sources], budget, seed, Path(tmp) / method, max_steps
+                        model,
+                        experiment,
+                        [str(files[s]) for s in sources],
+                        budget,
+                        seed,
+                        Path(tmp) / method,
+                        max_steps,
+                        data_overrides,
                     )
                     sr = super_resolve(lr.to_nifti(), model=system, axis=axis)
                 else:
