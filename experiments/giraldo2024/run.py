@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import torch
 from omegaconf import OmegaConf
 
 from mrisr.io.errors import MrisrInputError
@@ -90,6 +91,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    # Barely trained nets drift into denormal floats, which slow CPU arithmetic by an order of magnitude or more
+    # (measured: 20 diffusion steps 145 s → 12 s); flushing them to zero changes no result beyond float32 noise.
+    torch.set_flush_denormal(True)
     scale = dict(SCALES[args.scale])
     max_steps = int(args.max_steps if args.max_steps is not None else scale["max_steps"])
     cfg = compose("train", [])
