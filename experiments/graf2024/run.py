@@ -3,7 +3,8 @@
 Split by subject (as ``conf/data/spine.yaml``): the models train on 2-D sagittal crops of ``errsm_20`` and
 ``errsm_22`` (validation crops of ``errsm_30``), degraded on the fly along the I–S axis (voxel axis 1) by a Graf
 Table 2 preset (``conf/degradation/graf_table2_row<N>.yaml``; ``conf/data/spine_diffusion.yaml``); they are tested on
-the held-out ``errsm_11``, ``errsm_18`` and ``errsm_21`` (the subjects with a manual cord mask and a C2 landmark).
+the held-out ``errsm_11``, ``errsm_18`` and ``errsm_21`` (the subjects with a manual cord mask and a C2 landmark),
+cropped to A–P voxels 64–319 (:data:`AP_CROP`; the whole neck).
 
 Test inputs (identical for every model and row: the fair-ablation preset ``conf/degradation/graf_eval.yaml``, seeded
 per subject): the 1 mm sagittal HR volume is re-acquired as a thick **axial** stack — multi-PSF SLR slices of
@@ -46,11 +47,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from hydra.utils import instantiate
 import torch
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from mrisr.api import as_volume, super_resolve
+from mrisr.data.pairs import crop_volume
 from mrisr.degradations.stack import DegradationStack
 from mrisr.eval.cord import compute_mucca, landmark_point
 from mrisr.eval.image import image_metrics
@@ -73,6 +75,9 @@ TEST = ("errsm_11", "errsm_18", "errsm_21")
 AXIS = 1  # I–S voxel axis of the shared PSR spines: an axial acquisition
 LANDMARKS = "t2_landmarks_C2_T2_center.nii.gz"
 MANUAL = "t2_manual_segmentation.nii.gz"
+#: Voxels kept along the A–P axis (0) of the test volumes: all of the neck (anatomy spans voxels 62–319 in the
+#: three test subjects), two thirds of the compute of the full 384-voxel field of view.
+AP_CROP = (64, 320)
 ROWS = tuple(range(2, 9))
 METHODS = ("cubic", "rrdbnet", "edsr", *(f"diffusion_row{n}" for n in ROWS))
 COLUMNS = ["subject", "method", "metric", "value", "seconds", "steps", "status"]
@@ -199,13 +204,13 @@ def subject_inputs(data: Path, subjects: Sequence[str], seed: int) -> dict[str, 
     segmenter = ClassicalSegmenter()
     for index, subject in enumerate(subjects):
         base = data / "spine_hr" / subject
-        hr = as_volume(base / "t2.nii.gz")
+        hr = crop_volume(as_volume(base / "t2.nii.gz"), 0, *AP_CROP)
         stack, subject_seed = test_acquisition(seed, index)
         lr = stack(hr, seed=subject_seed)
         fov = Volume(data=field_of_view_mask(lr, hr).astype(np.float32), affine=hr.affine)
         labels = load_volume(base / LANDMARKS, allow_constant=True)
         c2 = landmark_point(labels.data, labels.affine, 2)
-        manual = load_volume(base / MANUAL).data > 0.5
+        manual = crop_volume(load_volume(base / MANUAL), 0, *AP_CROP).data > 0.5
         hr_mask = segmenter.segment(hr)
         hr_mucca = compute_mucca(hr_mask.data, hr_mask.affine, c2_mm=c2).mucca_mm2
         cord = {"segmenter": segmenter, "c2": c2, "manual": manual, "hr_mucca": hr_mucca,
