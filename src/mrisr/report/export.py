@@ -8,6 +8,7 @@ markers). The CSV always keeps full precision.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import pandas as pd
 from mrisr.report.tables import latex_escape, latex_table, markdown_table
 from mrisr.utils.atomic import write_atomic, write_text_atomic
 
-__all__ = ["format_cell", "write_frame_table", "write_summary_table"]
+__all__ = ["format_cell", "method_rows", "ordering_goals", "write_frame_table", "write_summary_table"]
 
 
 def format_cell(value: object) -> str:
@@ -79,3 +80,57 @@ def write_summary_table(summary: pd.DataFrame, stem: Path) -> list[Path]:
     md = write_text_atomic(markdown_table(summary), stem.with_suffix(".md"))
     tex = write_text_atomic(latex_table(summary), stem.with_suffix(".tex"))
     return [csv_path, md, tex]
+
+
+def method_rows(summary: pd.DataFrame, metrics: Sequence[str], methods: Sequence[str]) -> pd.DataFrame:
+    """A :func:`~mrisr.report.summary.summarize` table laid out as the papers' tables: one row per (setting,) method.
+
+    Columns: ``setting`` (only when there is more than one), ``method``, ``n`` (subjects of the first metric), then
+    the mean of every metric in ``metrics`` (NaN where the method lacks it). Methods keep the order of ``methods``.
+    """
+    settings = list(dict.fromkeys(summary["setting"]))
+    records = []
+    for setting in settings:
+        part = summary[summary["setting"] == setting]
+        for method in methods:
+            rows = part[part["method"] == method].set_index("metric")
+            if rows.empty:
+                continue
+            rec: dict[str, object] = {"setting": setting} if len(settings) > 1 else {}
+            rec.update({"method": method, "n": int(rows["n"].iloc[0])})
+            rec.update({m: float(rows.loc[m, "mean"]) if m in rows.index else float("nan") for m in metrics})
+            records.append(rec)
+    return pd.DataFrame(records)
+
+
+def ordering_goals(
+    summary: pd.DataFrame, chain: Sequence[tuple[str, str, str]], metrics: Sequence[str], lower_is_better: Sequence[str]
+) -> pd.DataFrame:
+    """Pass/fail of method orderings on the means of a :func:`~mrisr.report.summary.summarize` table.
+
+    Args:
+        summary: summarize output.
+        chain: ``(worse, relation, better)`` triples, relation ``<`` (strictly better) or ``≤`` (at least as good).
+        metrics: metrics checked, each per setting.
+        lower_is_better: metrics where a lower mean is better (e.g. an absolute error).
+
+    Returns:
+        One row per setting, metric and pair: ``goal``, ``setting``, ``metric``, ``first mean`` (of ``worse``),
+        ``second mean`` (of ``better``), ``passed`` (NA when a mean is missing).
+    """
+    records = []
+    for setting in dict.fromkeys(summary["setting"]):
+        part = summary[summary["setting"] == setting]
+        for metric in metrics:
+            means = part[part["metric"] == metric].set_index("method")["mean"]
+            for worse, relation, better in chain:
+                if relation not in ("<", "≤"):
+                    raise ValueError(f"relation must be '<' or '≤', got {relation!r}")
+                a, b = means.get(worse, np.nan), means.get(better, np.nan)
+                sign = -1.0 if metric in lower_is_better else 1.0
+                ok: object = pd.NA
+                if np.isfinite(a) and np.isfinite(b):
+                    ok = bool(sign * b > sign * a) if relation == "<" else bool(sign * b >= sign * a)
+                records.append({"goal": f"{worse} {relation} {better}", "setting": setting, "metric": metric,
+                                "first mean": a, "second mean": b, "passed": ok})  # fmt: skip
+    return pd.DataFrame(records)
