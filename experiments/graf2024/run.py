@@ -172,18 +172,11 @@ def score_rows(
     try:
         mask = cord["segmenter"].segment(sr)
     except (MrisrInputError, ValueError) as err:
-        return [
-            *rows,
-            {
-                "subject": subject,
-                "method": method,
-                "metric": "mucca_mm2",
-                "value": np.nan,
-                "seconds": round(seconds, 2),
-                "steps": steps,
-                "status": f"segmentation failed: {err}",
-            },
-        ]
+        # No cord found: MUCCA is missing and the cord counts as missed (Dice 0), as a missed vertebra counts as an
+        # error in Graf et al.
+        failed = {"seconds": round(seconds, 2), "steps": steps, "status": f"segmentation failed: {err}"}
+        missed = (("mucca_mm2", np.nan), ("mucca_abs_err_mm2", np.nan), ("cord_dice_manual", 0.0))
+        return [*rows, *({"subject": subject, "method": method, "metric": k, "value": v, **failed} for k, v in missed)]
     mask_hr = Volume(data=on_grid(mask, hr, order=0).astype(np.float32), affine=hr.affine)
     result = compute_mucca(mask_hr.data, hr.affine, c2_mm=cord["c2"])
     status = result.status if result.status == "ok" else f"{result.status}: {result.reason}"
