@@ -65,3 +65,13 @@ def test_rrdbnet_accepts_planes_of_any_size_at_scales_1_and_2(scale: int):
         factor = net.unshuffle_factor
         manual = net(torch.nn.functional.pad(x, (0, (-18) % factor, 0, (-13) % factor), mode="reflect"))
         assert torch.allclose(out, manual[..., : 13 * scale, : 18 * scale])
+
+
+def test_append_invocation_accumulates_records(tmp_path: Path):
+    from mrisr.utils.experiments import append_invocation
+
+    path = tmp_path / "run.json"
+    append_invocation(path, {"scale": "smoke", "wall_s": 1.0})
+    record = append_invocation(path, {"scale": "paper"})
+    assert [i["scale"] for i in record["invocations"]] == ["smoke", "paper"]
+    assert record["invocations"][0]["host"]["cpus"] >= 1

@@ -32,9 +32,8 @@ import torch
 from omegaconf import OmegaConf
 
 from mrisr.io.errors import MrisrInputError
-from mrisr.utils.atomic import write_json_atomic
 from mrisr.utils.config import compose
-from mrisr.utils.experiments import git_commit, host_record
+from mrisr.utils.experiments import append_invocation, git_commit
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -111,8 +110,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         for m in ("edsr", "realesrgan")
     }
     record_path = args.out.with_name("run.json")
-    record = json.loads(record_path.read_text()) if record_path.exists() else {"invocations": []}
-    record["invocations"].append(
+    append_invocation(
+        record_path,
         {
             **commit,
             "started": started,
@@ -128,10 +127,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             "scale_config": scale,
             "model_configs": models,
             "csv": "rows.csv" if args.out.parent == record_path.parent else str(args.out),
-            "host": host_record(),
-        }
+        },
     )
-    write_json_atomic(record, record_path)
     print(json.dumps({"csv": str(args.out), "rows": len(rows), "run_json": str(record_path)}))
 
 

@@ -62,9 +62,9 @@ from mrisr.io.nifti import Volume, load_volume
 from mrisr.io.regrid import field_of_view_mask, on_grid
 from mrisr.segmentation.classical import ClassicalSegmenter
 from mrisr.systems.supervised import SupervisedSR
-from mrisr.utils.atomic import write_atomic, write_json_atomic
+from mrisr.utils.atomic import write_atomic
 from mrisr.utils.config import compose
-from mrisr.utils.experiments import fit_system, git_commit, host_record
+from mrisr.utils.experiments import append_invocation, fit_system, git_commit
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -279,8 +279,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 shown = {r["metric"]: round(float(r["value"]), 3) for r in rows}
                 print(subject, method, f"train {train_s:.0f} s, infer {seconds:.0f} s", shown, flush=True)
     record_path = args.out.with_name("run.json")
-    record = json.loads(record_path.read_text()) if record_path.exists() else {"invocations": []}
-    record["invocations"].append(
+    append_invocation(
+        record_path,
         {
             **commit,
             "started": started,
@@ -301,10 +301,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             "segmenter": "mrisr.segmentation.classical.ClassicalSegmenter()",
             "mucca": "compute_mucca(window='dewey2024_text', c2_mm=C2 landmark) on the HR grid",
             "csv": "rows.csv",
-            "host": host_record(),
-        }
+        },
     )
-    write_json_atomic(record, record_path)
     print(json.dumps({"csv": str(args.out), "rows": len(read_rows(args.out)), "run_json": str(record_path)}))
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["fit_system", "git_commit", "host_record"]
+__all__ = ["append_invocation", "fit_system", "git_commit", "host_record"]
 
 
 def git_commit(repo: Path) -> dict[str, object]:
@@ -94,3 +94,18 @@ def fit_system(
     start = time.perf_counter()
     trainer.fit(system, datamodule=datamodule)
     return system.eval(), time.perf_counter() - start, int(trainer.global_step)
+
+
+def append_invocation(record_path: Path, invocation: dict[str, object]) -> dict[str, object]:
+    """Append one invocation (plus :func:`host_record` under ``host``) to the ``invocations`` of a ``run.json``.
+
+    The file is created when missing and rewritten atomically; the whole record is returned.
+    """
+    import json
+
+    from mrisr.utils.atomic import write_json_atomic
+
+    record = json.loads(record_path.read_text()) if record_path.exists() else {"invocations": []}
+    record["invocations"].append({**invocation, "host": host_record()})
+    write_json_atomic(record, record_path)
+    return record
