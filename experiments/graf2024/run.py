@@ -99,14 +99,17 @@ SCALES: dict[str, dict[str, Any]] = {
         "edsr": ["data=spine_diffusion", "model=edsr_smoke"],
         "data": ["data.patch_size=32", "data.batch_size=8", "++data.val_patches=8"],
         "accelerator": "cpu",
+        "trainer": {},
     },
     "paper": {
         "max_steps": 195312,
         "diffusion": ["experiment=palette"],
-        "rrdbnet": ["data=spine_diffusion", "model=realesrgan", "data.num_workers=8"],
-        "edsr": ["data=spine_diffusion", "model=edsr", "data.num_workers=8"],
+        "rrdbnet": ["data=spine_diffusion", "model=realesrgan", "++data.num_workers=8"],
+        "edsr": ["data=spine_diffusion", "model=edsr", "++data.num_workers=8"],
         "data": [],
         "accelerator": "gpu",
+        # experiment=palette's trainer settings (manual-optimisation RRDBNet cannot take gradient_clip_val).
+        "trainer": {"diffusion": {"precision": "bf16-mixed", "gradient_clip_val": 1.0}},
     },
 }
 
@@ -141,6 +144,12 @@ def training_config(method: str, scale: str, seed: int, data: Path) -> Any:
     # One epoch holds the whole step budget, so validation runs once, at the end.
     cfg.data.patches_per_epoch = steps * int(cfg.data.batch_size) * (2 if family == "rrdbnet" else 1)
     return cfg
+
+
+def trainer_options(method: str, scale: str) -> dict[str, Any]:
+    """Lightning Trainer arguments of a method's family at ``scale`` (none at the smoke scale)."""
+    family = "diffusion" if method.startswith("diffusion_row") else method
+    return dict(SCALES[scale]["trainer"].get(family, {}))
 
 
 def test_acquisition(scale_seed: int, index: int) -> tuple[DegradationStack, int]:
@@ -265,7 +274,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 configs[method] = OmegaConf.to_container(cfg.model, resolve=True)
                 system, train_s, steps = fit_system(cfg, args.seed, Path(tmp) / method,
                                                     max_steps=int(SCALES[args.scale]["max_steps"]),
-                                                    accelerator=SCALES[args.scale]["accelerator"])  # fmt: skip
+                                                    accelerator=SCALES[args.scale]["accelerator"],
+                                                    trainer_options=trainer_options(method, args.scale))  # fmt: skip
                 model = inference_model(method, system)
             timings[method] = {"train_s": round(train_s, 1), "steps": steps if steps is not None else 0}
             for subject in todo:

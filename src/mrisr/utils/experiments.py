@@ -14,6 +14,7 @@ import os
 import platform
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ def fit_system(
     max_time_s: float | None = None,
     val_batches: int = 1,
     accelerator: str = "cpu",
+    trainer_options: Mapping[str, Any] | None = None,
 ) -> tuple[Any, float, int]:
     """Fit ``instantiate(cfg.model)`` on ``instantiate(cfg.data)``; returns (system in eval mode, seconds, steps).
 
@@ -65,6 +67,7 @@ def fit_system(
         max_time_s: wall-time budget (s) when ``max_steps`` is None.
         val_batches: validation batches per epoch.
         accelerator: Lightning accelerator.
+        trainer_options: further ``lightning.Trainer`` arguments (e.g. ``precision``, ``gradient_clip_val``).
 
     Raises:
         ValueError: neither budget given.
@@ -90,6 +93,7 @@ def fit_system(
         limit_val_batches=val_batches,
         num_sanity_val_steps=0,
         default_root_dir=root,
+        **dict(trainer_options or {}),
     )
     start = time.perf_counter()
     trainer.fit(system, datamodule=datamodule)
