@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -117,7 +118,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             "started": started,
             "wall_s": round(time.perf_counter() - start, 1),
             "scale": args.scale,
-            "command": f"python experiments/giraldo2024/run.py --scale {args.scale}",
+            "command": " ".join(
+                ["python", "experiments/giraldo2024/run.py", *(sys.argv[1:] if argv is None else argv)]
+            ),
             "held_out": args.held_out,
             "methods": args.methods,
             "max_steps": max_steps,

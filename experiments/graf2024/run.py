@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -296,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "started": started,
             "wall_s": round(time.perf_counter() - start, 1),
             "scale": args.scale,
-            "command": f"python experiments/graf2024/run.py --scale {args.scale}",
+            "command": " ".join(["python", "experiments/graf2024/run.py", *(sys.argv[1:] if argv is None else argv)]),
             "split": {"train": list(TRAIN), "val": list(VAL), "test": args.subjects},
             "axis": AXIS,
             "methods": args.methods,
