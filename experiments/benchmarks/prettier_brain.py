@@ -46,31 +46,26 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime
 import os
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 from hydra.utils import instantiate
-from scipy import ndimage
 
 from mrisr.api import super_resolve
 from mrisr.data.pairs import crop_volume
-from mrisr.eval.image import normalize_intensity, psnr, ssim
-from mrisr.eval.slicewise import slicewise_metrics
+from mrisr.eval.prettier import PATCH_METRICS, brain_mask, prettier_scores
 from mrisr.inference import output_grid
-from mrisr.io.errors import MrisrInputError
 from mrisr.io.geometry import detect_slice_axis
-from mrisr.io.intensity import foreground_percentile
 from mrisr.io.nifti import Volume, load_volume, save_volume
-from mrisr.io.regrid import resample_to_reference, same_grid
+from mrisr.io.regrid import isotropic_grid, on_grid, resample_isotropic
 from mrisr.utils.atomic import write_rows_atomic
 from mrisr.utils.config import compose
+from mrisr.utils.experiments import fit_system
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -79,7 +74,6 @@ VOLUMES: dict[str, tuple[str, str]] = {
     "flair": ("flair_1mm_skullstripped.nii.gz", "nonzero"),
     "t1": ("t1_0p88mm.nii.gz", "head"),
 }
-PATCH_METRICS = ("psnr", "ssim", "vif_p", "fsim", "vsi", "haarpsi")
 FIELDS = [
     "held_out",
     "method",
@@ -98,63 +92,13 @@ FIELDS = [
 
 
 # ---------------------------------------------------------------- pure parts
-def isotropic_grid(volume: Volume, spacing_mm: float = 1.0) -> Volume:
-    """An empty volume on a ``spacing_mm`` isotropic grid covering ``volume``'s field of view (same directions).
-
-    The new voxel size is exact (affine columns = unit directions × ``spacing_mm``); the first voxel's outer edge
-    coincides with the input's, and the grid has ``floor(n · Δ / spacing_mm)`` voxels per axis.
-    """
-    zooms = np.asarray(volume.zooms, dtype=np.float64)
-    directions = volume.affine[:3, :3] / zooms
-    shape = tuple(int(np.floor(n * z / spacing_mm + 1e-6)) for n, z in zip(volume.shape, zooms, strict=True))
-    affine = np.eye(4)
-    affine[:3, :3] = directions * spacing_mm
-    # Outer edge of voxel 0 of the input, moved half a new voxel inwards along each axis.
-    edge = volume.affine[:3, :3] @ np.full(3, -0.5) + volume.affine[:3, 3]
-    affine[:3, 3] = edge + directions @ np.full(3, 0.5 * spacing_mm)
-    return Volume(data=np.zeros(shape, dtype=np.float32), affine=affine)
-
-
-def brain_mask(data: np.ndarray, rule: str, fraction: float = 0.1) -> np.ndarray:
-    """Boolean mask of ``data`` ``(X, Y, Z)`` by a documented rule (no skull-stripping tool).
-
-    Args:
-        data: intensities.
-        rule: ``nonzero`` (skull-stripped input: voxels > 0) or ``head`` (voxels above ``fraction`` × the
-            foreground P99.5, largest 6-connected component, holes filled in 3-D and in every axial slice).
-        fraction: threshold of the ``head`` rule as a fraction of the foreground P99.5.
-    """
-    if rule == "nonzero":
-        mask = data > 0
-    elif rule == "head":
-        above = data > fraction * foreground_percentile(data, 99.5)
-        labels, n = ndimage.label(above)
-        if n == 0:
-            raise MrisrInputError(None, "no voxel above the head-mask threshold", "check the image intensities")
-        sizes = np.bincount(labels.ravel())[1:]
-        mask = ndimage.binary_fill_holes(labels == 1 + int(np.argmax(sizes)))
-        for z in range(mask.shape[2]):
-            mask[:, :, z] = ndimage.binary_fill_holes(mask[:, :, z])
-    else:
-        raise ValueError(f"mask rule must be 'nonzero' or 'head', got {rule!r}")
-    if not mask.any():
-        raise MrisrInputError(None, f"the {rule!r} mask is empty", "check the image intensities")
-    return mask
+# The 1 mm grid, the mask rules and the scores live in the package (shared with experiments/giraldo2024).
+__all__ = ["FIELDS", "VOLUMES", "brain_mask", "build_row", "isotropic_grid", "row_key", "run_held_out", "score"]
 
 
 def score(sr: np.ndarray, hr: np.ndarray, mask: np.ndarray, axis: int) -> dict[str, Any]:
-    """Masked volume PSNR / SSIM and slice-wise piq metrics of ``sr`` vs ``hr`` (same grid, raw intensities).
-
-    Both are divided by the HR P99.5 inside ``mask`` and clipped to [0, 1]; the patch metrics are means over the
-    HR slices along ``axis`` whose mask fraction exceeds 10 %.
-    """
-    hr_n, sr_n = normalize_intensity(hr, sr, mask=mask)
-    out: dict[str, Any] = {"psnr_mask": psnr(sr_n, hr_n, mask), "ssim_mask": ssim(sr_n, hr_n, mask)}
-    records = slicewise_metrics(sr_n, hr_n, axis, PATCH_METRICS, mask=mask, backend="piq")
-    for record in records:
-        out[f"patch_{record['metric']}"] = record["value"] if record["status"] == "ok" else None
-    out["patch_slices"] = records[0]["n_slices"]
-    return out
+    """Masked volume PSNR / SSIM and slice-wise piq metrics (:func:`mrisr.eval.prettier.prettier_scores`)."""
+    return prettier_scores(sr, hr, mask, axis)
 
 
 def build_row(
@@ -197,19 +141,30 @@ def row_key(row: Mapping[str, Any]) -> tuple[str, str, float]:
 
 
 # ---------------------------------------------------------------- methods
+#: Data sizes of the CPU runs (batch, patches per epoch, validation patches).
+SMOKE_DATA = ("data.batch_size=4", "data.patches_per_epoch=64", "data.val_patches=4")
+
+
 def load_hr(data: Path, name: str) -> Volume:
     """The HR volume on a 1 mm isotropic grid (cubic B-spline resampling when its spacing differs)."""
-    volume = load_volume(data / "brain" / VOLUMES[name][0])
-    if np.allclose(volume.zooms, 1.0, atol=1e-4):
-        return volume
-    grid = isotropic_grid(volume, 1.0)
-    return Volume(data=resample_to_reference(volume, grid, order=3).astype(np.float32), affine=grid.affine)
+    return resample_isotropic(load_volume(data / "brain" / VOLUMES[name][0]), 1.0)
 
 
 def train_prettier(
-    model: str, experiment: str, sources: list[str], minutes: float, seed: int, root: Path
+    model: str,
+    experiment: str,
+    sources: list[str],
+    minutes: float,
+    seed: int,
+    root: Path,
+    max_steps: int | None = None,
+    data_overrides: Sequence[str] = SMOKE_DATA,
 ) -> tuple[Any, float, int]:
-    """Train a PRETTIER system on ``sources`` (+ MNI152) for ``minutes``; returns (system, train_s, steps)."""
+    """Train a PRETTIER system on ``sources`` (+ MNI152); returns (system, train_s, steps).
+
+    The budget is ``max_steps`` optimiser steps when given (reproducible), else ``minutes`` of wall time;
+    ``data_overrides`` replace the experiment's batch and epoch sizes (default: the CPU smoke sizes).
+    """
     cfg = compose(
         "train",
         [
@@ -219,35 +174,20 @@ def train_prettier(
             "data.val=[mni152]",
             "data.test=[mni152]",
             "data.axes=[0,1,2]",
-            "data.batch_size=4",
-            "data.patches_per_epoch=64",
-            "data.val_patches=4",
+            *data_overrides,
             f"seed={seed}",
         ],
     )
-    L.seed_everything(seed, workers=True)
-    dm = instantiate(cfg.data)
-    system = instantiate(cfg.model)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_epochs=-1,
-        max_time=datetime.timedelta(seconds=minutes * 60),
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=1,
-        default_root_dir=root,
-    )
-    start = time.perf_counter()
-    trainer.fit(system, datamodule=dm)
-    return system.eval(), time.perf_counter() - start, int(trainer.global_step)
+    return fit_system(cfg, seed, root, max_steps=max_steps, max_time_s=None if max_steps else minutes * 60)
 
 
-def zero_shot(lr: Volume, axis: int, minutes: float, seed: int) -> tuple[Volume, int]:
-    """``model=smore_fast`` fitted on ``lr`` (thickness 5 mm) within ``minutes``; returns (SR, steps)."""
+def zero_shot(lr: Volume, axis: int, minutes: float, seed: int, max_steps: int | None = None) -> tuple[Volume, int]:
+    """``model=smore_fast`` fitted on ``lr`` (thickness 5 mm) within ``minutes`` (and ``max_steps``); (SR, steps)."""
     cfg = compose("infer", ["model=smore_fast", "input=x", "output=y"])
-    system = instantiate(cfg.model, max_time_s=minutes * 60, thickness_mm=5.0, seed=seed, progress_bar=False)
+    options: dict[str, Any] = {"max_time_s": minutes * 60, "thickness_mm": 5.0, "seed": seed, "progress_bar": False}
+    if max_steps is not None:
+        options["max_steps"] = int(max_steps)
+    system = instantiate(cfg.model, **options)
     geometry = detect_slice_axis(lr, axis=axis)
     grid = output_grid(geometry, lr.shape[axis])
     summary = system.fit_volume(lr, geometry, grid)
@@ -255,8 +195,95 @@ def zero_shot(lr: Volume, axis: int, minutes: float, seed: int) -> tuple[Volume,
 
 
 def on_hr_grid(sr: Any, hr: Volume) -> np.ndarray:
+    """``sr`` (Volume or nibabel image) on ``hr``'s grid."""
     sr = sr if isinstance(sr, Volume) else Volume(data=np.asarray(sr.dataobj, np.float32), affine=sr.affine)
-    return sr.data if same_grid(sr, hr) else resample_to_reference(sr, hr, order=3)
+    return on_grid(sr, hr, order=3)
+
+
+def run_held_out(
+    data: Path,
+    held_out: Sequence[str],
+    methods: Sequence[str],
+    train_minutes: float,
+    out: Path,
+    edsr: str = "edsr_smoke",
+    realesrgan: str = "realesrgan_smoke",
+    axis: int = 2,
+    seed: int = 0,
+    max_steps: int | None = None,
+    log: Callable[[str], None] = print,
+    edsr_experiment: str = "prettier_edsr_smoke",
+    realesrgan_experiment: str = "prettier_realesrgan_smoke",
+    data_overrides: Sequence[str] = SMOKE_DATA,
+) -> list[dict[str, Any]]:
+    """Leave one volume out: every missing (held-out volume, method, budget) row of :data:`FIELDS` into ``out``.
+
+    ``train_minutes`` is the wall-time budget of each trained / fitted model, or its cap when ``max_steps`` (an
+    optimiser-step budget, reproducible under ``seed``) is given. ``edsr`` / ``realesrgan`` are the model configs,
+    ``*_experiment`` the experiment configs that set their data, ``data_overrides`` change its sizes. Present rows
+    are kept and skipped (resume).
+
+    Returns:
+        All rows of ``out`` after the run.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = list(csv.DictReader(out.open())) if out.exists() else []
+    keys = {row_key(r) for r in rows}
+    degradation = instantiate(compose("train", ["degradation=prettier"]).degradation).with_axis(axis)
+    experiments = {
+        "edsr": (edsr_experiment, edsr),
+        "realesrgan": (realesrgan_experiment, realesrgan),
+    }
+    hr_all = {name: load_hr(data, name) for name in VOLUMES}
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {}
+        for name, volume in hr_all.items():
+            files[name] = Path(tmp) / f"{name}_1mm.nii.gz"
+            save_volume(volume, files[name])
+        for name in held_out:
+            hr = hr_all[name]
+            keep = (hr.shape[axis] // 6) * 6
+            hr = crop_volume(hr, axis, 0, keep)
+            rule = VOLUMES[name][1]
+            mask = brain_mask(hr.data, rule)
+            lr = degradation(hr, seed=seed)
+            sources = [n for n in VOLUMES if n != name]
+            for method in methods:
+                budget = 0.0 if method == "cubic" else train_minutes
+                label = experiments[method][1] if method in experiments else method
+                if (name, label, budget) in keys:
+                    continue
+                start = time.perf_counter()
+                train_s, steps, used = 0.0, None, []
+                if method == "cubic":
+                    sr = super_resolve(lr.to_nifti(), model="cubic", axis=axis)
+                elif method == "smore_fast":
+                    sr, steps = zero_shot(lr, axis, budget, seed, max_steps)
+                    train_s, used = time.perf_counter() - start, [name + "_lr"]
+                elif method in experiments:
+                    experiment, model = experiments[method]
+                    used = [*sources, "mni152"]
+                    system, train_s, steps = train_prettier(
+                        model,
+                        experiment,
+                        [str(files[s]) for s in sources],
+                        budget,
+                        seed,
+                        Path(tmp) / method,
+                        max_steps,
+                        data_overrides,
+                    )
+                    sr = super_resolve(lr.to_nifti(), model=system, axis=axis)
+                else:
+                    raise ValueError(f"unknown method {method!r}; choose cubic, smore_fast, edsr, realesrgan")
+                wall = time.perf_counter() - start
+                metrics = score(on_hr_grid(sr, hr), hr.data, mask, axis)
+                row = build_row(name, label, budget, used, rule, mask, metrics, wall, train_s, steps)
+                rows.append(row)
+                keys.add(row_key(row))
+                write_rows_atomic(rows, out, FIELDS)
+                log(f"{name} {label} {wall:.0f}s { ({k: row[k] for k in ('psnr_mask', 'ssim_mask')}) }")
+    return rows
 
 
 def main() -> None:
@@ -273,56 +300,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "prettier_brain.csv")
     args = parser.parse_args()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    rows: list[dict[str, Any]] = list(csv.DictReader(args.out.open())) if args.out.exists() else []
-    keys = {row_key(r) for r in rows}
-    degradation = instantiate(compose("train", ["degradation=prettier"]).degradation).with_axis(args.axis)
-    experiments = {
-        "edsr": ("prettier_edsr_smoke", args.edsr),
-        "realesrgan": ("prettier_realesrgan_smoke", args.realesrgan),
-    }
-    hr_all = {name: load_hr(args.data, name) for name in VOLUMES}
-    with tempfile.TemporaryDirectory() as tmp:
-        files = {}
-        for name, volume in hr_all.items():
-            files[name] = Path(tmp) / f"{name}_1mm.nii.gz"
-            save_volume(volume, files[name])
-        for held_out in args.held_out:
-            hr = hr_all[held_out]
-            keep = (hr.shape[args.axis] // 6) * 6
-            hr = crop_volume(hr, args.axis, 0, keep)
-            rule = VOLUMES[held_out][1]
-            mask = brain_mask(hr.data, rule)
-            lr = degradation(hr, seed=args.seed)
-            sources = [n for n in VOLUMES if n != held_out]
-            for method in args.methods:
-                budget = 0.0 if method == "cubic" else args.train_minutes
-                label = experiments[method][1] if method in experiments else method
-                if (held_out, label, budget) in keys:
-                    continue
-                start = time.perf_counter()
-                train_s, steps, used = 0.0, None, []
-                if method == "cubic":
-                    sr = super_resolve(lr.to_nifti(), model="cubic", axis=args.axis)
-                elif method == "smore_fast":
-                    sr, steps = zero_shot(lr, args.axis, budget, args.seed)
-                    train_s, used = time.perf_counter() - start, [held_out + "_lr"]
-                elif method in experiments:
-                    experiment, model = experiments[method]
-                    used = [*sources, "mni152"]
-                    system, train_s, steps = train_prettier(
-                        model, experiment, [str(files[s]) for s in sources], budget, args.seed, Path(tmp) / method
-                    )
-                    sr = super_resolve(lr.to_nifti(), model=system, axis=args.axis)
-                else:
-                    raise ValueError(f"unknown method {method!r}; choose cubic, smore_fast, edsr, realesrgan")
-                wall = time.perf_counter() - start
-                metrics = score(on_hr_grid(sr, hr), hr.data, mask, args.axis)
-                row = build_row(held_out, label, budget, used, rule, mask, metrics, wall, train_s, steps)
-                rows.append(row)
-                keys.add(row_key(row))
-                write_rows_atomic(rows, args.out, FIELDS)
-                print(held_out, label, f"{wall:.0f}s", {k: row[k] for k in ("psnr_mask", "ssim_mask")}, flush=True)
+    run_held_out(
+        args.data, args.held_out, args.methods, args.train_minutes, args.out, args.edsr, args.realesrgan, args.axis,
+        args.seed,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -27,8 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -36,7 +34,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from omegaconf import OmegaConf
 
 from mrisr.api import as_volume, simulate, super_resolve
@@ -49,6 +46,8 @@ from mrisr.models import build_inference_model
 from mrisr.segmentation.classical import ClassicalSegmenter
 from mrisr.utils.atomic import write_atomic, write_json_atomic
 from mrisr.utils.config import compose
+from mrisr.utils.experiments import git_commit as experiment_commit
+from mrisr.utils.experiments import host_record
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -75,14 +74,7 @@ COLUMNS = ["subject", "setting", "method", "metric", "value", "seconds", "steps"
 
 def git_commit() -> dict[str, object]:
     """HEAD commit of the checkout and whether tracked files differ from it."""
-
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
-
-    try:
-        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
-    except (OSError, subprocess.CalledProcessError) as err:
-        return {"commit": None, "error": str(err)}
+    return experiment_commit(REPO)
 
 
 def read_rows(path: Path) -> pd.DataFrame:
@@ -232,13 +224,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     record = json.loads(record_path.read_text()) if record_path.exists() else {"invocations": []}
     rows = read_rows(args.out)
     sr = rows[(rows["method"] == "SR") & (rows["metric"] == "psnr")]
-    host = {
-        "cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "load_average_end": list(os.getloadavg()),
-    }
+    host = host_record()
     record["invocations"].append(
         {
             **commit,

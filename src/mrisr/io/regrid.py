@@ -16,8 +16,11 @@ from mrisr.io.nifti import Volume
 __all__ = [
     "GRID_ATOL",
     "field_of_view_mask",
+    "isotropic_grid",
+    "on_grid",
     "ras_volume",
     "reorient_axial",
+    "resample_isotropic",
     "resample_to_reference",
     "restore_orientation",
     "same_grid",
@@ -180,3 +183,33 @@ def ras_volume(volume: Volume) -> tuple[np.ndarray, np.ndarray]:
     """``volume``'s data as contiguous float32 in RAS order (:func:`reorient_axial`) and the matching affine."""
     data, affine = reorient_axial(np.asarray(volume.data, dtype=np.float32), volume.affine)
     return np.ascontiguousarray(data, dtype=np.float32), affine
+
+
+def isotropic_grid(volume: Volume, spacing_mm: float = 1.0) -> Volume:
+    """An empty volume on a ``spacing_mm`` isotropic grid covering ``volume``'s field of view (same directions).
+
+    The new voxel size is exact (affine columns = unit directions × ``spacing_mm``); the first voxel's outer edge
+    coincides with the input's, and the grid has ``floor(n · Δ / spacing_mm)`` voxels per axis.
+    """
+    zooms = np.asarray(volume.zooms, dtype=np.float64)
+    directions = volume.affine[:3, :3] / zooms
+    shape = tuple(int(np.floor(n * z / spacing_mm + 1e-6)) for n, z in zip(volume.shape, zooms, strict=True))
+    affine = np.eye(4)
+    affine[:3, :3] = directions * spacing_mm
+    # Outer edge of voxel 0 of the input, moved half a new voxel inwards along each axis.
+    edge = volume.affine[:3, :3] @ np.full(3, -0.5) + volume.affine[:3, 3]
+    affine[:3, 3] = edge + directions @ np.full(3, 0.5 * spacing_mm)
+    return Volume(data=np.zeros(shape, dtype=np.float32), affine=affine)
+
+
+def resample_isotropic(volume: Volume, spacing_mm: float = 1.0, order: int = 3) -> Volume:
+    """``volume`` on its :func:`isotropic_grid` (spline of ``order``); returned unchanged when already on it."""
+    if np.allclose(volume.zooms, spacing_mm, atol=1e-4):
+        return volume
+    grid = isotropic_grid(volume, spacing_mm)
+    return Volume(data=resample_to_reference(volume, grid, order=order).astype(np.float32), affine=grid.affine)
+
+
+def on_grid(moving: Volume, reference: Volume, order: int = 3) -> np.ndarray:
+    """The data of ``moving`` on ``reference``'s grid (itself when the grids are identical)."""
+    return moving.data if same_grid(moving, reference) else resample_to_reference(moving, reference, order=order)

@@ -63,8 +63,8 @@ class RRDBNet(nn.Module):
     Args:
         num_in_ch: image channels of the input (1 or 3 for MRI use; Real-ESRGAN: 3).
         num_out_ch: image channels of the output.
-        scale: upsampling factor, 4, 2 or 1 (2 and 1 pixel-unshuffle the input by 2 and 4 first, so H and W must
-            be divisible by 2 or 4).
+        scale: upsampling factor, 4, 2 or 1 (2 and 1 pixel-unshuffle the input by 2 and 4 first; other sizes are
+            reflect-padded up to a multiple of 2 or 4 and the output is cropped back).
         num_feat: trunk feature channels (Real-ESRGAN x4plus: 64).
         num_block: number of RRDBs (Real-ESRGAN x4plus: 23).
         num_grow_ch: growth channels inside each RDB (32).
@@ -106,7 +106,15 @@ class RRDBNet(nn.Module):
         self.last_conv_name = "conv_last"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feat = F.pixel_unshuffle(x, self.unshuffle_factor) if self.unshuffle_factor > 1 else x
+        height, width = x.shape[-2:]
+        factor = self.unshuffle_factor
+        pad_h, pad_w = (-height) % factor, (-width) % factor
+        if pad_h or pad_w:
+            # Whole-volume planes (any size) at scale 1 or 2: pad, run, crop, instead of refusing the plane.
+            mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+            out = self.forward(F.pad(x, (0, pad_w, 0, pad_h), mode=mode))
+            return out[..., : height * self.scale, : width * self.scale]
+        feat = F.pixel_unshuffle(x, factor) if factor > 1 else x
         feat = self.conv_first(feat)
         feat = feat + self.conv_body(self.body(feat))
         feat = self.lrelu(self.conv_up1(F.interpolate(feat, scale_factor=2, mode="nearest")))

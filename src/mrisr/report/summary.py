@@ -107,7 +107,7 @@ def summarize(
                 for method in ordered(block["method"]):
                     values = block.loc[block["method"] == method, "value"].astype(float)
                     p = math.nan
-                    if reference is not None and method != reference and reference in wide.columns:
+                    if reference is not None and method != reference and {method, reference} <= set(wide.columns):
                         pairs = wide[[method, reference]].dropna()
                         if len(pairs) >= 2:
                             p = stats.paired_ttest(pairs[method], pairs[reference]).p

@@ -1,0 +1,77 @@
+"""Helpers of the experiment scripts: frame tables, method rows, ordering goals, fitting budgets, RRDBNet sizes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mrisr.nets.rrdbnet import RRDBNet
+from mrisr.report import summarize
+from mrisr.report.export import format_cell, method_rows, ordering_goals, write_frame_table
+from mrisr.utils.experiments import fit_system, git_commit
+
+
+def tidy(values: dict[str, list[float]], metric: str = "psnr") -> pd.DataFrame:
+    rows = [{"label": "x", "run": "x", "setting": "s", "subject": f"s{i}", "method": m, "metric": metric, "value": v}
+            for m, vs in values.items() for i, v in enumerate(vs)]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_method_rows_are_means_in_the_requested_order():
+    summary = summarize(tidy({"b": [1.0, 3.0], "a": [10.0, 12.0]}), reference="a")
+    frame = method_rows(summary, ["psnr"], ["a", "b"])
+    assert list(frame["method"]) == ["a", "b"] and list(frame["psnr"]) == [11.0, 2.0] and list(frame["n"]) == [2, 2]
+
+
+def test_ordering_goals_respect_direction_and_strictness():
+    summary = summarize(tidy({"lo": [1.0, 1.0], "hi": [2.0, 2.0], "eq": [2.0, 2.0]}), reference=None)
+    goals = ordering_goals(summary, [("lo", "<", "hi"), ("hi", "≤", "eq"), ("hi", "<", "eq")], ["psnr"], ())
+    assert list(goals["passed"]) == [True, True, False]
+    err = summarize(tidy({"lo": [1.0, 1.0], "hi": [2.0, 2.0]}, metric="err"), reference=None)
+    assert not ordering_goals(err, [("lo", "<", "hi")], ["err"], ("err",))["passed"].iloc[0]  # lower is better
+    with pytest.raises(ValueError, match="relation"):
+        ordering_goals(summary, [("lo", ">", "hi")], ["psnr"], ())
+
+
+def test_frame_table_writes_three_formats(tmp_path: Path):
+    frame = pd.DataFrame({"a_b": [1.23456, np.nan], "ok": [True, False]})
+    paths = write_frame_table(frame, tmp_path / "t", "Caption.", source="here")
+    assert [p.suffix for p in paths] == [".csv", ".md", ".tex"]
+    assert pd.read_csv(paths[0])["a_b"].iloc[0] == 1.23456  # full precision in the CSV
+    assert "| 1.235 | yes |" in paths[1].read_text() and "a\\_b" in paths[2].read_text()
+    assert format_cell(1e-5) == "1.00e-05" and format_cell(float("inf")) == "–" and format_cell(1234.5) == "1234"
+
+
+def test_fit_system_needs_a_budget_and_git_commit_reports_errors(tmp_path: Path):
+    with pytest.raises(ValueError, match="max_steps or max_time_s"):
+        fit_system(None, 0, tmp_path)
+    record = git_commit(tmp_path)  # not a checkout
+    assert record["commit"] is None and "error" in record
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_rrdbnet_accepts_planes_of_any_size_at_scales_1_and_2(scale: int):
+    torch.manual_seed(0)
+    net = RRDBNet(1, 1, scale=scale, num_feat=4, num_block=1, num_grow_ch=2).eval()
+    x = torch.rand(2, 1, 13, 18)
+    with torch.no_grad():
+        out = net(x)
+        assert out.shape == (2, 1, 13 * scale, 18 * scale)
+        # The cropped output of a padded plane equals the output of the explicitly reflect-padded plane, cropped.
+        factor = net.unshuffle_factor
+        manual = net(torch.nn.functional.pad(x, (0, (-18) % factor, 0, (-13) % factor), mode="reflect"))
+        assert torch.allclose(out, manual[..., : 13 * scale, : 18 * scale])
+
+
+def test_append_invocation_accumulates_records(tmp_path: Path):
+    from mrisr.utils.experiments import append_invocation
+
+    path = tmp_path / "run.json"
+    append_invocation(path, {"scale": "smoke", "wall_s": 1.0})
+    record = append_invocation(path, {"scale": "paper"})
+    assert [i["scale"] for i in record["invocations"]] == ["smoke", "paper"]
+    assert record["invocations"][0]["host"]["cpus"] >= 1
