@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig
 
 from mrisr.io.errors import MrisrInputError
@@ -49,6 +50,7 @@ def infer(cfg: DictConfig) -> int:
 def infer_job(cfg: DictConfig) -> int:
     """The Hydra job: checks the overrides, runs :func:`infer`; returns its exit code."""
     check_hydra_overrides(OPTION_TYPES)
+    torch.set_flush_denormal(bool(cfg.flush_denormal))
     return infer(cfg)
 
 

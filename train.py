@@ -43,6 +43,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         print_config_tree(cfg)
     if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))
+    torch.set_flush_denormal(bool(cfg.flush_denormal))
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule: L.LightningDataModule = instantiate(cfg.data)

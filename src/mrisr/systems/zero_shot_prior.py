@@ -1,4 +1,4 @@
-"""A prior for the per-volume zero-shot fit: pretraining system, shipped weights, loading and export.
+"""A prior for the per-volume zero-shot fit: pretraining, shipped weights, loading and export (docs/models.md §1.9).
 
 The per-volume fit of :class:`mrisr.systems.zero_shot.ZeroShotSR` starts from a randomly initialised network (which
 is cubic interpolation: WDSR's residual branch starts at zero). A *prior* starts it instead from weights pretrained on
@@ -11,7 +11,7 @@ time budget only has to adapt them to the input (``model=smore_prior``).
   alone (no per-volume fit), a diagnostic of what the prior knows.
 * :func:`export_prior` turns its checkpoint into the small weights file shipped with the package
   (:data:`SHIPPED_WEIGHTS`, fp16 state dict plus the network config and provenance);
-  ``python -m mrisr.cli.export_prior CKPT`` runs it.
+  ``python -m mrisr.cli.export_prior ckpt=CKPT`` runs it.
 * :func:`resolve_weights` / :func:`load_net_weights` find such a file (a path, or the name of a shipped file) and load
   it strictly into a network.
 
@@ -63,7 +63,7 @@ WEIGHTS_FORMAT = "mrisr-net-weights/1"
 #: How the shipped prior is made (shown when the file is missing).
 PRETRAIN_COMMAND = (
     "python train.py experiment=smore_prior_pretrain && "
-    "python -m mrisr.cli.export_prior <run dir>/checkpoints/last.ckpt"
+    "python -m mrisr.cli.export_prior ckpt=<run dir>/checkpoints/last.ckpt"
 )
 
 
