@@ -194,15 +194,14 @@ def plot(csv_path: Path) -> None:
     learned["dssim"] = learned.ssim - learned.ssim_cubic
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     markers = {method: marker for method, marker in zip(sorted(learned.method.unique()), "os^Dv<>px*", strict=False)}
-    # One colour per setting, a line through its budgets (mean over subjects), one marker per model config.
+    # One colour per setting, one marker per model config, a line through each config's budgets (mean of subjects).
     for index, (setting, group) in enumerate(learned.groupby("setting")):
         colour = f"C{index}"
-        mean = group.groupby("budget_min")[["dpsnr", "dssim"]].mean()
-        for ax, column in zip(axes, ("dpsnr", "dssim"), strict=True):
-            ax.plot(mean.index, mean[column], color=colour, lw=1, label=setting)
-        for method, points in group.groupby("method"):
+        for number, (method, points) in enumerate(group.groupby("method")):
             per_budget = points.groupby("budget_min")[["dpsnr", "dssim"]].mean()
+            label = setting if number == 0 else None
             for ax, column in zip(axes, ("dpsnr", "dssim"), strict=True):
+                ax.plot(per_budget.index, per_budget[column], color=colour, lw=1, label=label)
                 ax.scatter(per_budget.index, per_budget[column], color=colour, marker=markers[method], zorder=3)
     for method, marker in markers.items():
         axes[1].scatter([], [], color="0.4", marker=marker, label=method)
