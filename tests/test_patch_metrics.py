@@ -145,7 +145,7 @@ def test_smoke_experiment_logs_patch_metrics_in_validation(tmp_path) -> None:
         "train",
         [
             "experiment=prettier_edsr_smoke",
-            "eval=none",
+            "~eval.image_metrics",
             "logger=none",
             "test=false",
             "trainer.limit_train_batches=1",
@@ -170,12 +170,12 @@ def test_smoke_experiment_logs_patch_metrics_in_test(tmp_path) -> None:
         "train",
         [
             "experiment=prettier_edsr_smoke",
-            "eval=none",
+            "~eval.image_metrics",
             "logger=none",
             "trainer.limit_train_batches=1",
             "trainer.limit_val_batches=1",
             "data.val_patches=2",
-            "callbacks.patch_metrics.stride=64",
+            "eval.patch_metrics.stride=64",
             f"paths.runs_dir={tmp_path}",
             f"paths.output_dir={tmp_path / 'run'}",
         ],

@@ -369,6 +369,7 @@ def _compose(overrides: list[str]):
 def test_prettier_experiments_compose_with_paper_defaults(name: str) -> None:
     cfg = _compose([f"experiment={name}"])
     assert cfg.callbacks.model_checkpoint.monitor == "val/content_loss"
+    assert cfg.eval.patch_metrics._target_ == "mrisr.callbacks.PatchMetricsCallback" and "image_metrics" in cfg.eval
     assert cfg.data._target_ == "mrisr.data.prettier.PrettierPairsDataModule"
     assert cfg.degradation.steps[0].thickness_mm == 5.0 and cfg.degradation.steps[0].separation_mm == 6.0
     if not name.endswith("smoke"):
