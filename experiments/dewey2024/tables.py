@@ -48,6 +48,7 @@ from mrisr.report.export import write_frame_table
 from mrisr.report.export import write_summary_table as write_summary
 from mrisr.report.summary import natural_key
 from mrisr.utils.atomic import write_rows_atomic, write_text_atomic
+from mrisr.utils.experiments import table_parser, table_paths
 
 HERE = Path(__file__).resolve().parent
 LABEL = "dewey2024"
@@ -385,18 +386,12 @@ def synthetic_outputs(out: Path, n_subjects: int, n_longitudinal: int, bootstrap
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", choices=["smoke", "paper"], default="smoke")
-    parser.add_argument("--csv", type=Path, default=None, help="tidy rows (default results/<scale>/rows.csv)")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default results/<scale>)")
+    parser = table_parser(__doc__.splitlines()[0])
     parser.add_argument("--synthetic-subjects", type=int, default=200, help="cross-sectional cohort size (0: skip)")
     parser.add_argument("--synthetic-longitudinal", type=int, default=80, help="longitudinal cohort size")
     parser.add_argument("--bootstrap", type=int, default=100, help="bootstrap subsamples of the clinical analysis")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    args.out = args.out or HERE / "results" / args.scale
-    args.csv = args.csv or args.out / "rows.csv"
-    return args
+    return table_paths(parser.parse_args(argv), HERE)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, object]:

@@ -30,6 +30,7 @@ from mrisr import report
 from mrisr.io.errors import MrisrInputError
 from mrisr.report.export import method_rows, ordering_goals, write_frame_table, write_summary_table
 from mrisr.report.plotting import metric_label, pyplot, save_and_close
+from mrisr.utils.experiments import table_parser, table_paths
 
 HERE = Path(__file__).resolve().parent
 LABEL = "graf2024"
@@ -132,14 +133,8 @@ def plot_ablation(summary: pd.DataFrame, path: Path) -> Path:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", choices=["smoke", "paper"], default="smoke")
-    parser.add_argument("--csv", type=Path, default=None, help="tidy rows (default results/<scale>/rows.csv)")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default results/<scale>)")
-    args = parser.parse_args(argv)
-    args.out = args.out or HERE / "results" / args.scale
-    args.csv = args.csv or args.out / "rows.csv"
-    return args
+    parser = table_parser(__doc__.splitlines()[0])
+    return table_paths(parser.parse_args(argv), HERE)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, list[str]]:

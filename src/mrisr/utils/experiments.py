@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 import platform
@@ -113,3 +114,22 @@ def append_invocation(record_path: Path, invocation: dict[str, object]) -> dict[
     record["invocations"].append({**invocation, "host": host_record()})
     write_json_atomic(record, record_path)
     return record
+
+
+def table_parser(description: str) -> argparse.ArgumentParser:
+    """Command line shared by the experiments' ``tables.py``: ``--scale``, ``--csv`` (tidy rows), ``--out`` (folder).
+
+    Add experiment-specific options to the returned parser, then call :func:`table_paths` on the parsed arguments.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--scale", choices=["smoke", "paper"], default="smoke")
+    parser.add_argument("--csv", type=Path, default=None, help="tidy rows (default results/<scale>/rows.csv)")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default results/<scale>)")
+    return parser
+
+
+def table_paths(args: argparse.Namespace, experiment_folder: Path) -> argparse.Namespace:
+    """Fill the defaults of ``--out`` (``<experiment>/results/<scale>``) and ``--csv`` (``<out>/rows.csv``)."""
+    args.out = args.out or experiment_folder / "results" / args.scale
+    args.csv = args.csv or args.out / "rows.csv"
+    return args
