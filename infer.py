@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from mrisr.io.errors import MrisrInputError
+from mrisr.core.atomic import check_output_folder
+from mrisr.core.errors import MrisrInputError
 from mrisr.runner import build_model, checkpoint_option_overrides, run_batch, super_resolve_file
-from mrisr.utils.atomic import check_output_folder
 from mrisr.utils.cli import print_help, run_cli, run_hydra, wants_help
 from mrisr.utils.config import check_hydra_overrides
 

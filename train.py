@@ -17,8 +17,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mrisr.io.errors import MrisrInputError
-from mrisr.utils.atomic import write_json_atomic
+from mrisr.core.atomic import write_json_atomic
+from mrisr.core.errors import MrisrInputError
 from mrisr.utils.cli import print_help, run_cli, run_hydra, wants_help
 from mrisr.utils.config import check_hydra_overrides
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import mrisr
-from mrisr.io.errors import MrisrInputError
+from mrisr.core.errors import MrisrInputError
 
 
 @pytest.fixture(scope="module")

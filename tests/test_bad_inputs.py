@@ -323,7 +323,7 @@ def test_report_option_value_is_checked_too(tmp_path: Path) -> None:
 
 def test_override_check_accepts_what_the_option_accepts() -> None:
     """Values the generic check must let through: strings where the constructor takes them, null, numbers."""
-    from mrisr.io.errors import MrisrInputError
+    from mrisr.core.errors import MrisrInputError
     from mrisr.utils.config import compose
 
     cfg = compose(
@@ -368,7 +368,7 @@ def test_user_error_classifies_instantiate_failures(tmp_path: Path) -> None:
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
-    from mrisr.io.errors import MrisrInputError
+    from mrisr.core.errors import MrisrInputError
     from mrisr.utils.cli import user_error
 
     missing = tmp_path / "missing.nii.gz"

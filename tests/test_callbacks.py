@@ -17,8 +17,8 @@ import mrisr.callbacks.base as base
 from conftest import run_command
 from mrisr.callbacks import ImageMetricsCallback, MontageCallback
 from mrisr.callbacks.cord import CordMorphometryCallback
+from mrisr.core.errors import MrisrInputError
 from mrisr.inference import interpolate_volume
-from mrisr.io.errors import MrisrInputError
 from support.replay import ReplayModule
 from support.synthetic import spine_item
 

@@ -10,9 +10,9 @@ import pytest
 from scipy import ndimage
 
 from mrisr.api import as_volume, super_resolve
+from mrisr.core.errors import MrisrInputError
 from mrisr.degradations.thick_slice import ThickSlice
 from mrisr.eval.consistency import DEFAULT_PSNR_THRESHOLD_DB, forward_consistency
-from mrisr.io.errors import MrisrInputError
 from mrisr.io.geometry import detect_slice_axis
 from mrisr.io.nifti import Volume
 

@@ -10,6 +10,7 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
+from mrisr.core.errors import MrisrInputError
 from mrisr.diffusion import (
     EMA,
     DDIMSampler,
@@ -28,7 +29,6 @@ from mrisr.diffusion import (
     seeded_draws,
     slice_coherent_noise,
 )
-from mrisr.io.errors import MrisrInputError
 from mrisr.nets.diffusion_unet import GRAF_PARAMETER_COUNT, TINY_UNET, ConditionalUNet
 
 

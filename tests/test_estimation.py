@@ -18,7 +18,7 @@ import pytest
 from scipy import ndimage
 
 from conftest import run_command
-from mrisr.io.errors import MrisrInputError
+from mrisr.core.errors import MrisrInputError
 from mrisr.io.nifti import Volume
 from mrisr.physics.estimation import edge_concentration, estimate_slice_profile
 from mrisr.physics.forward import simulate_thick_slices

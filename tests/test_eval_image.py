@@ -10,8 +10,9 @@ import pytest
 from scipy import ndimage
 from skimage.metrics import structural_similarity
 
+from mrisr.core.errors import MrisrInputError
 from mrisr.eval import image_metrics, normalize_intensity, psnr, ssim
-from mrisr.io import MrisrInputError, Volume
+from mrisr.io import Volume
 from mrisr.io.regrid import resample_to_reference
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO_ROOT
-from mrisr.io.errors import MrisrInputError
+from mrisr.core.errors import MrisrInputError
 
 GIRALDO = REPO_ROOT / "experiments" / "giraldo2024"
 

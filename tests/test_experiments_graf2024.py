@@ -99,7 +99,7 @@ def test_tables_script_writes_markdown_latex_csv_and_figures(tables: dict, tmp_p
 
 
 def test_missing_columns_are_refused(tables: dict):
-    from mrisr.io.errors import MrisrInputError
+    from mrisr.core.errors import MrisrInputError
 
     with pytest.raises(MrisrInputError, match="missing"):
         tables["prepare_rows"](pd.DataFrame({"subject": ["a"], "value": [1.0]}))

@@ -12,8 +12,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import REPO_ROOT, run_command
+from mrisr.core.errors import MrisrInputError
 from mrisr.inference import InferenceProtocol, run_on_volume
-from mrisr.io.errors import MrisrInputError
 from mrisr.io.nifti import Volume
 from mrisr.models import build_inference_model
 from mrisr.systems.base import SRSystem

@@ -15,16 +15,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from mrisr.io import (
-    MrisrInputError,
-    SliceGeometry,
-    Volume,
-    detect_slice_axis,
-    load_volume,
-    same_file,
-    save_volume,
-    volume_from_image,
-)
+from mrisr.core.errors import MrisrInputError
+from mrisr.io import SliceGeometry, Volume, detect_slice_axis, load_volume, same_file, save_volume, volume_from_image
 
 
 def _data_dir() -> Path:
@@ -657,7 +649,7 @@ def test_stored_pixdim_checked_in_uncompressed_files_and_valid_ones_pass(tmp_pat
 
 
 # --------------------------------------------------------------------------------------------------
-# The one atomic writer (mrisr.utils.atomic): mode, durability, failures, output folders
+# The one atomic writer (mrisr.core.atomic): mode, durability, failures, output folders
 
 
 def _writers(tmp: Path) -> dict[str, tuple[Path, object]]:
@@ -667,7 +659,7 @@ def _writers(tmp: Path) -> dict[str, tuple[Path, object]]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mrisr.utils import atomic
+    from mrisr.core import atomic
 
     def figure(path: Path) -> None:
         fig = plt.figure(figsize=(1, 1))
@@ -716,7 +708,7 @@ def test_every_write_is_synced_file_and_folder(tmp_path: Path, monkeypatch: pyte
 
 
 def test_failed_text_write_keeps_previous_file_and_leaves_no_temp(tmp_path: Path) -> None:
-    from mrisr.utils.atomic import write_atomic, write_text_atomic
+    from mrisr.core.atomic import write_atomic, write_text_atomic
 
     target = write_text_atomic("old", tmp_path / "notes.txt")
 
@@ -764,7 +756,7 @@ def test_refused_folder_and_temp_file_creation_are_clear_errors(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The errors of the system calls themselves (as for a read-only or full file system, whatever the user)."""
-    from mrisr.utils import atomic
+    from mrisr.core import atomic
 
     def refuse_mkdir(self: Path, *args: object, **kwargs: object) -> None:
         raise PermissionError(13, "Permission denied", str(self))
@@ -790,7 +782,7 @@ def test_refused_folder_and_temp_file_creation_are_clear_errors(
 
 
 def test_check_output_folder_refuses_early(tmp_path: Path) -> None:
-    from mrisr.utils.atomic import check_output_folder
+    from mrisr.core.atomic import check_output_folder
 
     (tmp_path / "file").write_text("x")
     check_output_folder(None)

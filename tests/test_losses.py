@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mrisr.io.errors import MrisrInputError
+from mrisr.core.errors import MrisrInputError
 from mrisr.losses import ContentLoss, MRIFeatures, PerceptualLoss, VanillaGANLoss, VGG19Features, train_mri_features
 from mrisr.losses.perceptual import IMAGENET_MEAN, IMAGENET_STD, REAL_ESRGAN_LAYER_WEIGHTS
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mrisr.io.errors import MrisrInputError
+from mrisr.core.errors import MrisrInputError
 from mrisr.io.nifti import Volume
 from mrisr.io.regrid import resample_to_reference
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from mrisr.io.errors import MrisrInputError
+from mrisr.core.errors import MrisrInputError
 from mrisr.nets.discriminator import UNetDiscriminatorSN
 from mrisr.nets.edsr import EDSR, MeanShift
 from mrisr.nets.pretrained import load_pretrained, map_basicsr_edsr_keys

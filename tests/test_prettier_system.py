@@ -14,10 +14,10 @@ from scipy import ndimage
 from torch import nn
 
 from conftest import run_command
+from mrisr.core.errors import MrisrInputError
 from mrisr.data.prettier import PrettierPairsDataModule, axis_spacing_grid, thick_slice_pair
 from mrisr.degradations import DegradationStack, Downsample, SliceProfile
 from mrisr.inference import OutputGrid, interpolate_volume, output_grid
-from mrisr.io.errors import MrisrInputError
 from mrisr.io.geometry import detect_slice_axis
 from mrisr.io.intensity import foreground_percentile
 from mrisr.io.nifti import Volume, load_volume, save_volume

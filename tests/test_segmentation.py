@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
+from mrisr.core.errors import MrisrInputError
 from mrisr.eval.cord import compute_mucca, csa_per_slice, landmark_point
 from mrisr.eval.lesions import dice
-from mrisr.io import MrisrInputError, Volume, load_volume, save_volume
+from mrisr.io import Volume, load_volume, save_volume
 from mrisr.segmentation import CordSegmenter
 from mrisr.segmentation.classical import ClassicalSegmenter, cord_contour, polygon_coverage
 from mrisr.segmentation.provided import ProvidedSegmenter

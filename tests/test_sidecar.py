@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mrisr.io.errors import MrisrInputError
+from mrisr.core.errors import MrisrInputError
 from mrisr.io.geometry import SliceGeometry, detect_slice_axis
 from mrisr.io.nifti import Volume
 from mrisr.io.sidecar import resolve_thickness, sidecar_path

@@ -17,8 +17,8 @@ import pytest
 import statsmodels.api as sm
 from scipy import stats as sps
 
+from mrisr.core.errors import MrisrInputError
 from mrisr.eval import clinical, cohort, stats
-from mrisr.io.errors import MrisrInputError
 
 CONFIDENCE = 0.99
 

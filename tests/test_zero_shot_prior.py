@@ -15,9 +15,9 @@ import torch
 from hydra.utils import instantiate
 
 import mrisr
+from mrisr.core.errors import MrisrInputError
 from mrisr.data.prior import HRSource, RandomProfileBatches, RandomProfilePairsDataModule
 from mrisr.inference import output_grid, run_on_volume
-from mrisr.io.errors import MrisrInputError
 from mrisr.io.geometry import detect_slice_axis
 from mrisr.nets.wdsr import WDSR, upsample_rows
 from mrisr.systems import zero_shot

@@ -48,15 +48,15 @@ import numpy as np
 import torch
 
 from mrisr.api import as_volume, simulate
+from mrisr.core.atomic import save_figure_atomic, write_rows_atomic
+from mrisr.core.errors import MrisrInputError
 from mrisr.diffusion.schedulers import DDIMSampler, DPMSolverSampler, UniPCSampler
 from mrisr.eval.image import normalize_intensity, psnr, ssim
 from mrisr.inference import interpolate_volume, output_grid
-from mrisr.io.errors import MrisrInputError
 from mrisr.io.geometry import detect_slice_axis
 from mrisr.io.nifti import Volume
 from mrisr.io.regrid import resample_to_reference, same_grid
 from mrisr.systems.diffusion import DiffusionSR, ResidualSampler
-from mrisr.utils.atomic import save_figure_atomic, write_rows_atomic
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -25,8 +25,8 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "src"))
 
+from mrisr.core.atomic import write_rows_atomic  # noqa: E402
 from mrisr.nets.diffusion_unet import ConditionalUNet  # noqa: E402
-from mrisr.utils.atomic import write_rows_atomic  # noqa: E402
 
 FIELDS = (
     "model",

@@ -57,13 +57,13 @@ import numpy as np
 from hydra.utils import instantiate
 
 from mrisr.api import super_resolve
+from mrisr.core.atomic import write_rows_atomic
 from mrisr.data.pairs import crop_volume
 from mrisr.eval.prettier import PATCH_METRICS, brain_mask, prettier_scores
 from mrisr.inference import output_grid
 from mrisr.io.geometry import detect_slice_axis
 from mrisr.io.nifti import Volume, load_volume, save_volume
 from mrisr.io.regrid import isotropic_grid, on_grid, resample_isotropic
-from mrisr.utils.atomic import write_rows_atomic
 from mrisr.utils.config import compose
 from mrisr.utils.experiments import fit_system
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import pandas as pd
 
 from mrisr.api import as_volume, simulate
+from mrisr.core.atomic import write_rows_atomic
 from mrisr.physics.estimation import estimate_volume_profile
-from mrisr.utils.atomic import write_rows_atomic
 
 REPO = Path(__file__).resolve().parents[2]
 

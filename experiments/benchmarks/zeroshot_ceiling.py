@@ -28,12 +28,12 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from mrisr.api import as_volume, simulate, super_resolve
+from mrisr.core.atomic import write_atomic
 from mrisr.data.zero_shot import PatchGeometry, SelfTrainingPairs
 from mrisr.eval.image import image_metrics
 from mrisr.inference import output_grid
 from mrisr.io.geometry import detect_slice_axis
 from mrisr.systems.zero_shot import ZeroShotSR
-from mrisr.utils.atomic import write_atomic
 from mrisr.utils.config import compose
 
 REPO = Path(__file__).resolve().parents[2]

@@ -20,11 +20,11 @@ import numpy as np
 from PIL import Image
 
 from mrisr.api import as_volume
+from mrisr.core.atomic import write_json_atomic
 from mrisr.inference import interpolate_volume, run_on_volume
 from mrisr.io.geometry import detect_slice_axis
 from mrisr.models import build_inference_model
 from mrisr.report.plotting import pyplot, save_and_close
-from mrisr.utils.atomic import write_json_atomic
 from mrisr.utils.config import compose
 
 HERE = Path(__file__).resolve().parent

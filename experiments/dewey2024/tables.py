@@ -35,6 +35,8 @@ import pandas as pd
 
 from mrisr import report
 from mrisr.cli.longitudinal import fixed_effects_markdown
+from mrisr.core.atomic import write_rows_atomic, write_text_atomic
+from mrisr.core.errors import MrisrInputError
 from mrisr.eval import cohort, stats
 from mrisr.eval.clinical import (
     STATS_FIELDS,
@@ -42,12 +44,10 @@ from mrisr.eval.clinical import (
     load_clinical_table,
     longitudinal_analysis,
 )
-from mrisr.io.errors import MrisrInputError
 from mrisr.report.export import format_cell as _fmt
 from mrisr.report.export import write_frame_table
 from mrisr.report.export import write_summary_table as write_summary
 from mrisr.report.summary import natural_key
-from mrisr.utils.atomic import write_rows_atomic, write_text_atomic
 from mrisr.utils.experiments import table_parser, table_paths
 
 HERE = Path(__file__).resolve().parent

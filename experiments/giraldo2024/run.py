@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from mrisr.io.errors import MrisrInputError
+from mrisr.core.errors import MrisrInputError
 from mrisr.utils.config import compose
 from mrisr.utils.experiments import append_invocation, git_commit
 

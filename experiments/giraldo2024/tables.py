@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from mrisr import report
-from mrisr.io.errors import MrisrInputError
+from mrisr.core.errors import MrisrInputError
 from mrisr.report.export import method_rows, ordering_goals, write_frame_table, write_summary_table
 from mrisr.report.plotting import pyplot, save_and_close
 from mrisr.utils.experiments import table_parser, table_paths

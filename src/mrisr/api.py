@@ -15,10 +15,10 @@ from typing import Any, Literal
 import nibabel as nib
 import numpy as np
 
+from mrisr.core.errors import MrisrInputError
 from mrisr.degradations.thick_slice import ThickSlice
 from mrisr.eval.image import image_metrics
 from mrisr.inference import VolumeSuperResolver, run_on_volume
-from mrisr.io.errors import MrisrInputError
 from mrisr.io.geometry import detect_slice_axis
 from mrisr.io.intensity import foreground_percentile
 from mrisr.io.nifti import Volume, load_volume, volume_from_image

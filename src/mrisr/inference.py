@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from mrisr.io.errors import MrisrInputError
+from mrisr.core.errors import MrisrInputError
 from mrisr.io.geometry import SliceGeometry, detect_slice_axis
 from mrisr.io.nifti import Volume
 from mrisr.physics.resample import resample_affine, resample_axis

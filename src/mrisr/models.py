@@ -16,8 +16,8 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from mrisr.core.errors import MrisrInputError
 from mrisr.inference import InferenceProtocol, VolumeSuperResolver, set_inference_options
-from mrisr.io.errors import MrisrInputError
 from mrisr.systems.interpolation import ORDER_NAMES, InterpolationSR
 
 INTERPOLATIONS = {name: order for order, name in ORDER_NAMES.items()}

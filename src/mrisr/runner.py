@@ -22,11 +22,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from mrisr.api import as_volume
+from mrisr.core.atomic import write_json_atomic, write_rows_atomic
+from mrisr.core.errors import MrisrInputError
 from mrisr.inference import VolumeResult, VolumeSuperResolver, run_on_volume
-from mrisr.io.errors import MrisrInputError
 from mrisr.io.nifti import Volume, same_file, save_volume
 from mrisr.models import build_inference_model, resolve_device
-from mrisr.utils.atomic import write_json_atomic, write_rows_atomic
 
 log = logging.getLogger("mrisr.infer")
 

@@ -25,10 +25,10 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
+from mrisr.core.atomic import write_rows_atomic
+from mrisr.core.errors import MrisrInputError
 from mrisr.inference import OutputGrid, interpolate_volume
-from mrisr.io.errors import MrisrInputError
 from mrisr.io.nifti import Volume
-from mrisr.utils.atomic import write_rows_atomic
 
 log = logging.getLogger(__name__)
 

@@ -9,14 +9,14 @@ from pathlib import Path
 import lightning as L
 import pandas as pd
 
+from mrisr.core.atomic import write_rows_atomic
+from mrisr.core.errors import MrisrInputError
 from mrisr.eval.clinical import (
     STATS_FIELDS,
     clinical_correlation_rows,
     load_clinical_table,
     load_results,
 )
-from mrisr.io.errors import MrisrInputError
-from mrisr.utils.atomic import write_rows_atomic
 
 log = logging.getLogger(__name__)
 

@@ -18,6 +18,8 @@ import nibabel as nib
 import numpy as np
 
 from mrisr.callbacks.base import STATUS_FIELDS, EvaluationCallback, Table, check_baselines, safe_name
+from mrisr.core.atomic import save_figure_atomic
+from mrisr.core.errors import MrisrInputError
 from mrisr.eval.cord import (
     C2_LABEL,
     C2_OFFSET_MM,
@@ -29,11 +31,9 @@ from mrisr.eval.cord import (
     landmark_point,
 )
 from mrisr.eval.lesions import dice
-from mrisr.io.errors import MrisrInputError
 from mrisr.io.nifti import Volume
 from mrisr.io.regrid import resample_to_reference
 from mrisr.segmentation import CordSegmenter
-from mrisr.utils.atomic import save_figure_atomic
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ import lightning as L
 import numpy as np
 
 from mrisr.callbacks.base import EvaluationCallback, safe_name
+from mrisr.core.atomic import save_figure_atomic
 from mrisr.io.regrid import resample_to_reference
-from mrisr.utils.atomic import save_figure_atomic
 
 
 class MontageCallback(EvaluationCallback):

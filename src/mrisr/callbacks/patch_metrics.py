@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from mrisr.callbacks.base import TIDY_FIELDS, EvaluationCallback, Table, check_baselines
+from mrisr.core.errors import MrisrInputError
 from mrisr.eval.patches import PATCH_METRICS, check_metrics, patch_metrics, require_piq, volume_patches
-from mrisr.io.errors import MrisrInputError
 from mrisr.io.regrid import resample_to_reference, same_grid
 
 __all__ = ["PatchMetricsCallback"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from mrisr.io.errors import MrisrInputError
+from mrisr.core.errors import MrisrInputError
 from mrisr.utils.cli import HELP_FLAGS, run_cli
 
 #: Tool name → what it does (shown by ``mrisr --help``; each module's docstring holds the full usage).

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from mrisr.io.errors import MrisrInputError
+from mrisr.core.errors import MrisrInputError
 from mrisr.systems.zero_shot_prior import SHIPPED_WEIGHTS, WEIGHTS_PACKAGE, export_prior
 from mrisr.utils.cli import print_help, print_json_line, run_cli, wants_help
 from mrisr.utils.config import compose

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from mrisr.core.atomic import check_output_folder, write_rows_atomic, write_text_atomic
 from mrisr.eval.clinical import (
     STATS_FIELDS,
     LongitudinalResult,
@@ -24,7 +25,6 @@ from mrisr.eval.clinical import (
     load_results,
     longitudinal_analysis,
 )
-from mrisr.utils.atomic import check_output_folder, write_rows_atomic, write_text_atomic
 from mrisr.utils.cli import print_help, print_json_line, run_cli, wants_help
 from mrisr.utils.config import compose
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 from hydra.utils import instantiate
 
+from mrisr.core.atomic import check_output_folder, write_rows_atomic
+from mrisr.core.errors import MrisrInputError
 from mrisr.eval.cord import WINDOW_PRESETS, compute_mucca, landmark_point
-from mrisr.io.errors import MrisrInputError
 from mrisr.io.nifti import load_volume, save_volume
-from mrisr.utils.atomic import check_output_folder, write_rows_atomic
 from mrisr.utils.cli import print_help, print_json_line, run_cli, wants_help
 from mrisr.utils.config import compose
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from hydra.utils import instantiate
 
-from mrisr.io.errors import MrisrInputError
+from mrisr.core.atomic import check_output_folder
+from mrisr.core.errors import MrisrInputError
 from mrisr.io.nifti import load_volume, same_file, save_volume
-from mrisr.utils.atomic import check_output_folder
 from mrisr.utils.cli import print_help, print_json_line, run_cli, wants_help
 from mrisr.utils.config import compose
 

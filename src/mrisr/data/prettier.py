@@ -37,9 +37,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mrisr.core.errors import MrisrInputError
 from mrisr.data.pairs import FixedPatchDataset, SimulatedPairsDataModule, crop_volume
 from mrisr.degradations.stack import DegradationStack
-from mrisr.io.errors import MrisrInputError
 from mrisr.io.intensity import foreground_percentile
 from mrisr.io.nifti import Volume
 from mrisr.io.regrid import resample_to_reference

@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from mrisr.core.errors import MrisrInputError
 from mrisr.data.pairs import EpochSampler
 from mrisr.data.sources import load_source, source_name
 from mrisr.data.zero_shot import PatchGeometry, Sampling, SelfTrainingPairs
-from mrisr.io.errors import MrisrInputError
 from mrisr.io.intensity import minmax_scaling
 from mrisr.physics.profiles import FWHMConvention, kernel_fwhm_voxels, slice_kernel
 

@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from mrisr.core.atomic import write_json_atomic
 from mrisr.io.nifti import Volume, load_volume, save_volume
-from mrisr.utils.atomic import write_json_atomic
 
 __all__ = ["DegradedInputCache", "TestDegradation", "degrade_for_test", "subject_seed", "volume_digest"]
 

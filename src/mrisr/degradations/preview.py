@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from mrisr.core.atomic import save_figure_atomic
 from mrisr.io.nifti import Volume
 from mrisr.io.regrid import resample_to_reference
-from mrisr.utils.atomic import save_figure_atomic
 
 __all__ = ["degradation_montage"]
 

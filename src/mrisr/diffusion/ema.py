@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from mrisr.io.errors import MrisrInputError
+from mrisr.core.errors import MrisrInputError
 
 __all__ = ["EMA"]
 

@@ -31,8 +31,8 @@ from typing import Literal
 
 import torch
 
+from mrisr.core.errors import MrisrInputError
 from mrisr.diffusion.sampling import Denoiser, eval_mode
-from mrisr.io.errors import MrisrInputError
 
 __all__ = ["residual_time_grid", "residual_timesteps", "residual_training_target", "sample_residual"]
 

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from mrisr.core.errors import MrisrInputError
 from mrisr.diffusion.schedulers import Sampler
-from mrisr.io.errors import MrisrInputError
 
 __all__ = ["Denoiser", "eval_mode", "sample", "slice_coherent_noise"]
 

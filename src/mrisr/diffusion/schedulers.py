@@ -30,7 +30,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from mrisr.io.errors import MrisrInputError
+from mrisr.core.errors import MrisrInputError
 
 __all__ = [
     "DDIMSampler",

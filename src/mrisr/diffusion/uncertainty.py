@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
+from mrisr.core.errors import MrisrInputError
 from mrisr.diffusion.sampling import Denoiser, sample, slice_coherent_noise
 from mrisr.diffusion.schedulers import Sampler
-from mrisr.io.errors import MrisrInputError
 
 __all__ = ["diffusion_draws", "sample_statistics", "seeded_draws"]
 

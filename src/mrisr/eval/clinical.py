@@ -16,7 +16,7 @@ outcomes        one numeric column per clinical outcome (e.g. ``edss``, ``t25fw`
 =============== =========================================================================================
 
 Other names are mapped with ``rename`` (e.g. ``{"id": "subject"}``). Problems raise
-:class:`~mrisr.io.errors.MrisrInputError` naming the file, the column(s) and the fix.
+:class:`~mrisr.core.errors.MrisrInputError` naming the file, the column(s) and the fix.
 
 Per-image results are the tidy rows of the evaluation callbacks: ``subject, [session,] setting, method, metric,
 value`` (extra columns are kept). Statistic rows written here have the columns :data:`STATS_FIELDS`.
@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mrisr.core.errors import MrisrInputError
 from mrisr.eval import stats
-from mrisr.io.errors import MrisrInputError
 
 __all__ = [
     "IMAGE_TYPES",

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from mrisr.core.errors import MrisrInputError
 from mrisr.degradations.thick_slice import ThickSlice
 from mrisr.eval.image import normalize_intensity, psnr, ssim
-from mrisr.io.errors import MrisrInputError
 from mrisr.io.geometry import SliceGeometry, detect_slice_axis
 from mrisr.io.nifti import Volume
 from mrisr.io.regrid import GRID_ATOL, field_of_view_mask, resample_to_reference

@@ -23,7 +23,7 @@ import math
 import numpy as np
 from skimage.metrics import structural_similarity
 
-from mrisr.io.errors import MrisrInputError
+from mrisr.core.errors import MrisrInputError
 from mrisr.io.intensity import foreground_percentile
 from mrisr.io.nifti import Volume
 from mrisr.io.regrid import field_of_view_mask, resample_to_reference, same_grid

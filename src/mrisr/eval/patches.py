@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mrisr.io.errors import MrisrInputError
+from mrisr.core.errors import MrisrInputError
 
 __all__ = ["PATCH_METRICS", "PATCH_METRIC_MIN_SIZE", "check_metrics", "patch_metrics", "require_piq", "volume_patches"]
 

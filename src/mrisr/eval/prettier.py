@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from mrisr.core.errors import MrisrInputError
 from mrisr.eval.image import normalize_intensity, psnr, ssim
 from mrisr.eval.slicewise import slicewise_metrics
-from mrisr.io.errors import MrisrInputError
 from mrisr.io.intensity import foreground_percentile
 
 __all__ = ["MASK_RULES", "PATCH_METRICS", "brain_mask", "prettier_scores"]

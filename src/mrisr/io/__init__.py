@@ -2,7 +2,6 @@
 
 Public API:
 
-* :class:`MrisrInputError` — user-fixable input problem (file, problem, fix).
 * :class:`Volume`, :func:`load_volume`, :func:`volume_from_image`, :func:`save_volume`,
   :func:`same_file` — validated NIfTI reading and atomic writing.
 * :class:`SliceGeometry`, :func:`detect_slice_axis` — through-plane axis and factor (docs/physics.md §4).
@@ -10,12 +9,10 @@ Public API:
 
 from __future__ import annotations
 
-from mrisr.io.errors import MrisrInputError
 from mrisr.io.geometry import SliceGeometry, detect_slice_axis
 from mrisr.io.nifti import Volume, load_volume, same_file, save_volume, volume_from_image
 
 __all__ = [
-    "MrisrInputError",
     "SliceGeometry",
     "Volume",
     "detect_slice_axis",

@@ -19,7 +19,7 @@ import nibabel as nib
 import numpy as np
 from nibabel.affines import obliquity
 
-from mrisr.io.errors import MrisrInputError
+from mrisr.core.errors import MrisrInputError
 from mrisr.io.nifti import Volume, header_to_mm
 
 __all__ = ["ZOOM_AFFINE_TOLERANCE_MM", "SliceGeometry", "detect_slice_axis"]

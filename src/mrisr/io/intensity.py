@@ -3,7 +3,7 @@
 MRI intensities have no physical unit, so every volume is scaled by a robust statistic of its own foreground
 (docs/evaluation.md §1): the ``percentile``-th percentile (default 99.5) of the voxels > 0, or of a given region.
 Training volumes, inference inputs, degradation stacks and image metrics all use :func:`foreground_percentile`, and
-share one policy for volumes without foreground: they are refused with a :class:`~mrisr.io.errors.MrisrInputError`
+share one policy for volumes without foreground: they are refused with a :class:`~mrisr.core.errors.MrisrInputError`
 (a scale of 1 would silently feed a network values far outside what it was trained on).
 
 Zero-shot models rescale their input to [0, 1] by its minimum and maximum instead (SMORE, Zhao et al. 2021);
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mrisr.io.errors import MrisrInputError
+from mrisr.core.errors import MrisrInputError
 
 __all__ = ["DEFAULT_PERCENTILE", "IntensityScaling", "foreground_percentile", "minmax_scaling", "percentile_scaling"]
 

@@ -9,7 +9,7 @@ Conventions:
 * Spatial units are always millimetres after loading: ``micron`` and ``meter`` headers are converted
   (affine and header zooms), ``unknown`` is taken as mm with a logged warning.
 * Inputs are never modified and never overwritten: :func:`save_volume` refuses to write onto the file
-  a volume was loaded from and writes atomically and durably through :func:`mrisr.utils.atomic.atomic_path`
+  a volume was loaded from and writes atomically and durably through :func:`mrisr.core.atomic.atomic_path`
   (temporary file in the target directory, fsync, :func:`os.replace`).
 """
 
@@ -30,8 +30,8 @@ import numpy as np
 import numpy.typing as npt
 from nibabel.filebasedimages import ImageFileError
 
-from mrisr.io.errors import MrisrInputError
-from mrisr.utils.atomic import atomic_path
+from mrisr.core.atomic import atomic_path
+from mrisr.core.errors import MrisrInputError
 
 __all__ = ["Volume", "header_to_mm", "load_volume", "same_file", "save_volume", "volume_from_image"]
 
@@ -567,7 +567,7 @@ def save_volume(
     """Write a volume or an array as NIfTI-1, atomically.
 
     The image is written to a temporary file in the target directory, synced to disk and moved into
-    place with :func:`os.replace` (:func:`mrisr.utils.atomic.atomic_path`), so ``path`` is either left
+    place with :func:`os.replace` (:func:`mrisr.core.atomic.atomic_path`), so ``path`` is either left
     untouched or fully written; the temporary file is removed on failure. Parent directories are
     created; the file gets the mode of a normal ``open`` (``0o666`` minus the umask).
 

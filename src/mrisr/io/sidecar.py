@@ -11,7 +11,7 @@ FWHM of the slice profile); with gaps T < S. :func:`resolve_thickness` takes T f
 4. the separation (T = S, no gap), with a logged warning, the project-wide default (docs/physics.md §1).
 
 Every value, whatever its source, must be finite, > 0 and ≤ :data:`MAX_THICKNESS_RATIO` × S; a sidecar that cannot be
-read or whose values are not numbers raises :class:`~mrisr.io.errors.MrisrInputError` naming the file and the key.
+read or whose values are not numbers raises :class:`~mrisr.core.errors.MrisrInputError` naming the file and the key.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from mrisr.io.errors import MrisrInputError
+from mrisr.core.errors import MrisrInputError
 from mrisr.io.geometry import SliceGeometry
 from mrisr.io.nifti import Volume
 

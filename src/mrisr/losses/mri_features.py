@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mrisr.io.errors import MrisrInputError
+from mrisr.core.errors import MrisrInputError
 from mrisr.losses.perceptual import _NamedFeatures, vgg_style_layers
 from mrisr.nets.pretrained import read_checkpoint
 

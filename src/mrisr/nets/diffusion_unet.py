@@ -20,7 +20,7 @@ from diffusers import UNet2DModel
 from diffusers.models.resnet import ResnetBlock2D
 from torch import nn
 
-from mrisr.io.errors import MrisrInputError
+from mrisr.core.errors import MrisrInputError
 
 __all__ = ["GRAF_PARAMETER_COUNT", "TINY_UNET", "ConditionalUNet"]
 

@@ -48,7 +48,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mrisr.io.errors import MrisrInputError
+from mrisr.core.errors import MrisrInputError
 
 __all__ = ["WRAPPER_KEYS", "load_pretrained", "map_basicsr_edsr_keys", "read_checkpoint"]
 

@@ -59,7 +59,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from mrisr.io.errors import MrisrInputError
+from mrisr.core.errors import MrisrInputError
 from mrisr.physics.forward import blur_axis
 from mrisr.physics.profiles import FWHMConvention, kernel_fwhm_voxels, slice_kernel
 from mrisr.physics.resample import interpolation_matrix, same_fov_positions

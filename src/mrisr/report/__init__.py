@@ -26,13 +26,13 @@ and :mod:`~mrisr.report.cli` (the command line).
 
 from __future__ import annotations
 
+from mrisr.core.atomic import save_figure_atomic, write_rows_atomic, write_text_atomic
 from mrisr.report.agreement import plot_agreement, plot_bland_altman, plot_correlation_heatmaps
 from mrisr.report.cli import main
 from mrisr.report.figures import plot_boxplots, plot_clinical
 from mrisr.report.runs import Run, find_runs, label_runs, load_clinical_stats, load_runs
 from mrisr.report.summary import summarize
 from mrisr.report.tables import clinical_markdown, latex_escape, latex_table, markdown_table
-from mrisr.utils.atomic import save_figure_atomic, write_rows_atomic, write_text_atomic
 
 __all__ = [
     "Run",

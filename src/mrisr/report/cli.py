@@ -12,13 +12,13 @@ from typing import Any
 
 import pandas as pd
 
+from mrisr.core.atomic import write_rows_atomic, write_text_atomic
 from mrisr.eval.clinical import load_clinical_table
 from mrisr.report.agreement import plot_agreement, plot_bland_altman, plot_correlation_heatmaps
 from mrisr.report.figures import plot_boxplots, plot_clinical
 from mrisr.report.runs import Run, find_runs, label_runs, load_clinical_stats, load_runs
 from mrisr.report.summary import ordered, summarize
 from mrisr.report.tables import clinical_markdown, latex_table, markdown_table
-from mrisr.utils.atomic import write_rows_atomic, write_text_atomic
 
 __all__ = ["main"]
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mrisr.core.atomic import write_atomic, write_text_atomic
 from mrisr.report.tables import latex_escape, latex_table, markdown_table
-from mrisr.utils.atomic import write_atomic, write_text_atomic
 
 __all__ = ["format_cell", "method_rows", "ordering_goals", "write_frame_table", "write_summary_table"]
 

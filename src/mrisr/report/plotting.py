@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mrisr.core.atomic import save_figure_atomic
 from mrisr.eval import stats
-from mrisr.utils.atomic import save_figure_atomic
 
 __all__ = ["METRIC_LABELS", "draw_fit", "edge_labels", "metric_label", "pyplot", "resolution_labels", "save_and_close"]
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from mrisr.core.errors import MrisrInputError
 from mrisr.eval.clinical import RESULT_COLUMNS, load_results
-from mrisr.io.errors import MrisrInputError
 
 __all__ = ["Run", "find_runs", "label_runs", "load_clinical_stats", "load_runs"]
 

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mrisr.core.errors import MrisrInputError
 from mrisr.eval import stats
-from mrisr.io.errors import MrisrInputError
 
 __all__ = ["KEY_COLUMNS", "natural_key", "ordered", "summarize"]
 

@@ -42,7 +42,7 @@ from skimage.draw import polygon2mask
 from skimage.measure import find_contours, points_in_poly
 from skimage.morphology import convex_hull_image
 
-from mrisr.io.errors import MrisrInputError
+from mrisr.core.errors import MrisrInputError
 from mrisr.io.nifti import Volume
 from mrisr.io.regrid import reorient_axial, restore_orientation
 

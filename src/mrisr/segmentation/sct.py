@@ -2,7 +2,7 @@
 
 SCT is never imported (it pins its own Python, numpy and torch): its executables are called with
 :mod:`subprocess` in a temporary directory, with a timeout. The backend is usable only when the commands are on
-``PATH`` (``shutil.which``); otherwise every call raises a :class:`~mrisr.io.errors.MrisrInputError` saying so.
+``PATH`` (``shutil.which``); otherwise every call raises a :class:`~mrisr.core.errors.MrisrInputError` saying so.
 
 Commands: ``sct_deepseg_sc -i img -c t2 -o seg`` (legacy DeepSeg of Gros et al. 2019, used by Dewey et al. with
 SCT v6.0) or ``sct_deepseg spinalcord -i img -o seg`` (current), ``sct_detect_pmj -i img -c t2 -s seg -o pmj``,
@@ -22,8 +22,8 @@ from typing import Literal
 
 import numpy as np
 
+from mrisr.core.errors import MrisrInputError
 from mrisr.eval.cord import PMJ_LABEL, landmark_point
-from mrisr.io.errors import MrisrInputError
 from mrisr.io.nifti import Volume, load_volume, save_volume
 
 __all__ = ["SctSegmenter", "process_segmentation_pmj", "require_sct_command", "sct_version"]

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from mrisr.io.errors import MrisrInputError
+from mrisr.core.errors import MrisrInputError
 from mrisr.io.nifti import Volume
 from mrisr.io.regrid import ras_volume, restore_orientation
 from mrisr.nets.cord_unet import DEFAULT_FEATURES, build_cord_unet

@@ -35,13 +35,13 @@ from hydra.utils import instantiate
 from torch import nn
 from torchmetrics import MeanMetric
 
+from mrisr.core.errors import MrisrInputError
 from mrisr.diffusion.ema import EMA
 from mrisr.diffusion.residual import ResidualPrediction, residual_timesteps, residual_training_target, sample_residual
 from mrisr.diffusion.sampling import sample, slice_coherent_noise
 from mrisr.diffusion.schedulers import DDIMSampler, PredictionType, Sampler, ddpm_scheduler, diffusion_training_target
 from mrisr.diffusion.uncertainty import sample_statistics
 from mrisr.inference import OutputGrid, interpolate_volume
-from mrisr.io.errors import MrisrInputError
 from mrisr.io.geometry import SliceGeometry
 from mrisr.io.intensity import DEFAULT_PERCENTILE
 from mrisr.io.nifti import Volume

@@ -34,8 +34,8 @@ from hydra.utils import get_class
 from lightning.pytorch.callbacks import Timer
 from torch import nn
 
+from mrisr.core.errors import MrisrInputError
 from mrisr.inference import InferenceProtocol, OutputGrid
-from mrisr.io.errors import MrisrInputError
 from mrisr.io.geometry import SliceGeometry
 from mrisr.io.intensity import IntensityScaling, minmax_scaling
 from mrisr.io.nifti import Volume

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from mrisr.io.errors import MrisrInputError
+from mrisr.core.errors import MrisrInputError
 
 log = logging.getLogger("mrisr")
 
@@ -110,7 +110,7 @@ def _instantiation_error(err: BaseException) -> MrisrInputError | None:
 def user_error(err: BaseException) -> MrisrInputError | None:
     """The one-line user error an exception stands for, or ``None`` when it is a bug (keep the traceback).
 
-    Recognised: :class:`~mrisr.io.errors.MrisrInputError`; Hydra and OmegaConf errors (unknown keys or config
+    Recognised: :class:`~mrisr.core.errors.MrisrInputError`; Hydra and OmegaConf errors (unknown keys or config
     group options, unparsable overrides, missing mandatory values, failed interpolations); failed ``instantiate``
     calls whose constructor refused a value (``ValueError``/``TypeError``) or whose target cannot be imported;
     ``OSError`` naming a file (e.g. a run directory under an existing file).

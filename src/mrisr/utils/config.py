@@ -135,7 +135,7 @@ def check_override_types(
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from mrisr.io.errors import MrisrInputError
+    from mrisr.core.errors import MrisrInputError
 
     parsed = OverridesParser.create().parse_overrides(list(overrides))
     is_choice = [o.key_or_group in groups or o.package is not None for o in parsed]

@@ -108,7 +108,7 @@ def append_invocation(record_path: Path, invocation: dict[str, object]) -> dict[
     """
     import json
 
-    from mrisr.utils.atomic import write_json_atomic
+    from mrisr.core.atomic import write_json_atomic
 
     record = json.loads(record_path.read_text()) if record_path.exists() else {"invocations": []}
     record["invocations"].append({**invocation, "host": host_record()})

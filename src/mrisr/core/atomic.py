@@ -6,7 +6,7 @@ supports it. A reader (or a resumed batch) therefore sees either the previous fi
 partial write; the temporary file is removed when writing fails. Files get the mode of a normal ``open``
 (``0o666`` minus the umask), not the owner-only mode of :func:`tempfile.mkstemp`.
 
-An output folder that cannot be created or written raises :class:`~mrisr.io.errors.MrisrInputError` naming it.
+An output folder that cannot be created or written raises :class:`~mrisr.core.errors.MrisrInputError` naming it.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ _FOLDER_FIX = "choose an output path in a folder you can write to"
 
 
 def _output_error(path: Path, problem: str, fix: str = _FOLDER_FIX) -> Exception:
-    from mrisr.io.errors import MrisrInputError  # here, not at module level: mrisr.io imports this module
+    from mrisr.core.errors import MrisrInputError
 
     return MrisrInputError(path, problem, fix)
 
