@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=24"
 	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-	$(PY) -m pip install -q -e ".[dev,metrics]"
+	$(PY) -m pip install -q -e ".[dev,metrics,weights]"
 	@sha256sum pyproject.toml > $(STAMP)
 
 setup: $(STAMP)

