@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from mrisr.api import as_volume, super_resolve
+from mrisr.io.nifti import as_volume
+from mrisr.api import super_resolve
 from mrisr.core.errors import MrisrInputError
 from mrisr.degradations.thick_slice import ThickSlice
 from mrisr.eval.consistency import DEFAULT_PSNR_THRESHOLD_DB, forward_consistency

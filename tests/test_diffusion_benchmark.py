@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from mrisr.api import as_volume, simulate
+from mrisr.io.nifti import as_volume
+from mrisr.api import simulate
 from mrisr.inference import interpolate_volume, output_grid
 from mrisr.io.geometry import detect_slice_axis
 from mrisr.nets.diffusion_unet import TINY_UNET, ConditionalUNet

@@ -14,6 +14,7 @@ import torch
 from hydra.utils import instantiate
 
 import mrisr
+from mrisr.io.nifti import as_volume
 from conftest import run_command
 from mrisr.data.zero_shot import PatchGeometry, SelfTrainingPairs, gradient_density
 from mrisr.inference import output_grid
@@ -113,7 +114,7 @@ def smoke_model(**overrides: object) -> ZeroShotSR:
 
 
 def fit_and_predict(lr: nib.Nifti1Image, **overrides: object) -> tuple[ZeroShotSR, Volume]:
-    volume = mrisr.api.as_volume(lr)
+    volume = as_volume(lr)
     geometry = detect_slice_axis(volume)
     grid = output_grid(geometry, volume.shape[geometry.axis])
     model = smoke_model(**overrides)
@@ -211,7 +212,7 @@ def test_infer_cli_zero_shot_on_real_thick_slice_volumes(shared_data: Path, tmp_
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert source.read_bytes() == before
     lr, sr = nib.load(source), nib.load(out)
-    geometry = detect_slice_axis(mrisr.api.as_volume(source))
+    geometry = detect_slice_axis(as_volume(source))
     axis, inplane = geometry.axis, geometry.inplane_spacing_mm
     n_out = round(lr.shape[axis] * geometry.separation_mm / inplane)
     assert sr.shape == tuple(n_out if d == axis else lr.shape[d] for d in range(3))

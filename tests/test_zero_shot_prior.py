@@ -15,6 +15,7 @@ import torch
 from hydra.utils import instantiate
 
 import mrisr
+from mrisr.io.nifti import as_volume
 from mrisr.core.errors import MrisrInputError
 from mrisr.data.prior import HRSource, RandomProfileBatches, RandomProfilePairsDataModule
 from mrisr.inference import output_grid, run_on_volume
@@ -159,7 +160,7 @@ def test_prior_fit_starts_from_the_weights_and_keeps_the_budget(exported: Path, 
         torch.testing.assert_close(value, weights[name].float(), rtol=0, atol=0)
     assert weights["tail.weight"].abs().sum() > 0  # trained: not the zero-initialised tail of a fresh WDSR
     hr = nib.load(shared_data / "fixtures" / "t2_crop" / "t2.nii.gz")
-    volume = mrisr.api.as_volume(mrisr.simulate(hr, thickness_mm=3.0, gap_mm=1.0, axis=2))
+    volume = as_volume(mrisr.simulate(hr, thickness_mm=3.0, gap_mm=1.0, axis=2))
     geometry = detect_slice_axis(volume)
     grid = output_grid(geometry, volume.shape[geometry.axis])
     started = time.perf_counter()
@@ -214,7 +215,7 @@ def test_inference_runs_in_inference_precision_not_fit_precision(
 
     monkeypatch.setattr(zero_shot, "predict_planes", spy)
     data = np.random.default_rng(0).random((12, 10, 5)).astype(np.float32)
-    volume = mrisr.api.as_volume(nib.Nifti1Image(data, np.diag([1.0, 1.0, 3.0, 1.0])))
+    volume = as_volume(nib.Nifti1Image(data, np.diag([1.0, 1.0, 3.0, 1.0])))
     geometry = detect_slice_axis(volume)
     grid = output_grid(geometry, volume.shape[geometry.axis])
     model.net = model.build_net(3.0)
@@ -227,7 +228,7 @@ def test_inference_runs_in_inference_precision_not_fit_precision(
 
 def test_profile_auto_estimates_kind_and_thickness_once(shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     hr = nib.load(shared_data / "fixtures" / "t2_crop" / "t2.nii.gz")
-    volume = mrisr.api.as_volume(mrisr.simulate(hr, thickness_mm=3.0, gap_mm=1.0, axis=2, profile="slr"))
+    volume = as_volume(mrisr.simulate(hr, thickness_mm=3.0, gap_mm=1.0, axis=2, profile="slr"))
     calls = []
     real = zero_shot.estimate_slice_profile
 

@@ -18,24 +18,15 @@ import numpy as np
 from mrisr.core.errors import MrisrInputError
 from mrisr.degradations.thick_slice import ThickSlice
 from mrisr.eval.image import image_metrics
-from mrisr.inference import VolumeSuperResolver, run_on_volume
+from mrisr.inference import InferenceSettings, VolumeSuperResolver, run_on_volume
 from mrisr.io.geometry import detect_slice_axis
 from mrisr.io.intensity import foreground_percentile
-from mrisr.io.nifti import Volume, load_volume, volume_from_image
+from mrisr.io.nifti import Volume, as_volume
 from mrisr.physics.profiles import FWHMConvention, ProfileKind
 
 log = logging.getLogger(__name__)
 
 ImageLike = str | os.PathLike | nib.Nifti1Image | Volume
-
-
-def as_volume(image: ImageLike, allow_constant: bool = False) -> Volume:
-    """Load/convert ``image`` (path, nibabel image or Volume) into a validated :class:`Volume`."""
-    if isinstance(image, Volume):
-        return image
-    if isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
-        return volume_from_image(image, allow_constant=allow_constant)
-    return load_volume(image, allow_constant=allow_constant)
 
 
 def simulation_axis(volume: Volume, axis: int | Literal["auto"]) -> int:
@@ -129,31 +120,33 @@ def super_resolve(
     target_spacing_mm: float | None = None,
     allow_anisotropic_inplane: bool = False,
     seed: int = 0,
+    estimate_thickness: bool = True,
 ) -> nib.Nifti1Image:
     """Super-resolve ``image`` through-plane onto the isotropic grid (or ``target_spacing_mm``).
 
     Args:
         image: thick-slice volume.
-        model: ``nearest`` / ``linear`` / ``cubic``, a path to a training checkpoint, or any model of the
-            :class:`~mrisr.inference.VolumeSuperResolver` protocol (e.g. a trained :class:`SupervisedSR`, or a
-            :class:`ZeroShotSR`, which is then fitted on ``image``).
+        model: any name that ``infer.py model=<name>`` accepts (``cubic``, ``smore_prior``, ``zoo/…``;
+            :func:`mrisr.app.models.model_names`), a path to a training checkpoint, or any model of the
+            :class:`~mrisr.inference.VolumeSuperResolver` protocol (e.g. a trained system, or a
+            :class:`~mrisr.systems.zero_shot.ZeroShotSR`, which is then fitted on ``image``).
         axis: through-plane axis or ``auto`` (refuses near-isotropic input).
         target_spacing_mm: output spacing along the axis (default: the in-plane spacing).
         allow_anisotropic_inplane: accept unequal in-plane spacings (the finer one becomes the target).
         seed: seed of the generator that per-volume fits and stochastic models draw from.
+        estimate_thickness: estimate an unknown slice thickness from the image (per-volume models).
     """
-    from mrisr.models import load_model
+    from mrisr.app.models import load_model
 
     resolver = load_model(model) if isinstance(model, str) else model
-    result = run_on_volume(
-        resolver,
-        as_volume(image),
+    settings = InferenceSettings(
         axis=axis,
         target_spacing_mm=target_spacing_mm,
         allow_anisotropic_inplane=allow_anisotropic_inplane,
         seed=seed,
+        estimate_thickness=estimate_thickness,
     )
-    return result.sr.to_nifti()
+    return run_on_volume(resolver, as_volume(image), settings).sr.to_nifti()
 
 
 def evaluate(sr: ImageLike, hr: ImageLike, mask: ImageLike | None = None, percentile: float = 99.5) -> dict[str, Any]:

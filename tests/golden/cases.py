@@ -44,12 +44,12 @@ def randomise(module: nn.Module, seed: int, scale: float = 0.05) -> None:
                 param.copy_(torch.randn(param.shape, generator=generator) * scale)
 
 
-def _compose_model(name: str, overrides: list[str] | None = None) -> Any:
+def _compose_model(name: str, overrides: list[str] | None = None, intensity: str = "default") -> Any:
     from hydra.utils import instantiate
 
     from mrisr.utils.config import compose
 
-    cfg = compose("infer", [f"model={name}", *(f"++{o}" for o in overrides or [])])
+    cfg = compose("infer", [f"model={name}", f"intensity={intensity}", *(f"++{o}" for o in overrides or [])])
     return instantiate(cfg.model)
 
 
@@ -59,12 +59,12 @@ def supervised() -> tuple[Any, dict[str, Any]]:
 
 
 def prettier() -> tuple[Any, dict[str, Any]]:
-    model = _compose_model("edsr_smoke")
+    model = _compose_model("edsr_smoke", intensity="prettier")
     return model, {"nets": {"net": model.net}}
 
 
 def adversarial() -> tuple[Any, dict[str, Any]]:
-    model = _compose_model("realesrgan_smoke")
+    model = _compose_model("realesrgan_smoke", intensity="prettier")
     return model, {"nets": {"net": model.net}}
 
 
@@ -118,7 +118,7 @@ def zero_shot_prior_fit() -> tuple[Any, dict[str, Any]]:
 
 
 def prior_alone() -> tuple[Any, dict[str, Any]]:
-    model = _compose_model("smore_prior_pretrain")
+    model = _compose_model("smore_prior_pretrain", intensity="minmax")
     return model, {"nets": {"net": model.net}}
 
 
@@ -157,10 +157,10 @@ def net_weights(case: str, model: Any) -> dict[str, dict[str, torch.Tensor]]:
 
 def run(model: Any) -> Volume:
     """Super-resolve the phantom with ``model`` (seed 0, slice axis 2)."""
-    from mrisr.inference import run_on_volume
+    from mrisr.inference import InferenceSettings, run_on_volume
 
     torch.set_num_threads(1)
-    return run_on_volume(model, phantom(), axis=2, seed=0, estimate_thickness=False).sr
+    return run_on_volume(model, phantom(), InferenceSettings(axis=2, seed=0, estimate_thickness=False)).sr
 
 
 def main() -> None:

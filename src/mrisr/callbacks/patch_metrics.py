@@ -6,7 +6,7 @@ clipped to [0, 1] and scored with :func:`mrisr.eval.patches.patch_metrics`; the 
 ``val/patch_<metric>``.
 
 Test: the whole SR volume of each ``test_step`` output (and the interpolation baselines) and the HR volume are
-divided by the system's own intensity scaling of the LR input (``pl_module.intensity_scaling(lr)``), cut into
+divided by the system's own intensity rule applied to the LR input (``pl_module.intensity``), cut into
 PRETTIER-style pseudo-RGB tiles along the degraded axis (:func:`mrisr.eval.patches.volume_patches`), clipped to
 [0, 1] and scored; the mean over a volume's tiles is one tidy row, and ``test/patch_<metric>`` (and
 ``test/patch_<metric>_<baseline>``) is the mean over test volumes.
@@ -102,7 +102,7 @@ class PatchMetricsCallback(EvaluationCallback):
 
     # ---------------------------------------------------------------- test
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: dict[str, Any]) -> None:
-        scaling = pl_module.intensity_scaling(outputs["lr"])
+        scaling = pl_module.intensity.scaling(outputs["lr"].data, source=outputs["lr"].path)
         hr = outputs["hr"]
         reference = scaling.apply(np.asarray(hr.data, dtype=np.float32))
         channels = self.in_channels or int(getattr(pl_module, "in_channels", 1))

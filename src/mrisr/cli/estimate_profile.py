@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mrisr.api import as_volume
 from mrisr.core.atomic import atomic_path
 from mrisr.core.errors import MrisrInputError
+from mrisr.io.nifti import as_volume
 from mrisr.physics.estimation import estimate_volume_profile
 from mrisr.utils.cli import print_help, print_json_line, run_cli, wants_help
 from mrisr.utils.config import compose

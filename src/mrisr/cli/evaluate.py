@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mrisr.api import as_volume
 from mrisr.core.atomic import check_output_folder, write_rows_atomic
 from mrisr.eval.image import image_metrics
+from mrisr.io.nifti import as_volume
 from mrisr.utils.cli import print_help, print_json_line, run_cli, wants_help
 from mrisr.utils.config import compose
 

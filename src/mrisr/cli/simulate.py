@@ -21,13 +21,13 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from mrisr.api import as_volume, simulate, simulation_axis
+from mrisr.api import simulate, simulation_axis
 from mrisr.core.atomic import check_output_folder, write_json_atomic
 from mrisr.core.errors import MrisrInputError
 from mrisr.degradations.thick_slice import ThickSlice
 from mrisr.io.geometry import detect_slice_axis
 from mrisr.io.intensity import foreground_percentile
-from mrisr.io.nifti import Volume, same_file, save_volume
+from mrisr.io.nifti import Volume, as_volume, same_file, save_volume
 from mrisr.physics.forward import parse_dewey_notation
 from mrisr.utils.cli import print_help, print_json_line, run_cli, wants_help
 from mrisr.utils.config import compose

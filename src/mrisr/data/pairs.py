@@ -24,7 +24,7 @@ from mrisr.degradations.stack import DegradationStack
 from mrisr.degradations.thick_slice import ThickSlice
 from mrisr.inference import OutputGrid, interpolate_volume, output_grid
 from mrisr.io.geometry import SliceGeometry, detect_slice_axis
-from mrisr.io.intensity import foreground_percentile
+from mrisr.io.intensity import IntensityRule
 from mrisr.io.nifti import Volume, load_volume
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,8 @@ def foreground_extent(data: np.ndarray, axis: int, threshold: float = 0.05) -> t
 @dataclass
 class TrainingPair:
     """One HR volume and its LR counterpart on the HR grid (precomputed for deterministic degradations), both
-    divided by the same intensity scale."""
+    scaled by the intensity rule of the LR side (for random degradations, by the HR volume's until each plane's
+    LR side is simulated and the rule's plane correction applied)."""
 
     name: str
     hr: np.ndarray  # (X, Y, Z) float32
@@ -94,6 +95,8 @@ class PlanePatchDataset(Dataset):
         min_foreground: minimum mean HR intensity of a patch (retries up to 20 draws, then accepts the best).
         flips: random flips of rows and columns (the forward model is symmetric).
         degradation: random degradation (``sample_pair``) applied per sample to pairs without precomputed LR.
+        intensity: intensity rule whose plane correction (:meth:`~mrisr.io.intensity.IntensityRule.plane_correction`)
+            gives per-sample degraded pairs the scale of their LR side, as at inference.
     """
 
     def __init__(
@@ -105,9 +108,11 @@ class PlanePatchDataset(Dataset):
         min_foreground: float = 0.05,
         flips: bool = True,
         degradation: Any = None,
+        intensity: IntensityRule | None = None,
     ) -> None:
         self.pairs = list(pairs)
         self.degradation = degradation
+        self.intensity = intensity if intensity is not None else IntensityRule()
         if any(pair.lr_on_hr_grid is None for pair in self.pairs) and degradation is None:
             raise ValueError("pairs without precomputed LR need a degradation with sample_pair()")
         self.patch_size = patch_size
@@ -170,6 +175,10 @@ class PlanePatchDataset(Dataset):
                 torch.from_numpy(np.ascontiguousarray(hr_plane))[None], pair.spacing_mm, generator
             )
             hr_plane, lr_plane = hr_t[0].numpy(), lr_t[0].numpy()
+            # The stack changed the intensity scale (jitter, bias field, noise): rescale so that the LR side follows
+            # the intensity rule, as the LR volume does at inference.
+            correction = self.intensity.plane_correction(hr_plane, lr_plane)
+            hr_plane, lr_plane = hr_plane / correction, lr_plane / correction
         hr, lr = hr_plane[r0 : r0 + p, c0 : c0 + p], lr_plane[r0 : r0 + p, c0 : c0 + p]
         if self.flips:
             if rng.random() < 0.5:
@@ -217,7 +226,7 @@ class SimulatedPairsDataModule(L.LightningDataModule):
         val_patches: fixed validation patches.
         slab_axis: axis along which a shared source is split; must differ from the degradation axis.
         slab_fractions: train/val/test fractions of a shared source.
-        percentile: intensity-normalisation percentile (foreground of the LR volume).
+        intensity: the intensity rule of the network input (LR side), shared with the system through the config.
         num_workers: DataLoader workers.
         seed: seed of patch sampling and noise.
         test_annotations: per test source, files on its HR grid passed to evaluation callbacks as
@@ -236,7 +245,7 @@ class SimulatedPairsDataModule(L.LightningDataModule):
         val_patches: int = 64,
         slab_axis: int = 1,
         slab_fractions: Sequence[float] = (0.7, 0.1, 0.2),
-        percentile: float = 99.5,
+        intensity: IntensityRule | None = None,
         num_workers: int = 0,
         seed: int = 0,
         test_annotations: Mapping[str, Mapping[str, str]] | None = None,
@@ -254,7 +263,7 @@ class SimulatedPairsDataModule(L.LightningDataModule):
         self.val_patches = val_patches
         self.slab_axis = slab_axis
         self.slab_fractions = tuple(slab_fractions)
-        self.percentile = percentile
+        self.intensity = intensity if intensity is not None else IntensityRule()
         self.num_workers = num_workers
         self.seed = seed
         self.test_annotations = {source_name(k): dict(v) for k, v in (test_annotations or {}).items()}
@@ -299,8 +308,8 @@ class SimulatedPairsDataModule(L.LightningDataModule):
         axis = self.degradation.axis
         spacing = float(volume.zooms[axis])
         if self.degradation.is_random:
-            scale = foreground_percentile(volume.data, self.percentile, source=volume.path)
-            return TrainingPair(name, (volume.data / scale).astype(np.float32), None, axis, spacing)
+            scaling = self.intensity.scaling(volume.data, source=volume.path)
+            return TrainingPair(name, scaling.apply(volume.data).astype(np.float32), None, axis, spacing)
         lr = self.degradation(volume, seed=seed)
         if getattr(self.degradation, "output_grid", "lr") == "hr":
             lr_up = lr
@@ -310,11 +319,11 @@ class SimulatedPairsDataModule(L.LightningDataModule):
                 axis=axis, step=spacing / geometry.separation_mm, length=volume.shape[axis], spacing_mm=spacing
             )
             lr_up = interpolate_volume(lr, grid, order=3)
-        scale = foreground_percentile(lr.data, self.percentile, source=volume.path)
+        scaling = self.intensity.scaling(lr.data, source=volume.path)
         return TrainingPair(
             name=name,
-            hr=(volume.data / scale).astype(np.float32),
-            lr_on_hr_grid=(lr_up.data / scale).astype(np.float32),
+            hr=scaling.apply(volume.data).astype(np.float32),
+            lr_on_hr_grid=scaling.apply(lr_up.data).astype(np.float32),
             axis=axis,
             spacing_mm=spacing,
         )
@@ -346,10 +355,20 @@ class SimulatedPairsDataModule(L.LightningDataModule):
             if not train_pairs or not val_pairs:
                 raise ValueError("data: the train and val splits need at least one source each")
             self.train_set = PlanePatchDataset(
-                train_pairs, self.patch_size, self.patches_per_epoch, self.seed, degradation=self.degradation
+                train_pairs,
+                self.patch_size,
+                self.patches_per_epoch,
+                self.seed,
+                degradation=self.degradation,
+                intensity=self.intensity,
             )
             val_source = PlanePatchDataset(
-                val_pairs, self.patch_size, self.val_patches, self.seed + 10_000, degradation=self.degradation
+                val_pairs,
+                self.patch_size,
+                self.val_patches,
+                self.seed + 10_000,
+                degradation=self.degradation,
+                intensity=self.intensity,
             )
             self.val_set = FixedPatchDataset(val_source, self.val_patches)
             log.info(

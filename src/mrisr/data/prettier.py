@@ -40,7 +40,7 @@ from torch.utils.data import Dataset
 from mrisr.core.errors import MrisrInputError
 from mrisr.data.pairs import FixedPatchDataset, SimulatedPairsDataModule, crop_volume
 from mrisr.degradations.stack import DegradationStack
-from mrisr.io.intensity import foreground_percentile
+from mrisr.io.intensity import IntensityRule
 from mrisr.io.nifti import Volume
 from mrisr.io.regrid import resample_to_reference
 
@@ -108,8 +108,7 @@ def thick_slice_pair(
     degradation: DegradationStack,
     axis: int,
     seed: int,
-    percentile: float = 99.5,
-    intensity_headroom: float = 1.25,
+    intensity: IntensityRule,
     foreground_threshold: float = 0.1,
 ) -> ThickSlicePair:
     """Simulate the thick-slice LR of ``volume`` along ``axis`` on the LR grid and scale both (see module docstring).
@@ -163,8 +162,8 @@ def thick_slice_pair(
             f"{name}: LR has {lr.shape[axis]} slices for {volume.shape[axis]} HR voxels at factor {factor}; "
             "the degradation must end on the LR grid (Downsample)"
         )
-    scale = intensity_headroom * foreground_percentile(lr.data, percentile, source=volume.path)
-    hr = (volume.data / scale).astype(np.float32)
+    scaling = intensity.scaling(lr.data, source=volume.path)
+    hr = scaling.apply(volume.data).astype(np.float32)
     centres = np.argwhere(hr > foreground_threshold)
     if len(centres) == 0:
         centres = np.argwhere(hr > 0)
@@ -174,10 +173,10 @@ def thick_slice_pair(
     return ThickSlicePair(
         name=f"{name}[axis {axis}]",
         hr=hr,
-        lr=(lr.data / scale).astype(np.float32),
+        lr=scaling.apply(lr.data).astype(np.float32),
         axis=axis,
         factor=factor,
-        scale=scale,
+        scale=scaling.scale,
         centres=centres.astype(np.int64),
     )
 
@@ -286,8 +285,8 @@ class PrettierPairsDataModule(SimulatedPairsDataModule):
         patches_per_epoch: training samples per epoch.
         val_patches: fixed validation patches.
         slab_axis, slab_fractions: splitting of a source shared by several splits.
-        percentile: intensity percentile of the LR foreground.
-        intensity_headroom: the scale is ``intensity_headroom`` × that percentile (PRETTIER 1.25).
+        intensity: the intensity rule of the LR side (PRETTIER: 1.25 × the LR foreground P99.5,
+            ``conf/intensity/prettier.yaml``); shared with the system through the config.
         foreground_threshold: minimum scaled HR intensity of a patch centre.
         num_workers: DataLoader workers.
         seed: seed of the degradation and of patch sampling.
@@ -308,8 +307,7 @@ class PrettierPairsDataModule(SimulatedPairsDataModule):
         val_patches: int = 64,
         slab_axis: int = 1,
         slab_fractions: Sequence[float] = (0.7, 0.1, 0.2),
-        percentile: float = 99.5,
-        intensity_headroom: float = 1.25,
+        intensity: IntensityRule | None = None,
         foreground_threshold: float = 0.1,
         num_workers: int = 0,
         seed: int = 0,
@@ -326,7 +324,7 @@ class PrettierPairsDataModule(SimulatedPairsDataModule):
             val_patches=val_patches,
             slab_axis=slab_axis,
             slab_fractions=slab_fractions,
-            percentile=percentile,
+            intensity=intensity,
             num_workers=num_workers,
             seed=seed,
             test_annotations=test_annotations,
@@ -335,12 +333,9 @@ class PrettierPairsDataModule(SimulatedPairsDataModule):
             raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
         if not axes or any(a not in (0, 1, 2) for a in axes):
             raise ValueError(f"axes must be a non-empty subset of (0, 1, 2), got {axes}")
-        if intensity_headroom <= 0 or not math.isfinite(intensity_headroom):
-            raise ValueError(f"intensity_headroom must be > 0, got {intensity_headroom}")
         self.hr_patch = hr_patch
         self.in_channels = in_channels
         self.axes = tuple(int(a) for a in axes)
-        self.intensity_headroom = intensity_headroom
         self.foreground_threshold = foreground_threshold
 
     def _pairs(self, volumes: Mapping[str, Volume], seed: int) -> list[ThickSlicePair]:
@@ -351,8 +346,7 @@ class PrettierPairsDataModule(SimulatedPairsDataModule):
                 self.degradation,
                 axis,
                 seed=seed + 100 * i + axis,
-                percentile=self.percentile,
-                intensity_headroom=self.intensity_headroom,
+                intensity=self.intensity,
                 foreground_threshold=self.foreground_threshold,
             )
             for i, (name, volume) in enumerate(volumes.items())

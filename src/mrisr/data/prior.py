@@ -30,7 +30,7 @@ from mrisr.core.errors import MrisrInputError
 from mrisr.data.pairs import EpochSampler
 from mrisr.data.sources import load_source, source_name
 from mrisr.data.zero_shot import PatchGeometry, Sampling, SelfTrainingPairs
-from mrisr.io.intensity import minmax_scaling
+from mrisr.io.intensity import IntensityRule
 from mrisr.physics.profiles import FWHMConvention, kernel_fwhm_voxels, slice_kernel
 
 log = logging.getLogger(__name__)
@@ -69,8 +69,8 @@ class HRSource:
     spacing_mm: float
 
 
-def load_hr_source(source: str) -> HRSource:
-    """Load one HR source (a NIfTI path or ``mni152``), normalised to [0, 1] like the per-volume fit's input.
+def load_hr_source(source: str, intensity: IntensityRule) -> HRSource:
+    """Load one HR source (a NIfTI path or ``mni152``), scaled by ``intensity`` like the per-volume fit's input.
 
     Raises:
         MrisrInputError: the volume is not (near-)isotropic.
@@ -83,7 +83,7 @@ def load_hr_source(source: str) -> HRSource:
             f"voxel spacing {np.round(spacing, 3).tolist()} mm is not isotropic",
             "pretrain only on isotropic high-resolution volumes",
         )
-    scaling = minmax_scaling(volume.data, source=volume.path)
+    scaling = intensity.scaling(volume.data, source=volume.path)
     data = scaling.apply(volume.data.astype(np.float32)).astype(np.float32)
     return HRSource(source_name(source), np.ascontiguousarray(data), float(spacing.mean()))
 
@@ -207,6 +207,7 @@ class RandomProfilePairsDataModule(L.LightningDataModule):
         sampling: patch-centre sampling (``gradient`` as in the fit, or ``uniform``).
         sampling_sigma: Gaussian σ (voxels) of the gradient sampling.
         seed: base seed of all draws.
+        intensity: the intensity rule of the per-volume fit (min–max to [0, 1], SMORE's), the system's.
     """
 
     def __init__(
@@ -227,8 +228,10 @@ class RandomProfilePairsDataModule(L.LightningDataModule):
         sampling: Sampling = "gradient",
         sampling_sigma: float = 1.0,
         seed: int = 0,
+        intensity: IntensityRule | None = None,
     ) -> None:
         super().__init__()
+        self.intensity = intensity if intensity is not None else IntensityRule(kind="minmax")
         if not train or not val:
             raise MrisrInputError(None, "the prior needs train and val HR sources", "list them in data.train/val")
         bad = [p for p in profiles if p not in ("slr", "gaussian", "rect")]
@@ -273,7 +276,7 @@ class RandomProfilePairsDataModule(L.LightningDataModule):
             return
         loaded: dict[str, HRSource] = {}
         for source in dict.fromkeys(self.train_sources + self.val_sources):
-            loaded[source] = load_hr_source(source)
+            loaded[source] = load_hr_source(source, self.intensity)
         self.train_set = RandomProfileBatches(
             [loaded[s] for s in self.train_sources], length=self.batches_per_epoch, seed=self.seed, **self.options
         )

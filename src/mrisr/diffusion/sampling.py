@@ -21,7 +21,7 @@ from torch import nn
 from mrisr.core.errors import MrisrInputError
 from mrisr.diffusion.schedulers import Sampler
 
-__all__ = ["Denoiser", "eval_mode", "sample", "slice_coherent_noise"]
+__all__ = ["Denoiser", "eval_mode", "from_signed", "sample", "slice_coherent_noise", "to_signed"]
 
 #: ``denoiser(x_t (B, C, H, W), condition (B, C_c, H, W), timesteps (B,)) -> model output (B, C, H, W)``.
 Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -138,3 +138,13 @@ def sample(
                 output = denoiser(model_input, condition, timesteps)
             x = sampler.step(scheduler, output.float(), t, x, generator=generator)
     return x.clamp(-1.0, 1.0)
+
+
+def to_signed(x: torch.Tensor) -> torch.Tensor:
+    """[0, 1]-normalised intensities → [−1, 1] (values outside [0, 1] are clamped first)."""
+    return x.clamp(0.0, 1.0) * 2.0 - 1.0
+
+
+def from_signed(x: torch.Tensor) -> torch.Tensor:
+    """[−1, 1] → [0, 1] (inverse of :func:`to_signed` on its range)."""
+    return (x + 1.0) * 0.5

@@ -8,6 +8,11 @@ share one policy for volumes without foreground: they are refused with a :class:
 
 Zero-shot models rescale their input to [0, 1] by its minimum and maximum instead (SMORE, Zhao et al. 2021);
 :func:`minmax_scaling` is that rule, with the same refusal of constant volumes.
+
+:class:`IntensityRule` is how a model maps raw intensities to its network's scale. It is configured once per run
+(``conf/intensity/``) and the same object reaches the data module that makes training pairs, the system that
+super-resolves, and the callbacks that score on the network's scale. Its scale is always a statistic of the network's
+*input* (the LR volume), because that is all there is at inference; training pairs are scaled by their LR side too.
 """
 
 from __future__ import annotations
@@ -16,12 +21,20 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from mrisr.core.errors import MrisrInputError
 
-__all__ = ["DEFAULT_PERCENTILE", "IntensityScaling", "foreground_percentile", "minmax_scaling", "percentile_scaling"]
+__all__ = [
+    "DEFAULT_PERCENTILE",
+    "IntensityRule",
+    "IntensityScaling",
+    "foreground_percentile",
+    "minmax_scaling",
+    "percentile_scaling",
+]
 
 #: Percentile of the foreground mapped to 1 (docs/evaluation.md §1).
 DEFAULT_PERCENTILE = 99.5
@@ -114,3 +127,58 @@ def minmax_scaling(data: np.ndarray, source: str | os.PathLike[str] | None = Non
             "check the image",
         )
     return IntensityScaling(offset=low, scale=high - low)
+
+
+@dataclass(frozen=True)
+class IntensityRule:
+    """How a model maps raw intensities to its network's scale (module docstring).
+
+    Attributes:
+        kind: ``percentile`` — offset 0, scale = ``headroom`` × the ``percentile``-th percentile of the foreground
+            (voxels > 0) of the network input; ``minmax`` — the input's minimum → 0 and maximum → 1 (SMORE).
+        percentile: foreground percentile of the ``percentile`` rule (docs/evaluation.md §1).
+        headroom: multiple of that percentile mapped to 1 (PRETTIER: 1.25, so the brightest voxels stay below 1).
+    """
+
+    kind: Literal["percentile", "minmax"] = "percentile"
+    percentile: float = DEFAULT_PERCENTILE
+    headroom: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("percentile", "minmax"):
+            raise ValueError(f"intensity rule kind must be 'percentile' or 'minmax', got {self.kind!r}")
+        if not 0.0 < float(self.percentile) <= 100.0:
+            raise ValueError(f"intensity percentile must be in (0, 100], got {self.percentile}")
+        if not (math.isfinite(float(self.headroom)) and float(self.headroom) > 0):
+            raise ValueError(f"intensity headroom must be > 0, got {self.headroom}")
+
+    def scaling(self, data: np.ndarray, source: str | os.PathLike[str] | None = None) -> IntensityScaling:
+        """The scaling of a network input ``data`` (a whole LR volume at inference, the LR side of a training pair).
+
+        Raises:
+            MrisrInputError: empty foreground (``percentile``) or a constant volume (``minmax``).
+        """
+        if self.kind == "minmax":
+            return minmax_scaling(data, source=source)
+        value = foreground_percentile(data, float(self.percentile), source=source)
+        return IntensityScaling(offset=0.0, scale=float(self.headroom) * value)
+
+    def plane_correction(self, hr_plane: np.ndarray, lr_plane: np.ndarray) -> float:
+        """Factor by which a training pair degraded plane by plane must be divided to follow this rule.
+
+        Pairs whose LR side is simulated per plane from an HR volume already on the rule's scale (random degradation
+        stacks) have the HR volume's scale, not the LR volume's that inference will use. The LR-to-HR ratio of the
+        rule's statistic, taken on the plane where both exist, carries the LR volume's scale over: dividing both
+        planes by it gives the LR side the rule's scale, as at inference. 1 when either plane has no foreground, and
+        always 1 for ``minmax`` (whose offset a ratio cannot carry).
+        """
+        if self.kind != "percentile":
+            return 1.0
+        hr, lr = np.asarray(hr_plane), np.asarray(lr_plane)
+        hr_fg, lr_fg = hr[hr > 0], lr[lr > 0]
+        if hr_fg.size == 0 or lr_fg.size == 0:
+            return 1.0
+        ratio = float(np.percentile(lr_fg.astype(np.float64), float(self.percentile))) / float(
+            np.percentile(hr_fg.astype(np.float64), float(self.percentile))
+        )
+        return ratio if math.isfinite(ratio) and ratio > 0 else 1.0

@@ -33,7 +33,7 @@ from nibabel.filebasedimages import ImageFileError
 from mrisr.core.atomic import atomic_path
 from mrisr.core.errors import MrisrInputError
 
-__all__ = ["Volume", "header_to_mm", "load_volume", "same_file", "save_volume", "volume_from_image"]
+__all__ = ["Volume", "as_volume", "header_to_mm", "load_volume", "same_file", "save_volume", "volume_from_image"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -326,6 +326,15 @@ def volume_from_image(
             )
     out = _cast(data, np.dtype(dtype), label)
     return Volume(data=out, affine=affine, header=header, path=label)
+
+
+def as_volume(image: PathLike | nib.Nifti1Image | nib.Nifti2Image | Volume, allow_constant: bool = False) -> Volume:
+    """Load/convert ``image`` (path, nibabel image or :class:`Volume`) into a validated :class:`Volume`."""
+    if isinstance(image, Volume):
+        return image
+    if isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
+        return volume_from_image(image, allow_constant=allow_constant)
+    return load_volume(image, allow_constant=allow_constant)
 
 
 def _check_shape(shape: tuple[int, ...], label: Path | None) -> tuple[int, int, int]:

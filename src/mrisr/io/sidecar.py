@@ -1,73 +1,26 @@
-"""Slice thickness of a thick-slice input: argument → JSON sidecar → image estimate → separation (docs/physics.md §4).
+"""BIDS / dcm2niix JSON sidecars of NIfTI images: where they are, how they are read and written.
 
 A NIfTI header stores the slice *separation* S (``pixdim`` along the slice axis) but not the slice *thickness* T (the
-FWHM of the slice profile); with gaps T < S. :func:`resolve_thickness` takes T from the first source that has it:
-
-1. the explicit argument (a user or config value);
-2. a BIDS / dcm2niix JSON sidecar beside the image (``<stem>.json`` for ``<stem>.nii[.gz]``), key ``SliceThickness``
-   (DICOM 0018,0050); its ``SpacingBetweenSlices`` (DICOM 0018,0088), when present, must agree with the NIfTI
-   separation;
-3. an estimate from the image itself (:func:`mrisr.physics.estimation.estimate_slice_profile`, or any callable);
-4. the separation (T = S, no gap), with a logged warning, the project-wide default (docs/physics.md §1).
-
-Every value, whatever its source, must be finite, > 0 and ≤ :data:`MAX_THICKNESS_RATIO` × S; a sidecar that cannot be
-read or whose values are not numbers raises :class:`~mrisr.core.errors.MrisrInputError` naming the file and the key.
+FWHM of the slice profile); with gaps T < S. DICOM keeps both, and converters such as dcm2niix write them into a JSON
+sidecar beside the image (``<stem>.json``): ``SliceThickness`` (DICOM 0018,0050) and ``SpacingBetweenSlices``
+(0018,0088). :func:`sidecar_number` reads such a key strictly; :func:`write_acquisition_sidecar` writes both keys for
+a simulated acquisition, so that a thick-slice volume made by mrisr carries its thickness like a scanner's would.
+How the thickness of an input is resolved from this and other sources is :mod:`mrisr.inference.acquisition`.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import math
 import numbers
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from mrisr.core.atomic import write_json_atomic
 from mrisr.core.errors import MrisrInputError
-from mrisr.io.geometry import SliceGeometry
-from mrisr.io.nifti import Volume
 
-__all__ = [
-    "MAX_THICKNESS_RATIO",
-    "SPACING_TOLERANCE",
-    "ThicknessResolution",
-    "ThicknessSource",
-    "read_sidecar",
-    "resolve_thickness",
-    "sidecar_path",
-]
-
-log = logging.getLogger(__name__)
-
-ThicknessSource = Literal["argument", "sidecar", "estimate", "separation"]
-
-#: Largest accepted thickness as a multiple of the slice separation (heavily overlapping slices beyond that are
-#: implausible and usually a unit or key mix-up).
-MAX_THICKNESS_RATIO: float = 3.0
-
-#: Largest accepted relative difference between the sidecar's ``SpacingBetweenSlices`` and the NIfTI separation.
-SPACING_TOLERANCE: float = 0.10
-
-#: Estimator hook: ``(volume, geometry) -> thickness in mm`` (a float, or an object with a ``fwhm_mm`` attribute).
-ThicknessEstimator = Callable[[Volume, SliceGeometry], Any]
-
-
-@dataclass(frozen=True)
-class ThicknessResolution:
-    """Where the slice thickness came from.
-
-    Attributes:
-        thickness_mm: slice thickness T (FWHM of the slice profile), mm.
-        source: ``argument``, ``sidecar``, ``estimate`` or ``separation``.
-        detail: one human-readable line (file and key, estimator summary, or why the separation was used).
-    """
-
-    thickness_mm: float
-    source: ThicknessSource
-    detail: str
+__all__ = ["read_sidecar", "sidecar_number", "sidecar_path", "write_acquisition_sidecar"]
 
 
 def sidecar_path(input_path: str | os.PathLike[str]) -> Path:
@@ -111,7 +64,7 @@ def read_sidecar(path: str | os.PathLike[str]) -> dict[str, Any]:
     return record
 
 
-def _sidecar_number(record: dict[str, Any], key: str, path: Path) -> float | None:
+def sidecar_number(record: dict[str, Any], key: str, path: Path) -> float | None:
     """``record[key]`` as a finite positive float, None when absent; errors name the file and the key."""
     if key not in record or record[key] is None:
         return None
@@ -129,119 +82,24 @@ def _sidecar_number(record: dict[str, Any], key: str, path: Path) -> float | Non
     return number
 
 
-def _check_thickness(
-    thickness: float, separation: float, label: str | os.PathLike[str] | None, what: str, fix: str
-) -> float:
-    if isinstance(thickness, bool) or not isinstance(thickness, numbers.Real):
-        raise MrisrInputError(label, f"{what} is not a number ({thickness!r})", fix)
-    value = float(thickness)
-    if not math.isfinite(value) or value <= 0:
-        raise MrisrInputError(label, f"{what} = {thickness!r} is not a positive length in mm", fix)
-    if value > MAX_THICKNESS_RATIO * separation:
-        raise MrisrInputError(
-            label,
-            f"{what} = {value:g} mm exceeds {MAX_THICKNESS_RATIO:g} x the slice separation {separation:g} mm",
-            fix,
-        )
-    return value
+def write_acquisition_sidecar(
+    image_path: str | os.PathLike[str], thickness_mm: float, separation_mm: float, extra: dict[str, Any] | None = None
+) -> Path:
+    """Write the BIDS sidecar ``<stem>.json`` of ``image_path`` with ``SliceThickness`` and ``SpacingBetweenSlices``.
 
-
-def _estimated_thickness(
-    estimate: bool | ThicknessEstimator, volume: Volume, geometry: SliceGeometry
-) -> tuple[float, str]:
-    if estimate is True:
-        from mrisr.physics.estimation import estimate_slice_profile
-
-        result = estimate_slice_profile(
-            volume.data,
-            axis=geometry.axis,
-            separation_mm=geometry.separation_mm,
-            inplane_spacing_mm=geometry.inplane_spacing_mm,
-        )
-        return result.fwhm_mm, result.summary()
-    value = estimate(volume, geometry)
-    thickness = getattr(value, "fwhm_mm", value)
-    name = getattr(estimate, "__name__", type(estimate).__name__)
-    return thickness, f"estimated by {name}"
-
-
-def resolve_thickness(
-    input_path: str | os.PathLike[str] | None,
-    volume: Volume,
-    geometry: SliceGeometry,
-    thickness_mm: float | None = None,
-    estimate: bool | ThicknessEstimator = False,
-) -> ThicknessResolution:
-    """Slice thickness T of ``volume`` from the first source that has it (module docstring).
+    An existing sidecar is updated (its other keys kept); the file is written atomically.
 
     Args:
-        input_path: the image file (its sidecar is ``<stem>.json``); None for in-memory volumes (no sidecar).
-        volume: the thick-slice volume (only read when estimating).
-        geometry: its slice geometry (:func:`~mrisr.io.geometry.detect_slice_axis`); S = ``geometry.separation_mm``.
-        thickness_mm: explicit thickness (mm); wins over every other source.
-        estimate: False (skip), True (the built-in estimator on ``volume``) or a callable
-            ``(volume, geometry) -> thickness_mm`` (a float or an object with ``fwhm_mm``).
+        image_path: the NIfTI image the sidecar describes.
+        thickness_mm: slice thickness T (FWHM of the slice profile), mm.
+        separation_mm: slice separation S (centre-to-centre distance), mm.
+        extra: further keys to record.
 
     Returns:
-        :class:`ThicknessResolution`.
-
-    Raises:
-        MrisrInputError: an invalid argument or estimate (not finite, ≤ 0, > 3 × S); a sidecar that cannot be read,
-            is not a JSON object, holds a non-numeric / non-positive ``SliceThickness`` or ``SpacingBetweenSlices``,
-            a ``SliceThickness`` > 3 × S, or a ``SpacingBetweenSlices`` that differs from S by more than 10 %.
+        The sidecar path.
     """
-    separation = float(geometry.separation_mm)
-    label = None if input_path is None else Path(input_path)
-    if thickness_mm is not None:
-        value = _check_thickness(
-            thickness_mm, separation, label, "the given slice thickness", "pass the slice thickness in mm"
-        )
-        return ThicknessResolution(value, "argument", f"thickness {value:g} mm given explicitly")
-
-    if label is not None:
-        side = sidecar_path(label)
-        if side.is_file():
-            record = read_sidecar(side)
-            spacing = _sidecar_number(record, "SpacingBetweenSlices", side)
-            if spacing is not None and abs(spacing - separation) > SPACING_TOLERANCE * separation:
-                raise MrisrInputError(
-                    side,
-                    f"sidecar key 'SpacingBetweenSlices' = {spacing:g} mm contradicts the NIfTI slice separation "
-                    f"{separation:g} mm along axis {geometry.axis} (differs by more than {SPACING_TOLERANCE:.0%})",
-                    "check that the sidecar belongs to this image (or that the image was not resampled), "
-                    "or pass the thickness explicitly",
-                )
-            thickness = _sidecar_number(record, "SliceThickness", side)
-            if thickness is not None:
-                value = _check_thickness(
-                    thickness,
-                    separation,
-                    side,
-                    "sidecar key 'SliceThickness'",
-                    "fix SliceThickness in the sidecar (mm) or pass the thickness explicitly",
-                )
-                detail = f"SliceThickness = {value:g} mm from {side}"
-                if spacing is not None:
-                    detail += f" (SpacingBetweenSlices = {spacing:g} mm)"
-                log.info("%s: slice thickness %s", label, detail)
-                return ThicknessResolution(value, "sidecar", detail)
-
-    if estimate is not False:
-        thickness, detail = _estimated_thickness(estimate, volume, geometry)
-        value = _check_thickness(
-            thickness,
-            separation,
-            label,
-            "the estimated slice thickness",
-            "pass the slice thickness explicitly (thickness=...)",
-        )
-        log.info("%s: slice thickness %.3g mm estimated from the image (%s)", label or "input", value, detail)
-        return ThicknessResolution(value, "estimate", detail)
-
-    log.warning(
-        "%s: slice thickness unknown (no argument, no SliceThickness in a sidecar, no estimate); using the slice "
-        "separation %.4g mm (no gap). Pass the thickness if the slices have gaps.",
-        label or "input",
-        separation,
-    )
-    return ThicknessResolution(separation, "separation", f"slice separation {separation:g} mm (thickness unknown)")
+    path = sidecar_path(image_path)
+    record = read_sidecar(path) if path.is_file() else {}
+    record.update(extra or {})
+    record.update(SliceThickness=float(thickness_mm), SpacingBetweenSlices=float(separation_mm))
+    return write_json_atomic(record, path)

@@ -57,6 +57,7 @@ import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -69,14 +70,20 @@ from mrisr.nets.ncnn_weights import parse_param, read_convolutions, rrdbnet_stat
 
 __all__ = [
     "NCNN_WEIGHTS",
+    "PRETRAIN_COMMAND",
+    "SHIPPED_WEIGHTS",
     "WEIGHTS_EXTRA_FIX",
+    "WEIGHTS_FORMAT",
     "WRAPPER_KEYS",
     "NcnnPackageWeights",
     "cache_dir",
     "load_ncnn_rrdbnet",
+    "load_net_weights",
     "load_pretrained",
     "map_basicsr_edsr_keys",
     "read_checkpoint",
+    "read_weights",
+    "resolve_weights",
 ]
 
 # Wrapper keys tried by checkpoint_key="auto", in order of preference (EMA weights are what Real-ESRGAN releases for
@@ -581,3 +588,88 @@ def _few(items: list[str], n: int = 4) -> str:
         return "none"
     shown = ", ".join(items[:n])
     return f"[{shown}{', …' if len(items) > n else ''}] ({len(items)})"
+
+
+# ------------------------------------------------------------------------------------ weights files of mrisr
+#: Package folder of shipped weights and the file names in it (``init_weights: smore_prior``).
+WEIGHTS_PACKAGE = "mrisr.nets"
+SHIPPED_WEIGHTS: dict[str, str] = {"smore_prior": "weights/smore_prior.pt"}
+#: Format tag of exported weights files.
+WEIGHTS_FORMAT = "mrisr-net-weights/1"
+#: How the shipped prior is made (shown when the file is missing).
+PRETRAIN_COMMAND = (
+    "python train.py experiment=smore_prior_pretrain && "
+    "python -m mrisr.cli.export_prior ckpt=<run dir>/checkpoints/last.ckpt"
+)
+
+
+def resolve_weights(init_weights: str) -> Path:
+    """The weights file named by ``init_weights``: a shipped name (:data:`SHIPPED_WEIGHTS`) or a file path.
+
+    Raises:
+        MrisrInputError: the file does not exist (for a shipped name: how to make it).
+    """
+    if init_weights in SHIPPED_WEIGHTS:
+        path = Path(str(resources.files(WEIGHTS_PACKAGE).joinpath(SHIPPED_WEIGHTS[init_weights])))
+        if not path.is_file():
+            raise MrisrInputError(
+                path,
+                f"the pretrained weights '{init_weights}' are not installed",
+                f"make them with `{PRETRAIN_COMMAND}`, or pass init_weights=<file.pt>",
+            )
+        return path
+    path = Path(init_weights)
+    if not path.is_file():
+        known = ", ".join(SHIPPED_WEIGHTS)
+        raise MrisrInputError(path, "weights file not found", f"pass a file written by export_prior or one of: {known}")
+    return path
+
+
+def read_weights(path: str | Path) -> dict[str, Any]:
+    """Read an exported weights file (``{"format", "state_dict", "net", "provenance"}``; tensors as stored).
+
+    Raises:
+        MrisrInputError: not readable, or not a weights file of this format.
+    """
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise MrisrInputError(
+            path, f"not a readable weights file ({type(err).__name__})", "pass a file written by export_prior"
+        ) from err
+    if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT or "state_dict" not in payload:
+        raise MrisrInputError(path, f"not an {WEIGHTS_FORMAT} weights file", "pass a file written by export_prior")
+    return payload
+
+
+def load_net_weights(net: nn.Module, path: str | Path) -> dict[str, Any]:
+    """Load the weights file ``path`` strictly into ``net`` (cast to the net's dtypes); returns the file's payload.
+
+    Raises:
+        MrisrInputError: unreadable file, or weights whose names or shapes do not match ``net`` (one line naming the
+            first differences).
+    """
+    payload = read_weights(path)
+    weights: dict[str, torch.Tensor] = payload["state_dict"]
+    own = net.state_dict()
+    missing = sorted(set(own) - set(weights))
+    unexpected = sorted(set(weights) - set(own))
+    shapes = [k for k in own if k in weights and tuple(own[k].shape) != tuple(weights[k].shape)]
+    if missing or unexpected or shapes:
+        details = []
+        if missing:
+            details.append(f"missing {', '.join(missing[:3])}")
+        if unexpected:
+            details.append(f"unexpected {', '.join(unexpected[:3])}")
+        if shapes:
+            k = shapes[0]
+            details.append(f"{k} is {tuple(weights[k].shape)} in the file, {tuple(own[k].shape)} in the network")
+        described = payload.get("net", {})
+        raise MrisrInputError(
+            path,
+            f"weights do not match the network ({'; '.join(details)}; the file was made for {described})",
+            "use the network config the weights were exported with (model.net.*), or other weights",
+        )
+    net.load_state_dict({k: v.to(own[k].dtype) for k, v in weights.items()}, strict=True)
+    return payload

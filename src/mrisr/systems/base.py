@@ -5,9 +5,11 @@
   ``nn.Module``, a method label from the config, the resolved run config stored in every checkpoint (so a model is
   rebuilt from the file alone), and whole test volumes kept in host memory.
 * :class:`SRSystem` — a super-resolution system: the test-step contract that the evaluation callbacks consume
-  (the batch plus ``sr``, the super-resolved :class:`~mrisr.io.nifti.Volume`, and ``method``), the inference
-  protocol and inference options of :mod:`mrisr.inference`, and intensity normalisation through
-  :mod:`mrisr.io.intensity`.
+  (the batch plus ``sr``, the super-resolved :class:`~mrisr.io.nifti.Volume`, ``uncertainty`` and ``method``), the
+  inference protocol and inference options of :mod:`mrisr.inference`, the intensity rule
+  (:class:`~mrisr.io.intensity.IntensityRule`, shared with the data module through the config) and the inferer the
+  system declares (:meth:`SRSystem.inferer`). Systems train; how a volume is super-resolved lives in
+  :mod:`mrisr.inference`.
 """
 
 from __future__ import annotations
@@ -17,13 +19,11 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import lightning as L
-import numpy as np
 import torch
 from torch import nn
 
-from mrisr.inference import InferenceProtocol, OutputGrid
-from mrisr.io.geometry import SliceGeometry
-from mrisr.io.intensity import DEFAULT_PERCENTILE, IntensityScaling, percentile_scaling
+from mrisr.inference import InferenceProtocol, Inferer
+from mrisr.io.intensity import IntensityRule
 from mrisr.io.nifti import Volume
 
 __all__ = ["BaseSystem", "OptimizerFactory", "SRSystem", "SchedulerFactory"]
@@ -104,13 +104,14 @@ class BaseSystem(L.LightningModule):
 
 
 class SRSystem(BaseSystem):
-    """Base of super-resolution systems: test-step contract, inference protocol, intensity normalisation.
+    """Base of super-resolution systems: test-step contract, inference protocol, intensity rule, inferer.
 
-    Subclasses implement :meth:`super_resolve` (and :meth:`fit_volume` when their protocol fits per volume).
+    Subclasses implement :meth:`inferer`.
 
     Args:
         optimizer, scheduler, scheduler_interval, loss, method: see :class:`BaseSystem`.
-        percentile: foreground percentile mapped to intensity 1 (docs/evaluation.md §1); must match the data.
+        intensity: the intensity rule of the network's input (raw → network scale); the same rule object as the data
+            module's (``${intensity}`` in the config), ``None`` = :class:`~mrisr.io.intensity.IntensityRule` defaults.
         inference_batch_size: planes per forward pass when super-resolving a volume.
     """
 
@@ -124,11 +125,13 @@ class SRSystem(BaseSystem):
         scheduler_interval: str = "step",
         loss: nn.Module | None = None,
         method: str | None = None,
-        percentile: float = DEFAULT_PERCENTILE,
+        intensity: IntensityRule | None = None,
         inference_batch_size: int = 16,
     ) -> None:
         super().__init__(optimizer, scheduler, scheduler_interval, loss, method)
-        self.percentile = percentile
+        self.intensity = intensity if intensity is not None else IntensityRule()
+        if not isinstance(self.intensity, IntensityRule):
+            raise ValueError(f"intensity must be an IntensityRule, got {self.intensity!r}")
         self.inference_batch_size = inference_batch_size
         self.validate_inference_options()
 
@@ -137,14 +140,8 @@ class SRSystem(BaseSystem):
         if int(self.inference_batch_size) < 1:
             raise ValueError(f"inference_batch_size must be ≥ 1, got {self.inference_batch_size}")
 
-    def intensity_scaling(self, volume: Volume) -> IntensityScaling:
-        """How the input's intensities are normalised for the network (default: the foreground percentile)."""
-        return percentile_scaling(volume.data, self.percentile, source=volume.path)
-
-    def super_resolve(
-        self, volume: Volume, geometry: SliceGeometry, grid: OutputGrid, generator: torch.Generator | None = None
-    ) -> Volume:
-        """The super-resolved volume on ``grid`` (its affine overlays ``volume`` in world coordinates)."""
+    def inferer(self) -> Inferer:
+        """How this system super-resolves a volume (an inferer of :mod:`mrisr.inference`, bound to its networks)."""
         raise NotImplementedError
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
@@ -154,11 +151,5 @@ class SRSystem(BaseSystem):
         order in which processes see the volumes.
         """
         generator = torch.Generator().manual_seed(int(batch_idx))
-        sr = self.super_resolve(batch["lr"], batch["geometry"], batch["grid"], generator=generator)
-        return {**batch, "sr": sr, "method": self.method}
-
-    @staticmethod
-    def restored(data: np.ndarray, scaling: IntensityScaling, like: Volume) -> Volume:
-        """A float32 volume of ``data`` mapped back to raw intensities, with ``like``'s affine and header."""
-        out = scaling.invert(data).astype(np.float32)
-        return Volume(data=out, affine=like.affine, header=like.header, path=None)
+        output = self.inferer()(batch["lr"], batch["geometry"], batch["grid"], generator)
+        return {**batch, "sr": output.sr, "uncertainty": output.uncertainty, "method": self.method}

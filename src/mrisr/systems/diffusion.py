@@ -13,24 +13,17 @@ degraded on the fly onto the HR grid (:class:`mrisr.data.pairs.SimulatedPairsDat
 An exponential moving average of the weights (:class:`mrisr.diffusion.ema.EMA`) is updated after every optimiser step
 and used for validation, testing and inference; it is part of the checkpoint.
 
-Volume inference (docs/models.md §3.5): cubic same-FOV resampling onto the output grid, per-volume intensity
-normalisation, reverse diffusion on every plane that contains the through-plane axis with one noise map per volume
-(shared by all its planes, which keeps neighbouring planes consistent), optionally a second pass over the orthogonal
-plane orientation (averaged), and ``samples`` independent draws whose per-voxel standard deviation is kept as an
-uncertainty map (:attr:`DiffusionSR.last_uncertainty`).
+Volume inference is the diffusion inferer (:class:`mrisr.inference.diffusion.DiffusionPlaneInferer`): one noise map
+per volume, orientation and draw; ``samples`` draws whose per-voxel SD is an uncertainty map; one or two passes.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-import nibabel as nib
-import numpy as np
 import torch
-import torch.nn.functional as F
 from hydra.utils import instantiate
 from torch import nn
 from torchmetrics import MeanMetric
@@ -38,17 +31,14 @@ from torchmetrics import MeanMetric
 from mrisr.core.errors import MrisrInputError
 from mrisr.diffusion.ema import EMA
 from mrisr.diffusion.residual import ResidualPrediction, residual_timesteps, residual_training_target, sample_residual
-from mrisr.diffusion.sampling import sample, slice_coherent_noise
+from mrisr.diffusion.sampling import from_signed, sample, slice_coherent_noise, to_signed
 from mrisr.diffusion.schedulers import DDIMSampler, PredictionType, Sampler, ddpm_scheduler, diffusion_training_target
-from mrisr.diffusion.uncertainty import sample_statistics
-from mrisr.inference import OutputGrid, interpolate_volume
-from mrisr.io.geometry import SliceGeometry
-from mrisr.io.intensity import DEFAULT_PERCENTILE
-from mrisr.io.nifti import Volume
+from mrisr.inference.diffusion import DiffusionPlaneInferer
+from mrisr.io.intensity import IntensityRule
 from mrisr.nets.diffusion_unet import ConditionalUNet
 from mrisr.systems.base import OptimizerFactory, SchedulerFactory, SRSystem
 
-__all__ = ["AUTOCAST_DTYPES", "DiffusionSR", "ResidualSampler", "from_signed", "to_signed"]
+__all__ = ["AUTOCAST_DTYPES", "DiffusionSR", "ResidualSampler"]
 
 Formulation = Literal["ddpm", "residual"]
 
@@ -72,16 +62,6 @@ class ResidualSampler:
     steps: int = 2
 
 
-def to_signed(x: torch.Tensor) -> torch.Tensor:
-    """[0, 1]-normalised intensities → [−1, 1] (values outside [0, 1] are clamped first)."""
-    return x.clamp(0.0, 1.0) * 2.0 - 1.0
-
-
-def from_signed(x: torch.Tensor) -> torch.Tensor:
-    """[−1, 1] → [0, 1] (inverse of :func:`to_signed` on its range)."""
-    return (x + 1.0) * 0.5
-
-
 class DiffusionSR(SRSystem):
     """Concatenation-conditioned diffusion SR trained on 2-D planes, applied plane by plane to volumes.
 
@@ -99,22 +79,20 @@ class DiffusionSR(SRSystem):
         residual_prediction: residual target, "sample" (x) or "velocity".
         ema_decay: EMA decay d (Graf: 0.999).
         ema_every: EMA update on every ``ema_every``-th optimiser step (8 reproduces the reference).
-        samples: independent draws per volume; > 1 returns their mean and keeps the per-voxel standard deviation in
-            :attr:`last_uncertainty`.
+        samples: independent draws per volume; > 1 returns their mean and their per-voxel standard deviation as the
+            uncertainty of the inference output.
         passes: 1 = one plane orientation (sagittal planes when the input has an L–R in-plane axis, as in training),
             2 = both orientations containing the through-plane axis, averaged.
         precision: network autocast at inference: None/"32" (float32), "bf16" or "16".
         progress: show a progress bar over the planes of a volume.
         optimizer: partial optimiser factory (default Adam, lr 1e-4, as in the reference).
-        scheduler, scheduler_interval, method, percentile, inference_batch_size: see
-            :class:`~mrisr.systems.base.SRSystem`; ``percentile`` is the robust maximum of the per-volume
-            normalisation (must match the data module).
+        scheduler, scheduler_interval, method, intensity, inference_batch_size: see
+            :class:`~mrisr.systems.base.SRSystem`; the intensity rule's scale is the robust maximum of the per-volume
+            normalisation (the data module's rule).
         loss: training loss between network output and target (default MSE).
 
     Attributes:
         ema: the averaged network (:class:`~mrisr.diffusion.ema.EMA`), used by validation, testing and inference.
-        last_uncertainty: per-voxel standard deviation of the last :meth:`super_resolve` call's draws (raw
-            intensity units, on its output grid), or ``None`` when ``samples`` = 1.
     """
 
     inference_options: ClassVar[tuple[str, ...]] = (
@@ -148,7 +126,7 @@ class DiffusionSR(SRSystem):
         scheduler_interval: str = "step",
         loss: nn.Module | None = None,
         method: str | None = None,
-        percentile: float = DEFAULT_PERCENTILE,
+        intensity: IntensityRule | None = None,
         inference_batch_size: int = 16,
     ) -> None:
         if formulation not in ("ddpm", "residual"):
@@ -164,7 +142,7 @@ class DiffusionSR(SRSystem):
         self.precision = precision
         self.progress = progress
         super().__init__(
-            optimizer, scheduler, scheduler_interval, loss or nn.MSELoss(), method, percentile, inference_batch_size
+            optimizer, scheduler, scheduler_interval, loss or nn.MSELoss(), method, intensity, inference_batch_size
         )
         self.save_hyperparameters(ignore=["net", "sampler", "optimizer", "scheduler", "loss"])
         self.net = net
@@ -173,7 +151,6 @@ class DiffusionSR(SRSystem):
         self.residual_sigma = float(residual_sigma)
         self.residual_prediction: ResidualPrediction = residual_prediction
         self.val_mse, self.val_mse_input = MeanMetric(), MeanMetric()
-        self.last_uncertainty: Volume | None = None
 
     # ---------------------------------------------------------------- options
     def validate_inference_options(self) -> None:
@@ -298,78 +275,16 @@ class DiffusionSR(SRSystem):
             self.autocast_dtype,
         )
 
-    @staticmethod
-    def stack_axes(volume: Volume, axis: int, passes: int) -> list[int]:
-        """Axes along which planes containing ``axis`` are stacked, first the orientation the model was trained on.
-
-        Training planes are sagittal (docs/models.md §3.3): when an in-plane axis of ``volume`` runs left–right, the
-        planes are stacked along it; otherwise along the first in-plane axis. ``passes`` = 2 adds the other one.
-        """
-        others = [d for d in range(3) if d != axis]
-        codes = nib.aff2axcodes(volume.affine)
-        first = next((d for d in others if codes[d] in ("L", "R")), others[0])
-        return [first, *[d for d in others if d != first]][: int(passes)]
-
-    def _orientation(
-        self, x: torch.Tensor, axis: int, stack_axis: int, generator: torch.Generator, bar: Any
-    ) -> torch.Tensor:
-        """Sample every plane stacked along ``stack_axis`` of ``x`` (X, Y, Z) in [−1, 1]; same shape out."""
-        column_axis = 3 - axis - stack_axis
-        order = (stack_axis, axis, column_axis)
-        planes = x.permute(*order).unsqueeze(1)  # (N, 1, rows, cols), rows along the through-plane axis
-        rows, cols = planes.shape[2:]
-        multiple = int(getattr(self.net, "size_multiple", 1))
-        pad_r, pad_c = (-rows) % multiple, (-cols) % multiple
-        mode = "reflect" if pad_r < rows and pad_c < cols else "replicate"
-        noise = self.plane_noise((rows + pad_r, cols + pad_c), generator)  # one map for the whole volume
-        out = []
-        batch = int(self.inference_batch_size)
-        for start in range(0, planes.shape[0], batch):
-            chunk = planes[start : start + batch]
-            if pad_r or pad_c:
-                chunk = F.pad(chunk, (0, pad_c, 0, pad_r), mode=mode)
-            out.append(self.sample_planes(chunk, noise, generator)[:, :, :rows, :cols].float().cpu())
-            bar.update(chunk.shape[0])
-        pred = torch.cat(out).squeeze(1)
-        return pred.permute(*np.argsort(order).tolist())
-
-    def super_resolve(
-        self, volume: Volume, geometry: SliceGeometry, grid: OutputGrid, generator: torch.Generator | None = None
-    ) -> Volume:
-        """Cubic B-spline onto ``grid``, then conditional sampling of every plane containing the through-plane axis.
-
-        Args:
-            volume: thick-slice input.
-            geometry: its slice geometry.
-            grid: output grid (the output's affine is that of :func:`interpolate_volume` on it).
-            generator: seeded generator of the noise maps (one per volume, orientation and draw); ``None`` = seed 0.
-
-        Returns:
-            The super-resolved volume (mean of the draws when ``samples`` > 1), raw intensities.
-        """
-        from tqdm.auto import tqdm
-
-        generator = generator if generator is not None else torch.Generator().manual_seed(0)
-        scaling = self.intensity_scaling(volume)
-        upsampled = interpolate_volume(volume, grid, order=3)
-        # Per-volume normalisation: clamp below 0, divide by the robust maximum, map to [−1, 1] (never per batch).
-        x = to_signed(torch.from_numpy(scaling.apply(upsampled.data)).float())
-        axes = self.stack_axes(volume, grid.axis, int(self.passes))
-        total = int(self.samples) * sum(x.shape[a] for a in axes)
-        draws = []
-        started = time.perf_counter()
-        bar = tqdm(total=total, desc=f"{self.method} planes", unit="plane", disable=not self.progress, leave=False)
-        with bar:
-            for _ in range(int(self.samples)):
-                passes = [self._orientation(x, grid.axis, a, generator, bar) for a in axes]
-                draws.append(from_signed(torch.stack(passes).mean(0)))
-        self.last_seconds = time.perf_counter() - started
-        stack = torch.stack(draws)
-        self.last_uncertainty = None
-        if stack.shape[0] > 1:
-            mean, std = sample_statistics(stack)
-            sd = (std.numpy() * scaling.scale).astype(np.float32)
-            self.last_uncertainty = Volume(data=sd, affine=upsampled.affine, header=upsampled.header, path=None)
-        else:
-            mean = stack[0]
-        return self.restored(mean.numpy(), scaling, upsampled)
+    def inferer(self) -> DiffusionPlaneInferer:
+        """Conditional sampling of every plane containing the through-plane axis (module docstring)."""
+        return DiffusionPlaneInferer(
+            sample=self.sample_planes,
+            noise=self.plane_noise,
+            intensity=self.intensity,
+            size_multiple=int(getattr(self.net, "size_multiple", 1)),
+            samples=int(self.samples),
+            passes=int(self.passes),
+            batch_size=int(self.inference_batch_size),
+            progress=bool(self.progress),
+            label=self.method,
+        )

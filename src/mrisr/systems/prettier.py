@@ -9,12 +9,7 @@ docs/models.md §2. Two systems:
   manual optimisation: generator step with D frozen (L_c + λ·BCE(D(SR), 1)), then discriminator step
   BCE(D(HR), 1) + BCE(D(SR.detach()), 0) (§2.5); optional EMA of the generator.
 
-Volume reconstruction (:func:`reconstruct_volume`, PRETTIER "v1" with the edge fixes of §2.7–2.8): for each in-plane
-axis as slicing axis, contiguous ``C``-slice items (C = 1 or 3) are run through the net at its native factor in both
-plane axes, resampled onto the requested output grid (through-plane: the same-FOV positions of the grid, any
-non-integer factor; in-plane: back to the input size), clamped to [0, 1], and the per-slice channel predictions merged
-with weights 0.25 / 0.5 / 0.25 divided by the weights actually present (no darkening of the first and last slices).
-The two slicing directions are averaged.
+Volume reconstruction is PRETTIER's three-slice inferer (:class:`mrisr.inference.prettier.ThreeSliceInferer`).
 
 The frozen perceptual backbone is held outside the registered modules, so checkpoints hold only the trained nets.
 """
@@ -25,131 +20,24 @@ import copy
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mrisr.inference import OutputGrid
-from mrisr.io.geometry import SliceGeometry
-from mrisr.io.intensity import DEFAULT_PERCENTILE, IntensityScaling, foreground_percentile
-from mrisr.io.nifti import Volume
+from mrisr.inference.prettier import CHANNEL_WEIGHTS, ThreeSliceInferer
+from mrisr.io.intensity import IntensityRule
 from mrisr.losses.adversarial import VanillaGANLoss
 from mrisr.losses.content import ContentLoss
 from mrisr.losses.perceptual import PerceptualLoss
 from mrisr.nets.pretrained import load_pretrained
-from mrisr.physics.resample import apply_matrix, resample_affine, same_fov_positions
 from mrisr.systems.base import OptimizerFactory, SchedulerFactory, SRSystem
 
-__all__ = [
-    "CHANNEL_WEIGHTS",
-    "AdversarialSR",
-    "PrettierSR",
-    "linear_resize_matrix",
-    "reconstruct_volume",
-    "resize_patch",
-]
-
-#: Weights of the R, G, B predictions of one slice (docs/models.md §2.7 step 5); 1-channel items predict once.
-CHANNEL_WEIGHTS: dict[int, tuple[float, ...]] = {1: (1.0,), 3: (0.25, 0.5, 0.25)}
+__all__ = ["AdversarialSR", "PrettierSR", "resize_patch"]
 
 
 def resize_patch(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Antialiased bilinear resize of ``(B, C, H, W)`` to ``size`` (same field of view, ``align_corners=False``)."""
     return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-
-
-def linear_resize_matrix(n_in: int, positions: np.ndarray, support: float) -> np.ndarray:
-    """Antialiased linear (triangle-kernel) resampling matrix ``(len(positions), n_in)``.
-
-    Output sample m is ``Σ_i w_i x_i / Σ_i w_i`` with ``w_i = max(0, 1 − |u_m − i| / s)``, ``u_m`` its position in
-    input pixel indices and ``s = max(1, support)`` (the output spacing in input pixels when downsampling). Taps
-    outside the input are dropped and the rest renormalised (edge clamp). For same-FOV integer-ratio resizes this
-    equals :func:`resize_patch` (PyTorch's antialiased bilinear); it also handles the exact, possibly non-integer,
-    output grids of :class:`~mrisr.inference.OutputGrid`.
-    """
-    s = max(1.0, float(support))
-    u = np.asarray(positions, dtype=np.float64)[:, None]
-    i = np.arange(n_in, dtype=np.float64)[None, :]
-    w = np.clip(1.0 - np.abs(u - i) / s, 0.0, None)
-    total = w.sum(1, keepdims=True)
-    nearest = np.clip(np.rint(u[:, 0]), 0, n_in - 1).astype(int)
-    empty = total[:, 0] <= 0
-    w[empty, nearest[empty]] = 1.0  # positions beyond the border by more than the support: clamp
-    total = w.sum(1, keepdims=True)
-    return w / total
-
-
-@torch.inference_mode()
-def reconstruct_volume(
-    net: Callable[[torch.Tensor], torch.Tensor],
-    volume: torch.Tensor,
-    axis: int,
-    grid: OutputGrid,
-    in_channels: int = 3,
-    native_scale: int = 4,
-    batch_size: int = 6,
-    merge: str = "weighted",
-) -> torch.Tensor:
-    """PRETTIER v1 volume reconstruction (corrected, docs/models.md §2.7–2.8) on normalised intensities.
-
-    Args:
-        net: ``(B, C, r, w) → (B, C, native_scale·r, native_scale·w)`` (eval mode, on ``volume``'s device,
-            intensity wrapping included).
-        volume: ``(X, Y, Z)`` normalised LR intensities.
-        axis: through-plane axis (rows of every item).
-        grid: output grid along ``axis`` (``length`` samples at the same-FOV positions of ``step``).
-        in_channels: contiguous slices per item (1, or 3 for pseudo-RGB).
-        native_scale: the net's upsampling factor in both plane axes.
-        batch_size: items per forward pass.
-        merge: ``weighted`` (0.25 / 0.5 / 0.25 over the predictions present) or ``center`` (G channel only).
-
-    Returns:
-        ``(X, Y, Z)`` with ``axis`` of length ``grid.length``, float32 in [0, 1]; mean of the two slicing directions.
-    """
-    if in_channels not in CHANNEL_WEIGHTS:
-        raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
-    if merge not in ("weighted", "center"):
-        raise ValueError(f"merge must be 'weighted' or 'center', got {merge!r}")
-    n = volume.shape[axis]
-    positions = same_fov_positions(n, grid.step, grid.length)
-    # LR position p ↔ net-output row (p + 0.5)·scale − 0.5; antialias support = output spacing in net-output rows.
-    row_matrix = linear_resize_matrix(
-        native_scale * n, (positions + 0.5) * native_scale - 0.5, grid.step * native_scale
-    )
-    weights = list(CHANNEL_WEIGHTS[in_channels])
-    # "center": only the G prediction, except for the first and last slices, which have none (their R / B is used).
-    centre = [float(ch == in_channels // 2) for ch in range(in_channels)] if merge == "center" else None
-    outputs = []
-    others = [d for d in range(3) if d != axis]
-    for b in others:
-        c = 3 - axis - b
-        n_b, n_c = volume.shape[b], volume.shape[c]
-        if n_b < in_channels:
-            raise ValueError(f"{n_b} slices along axis {b} < in_channels = {in_channels}")
-        col_matrix = linear_resize_matrix(native_scale * n_c, (np.arange(n_c) + 0.5) * native_scale - 0.5, native_scale)
-        planes = volume.permute(b, axis, c)  # (N_b, n, N_c)
-        total = volume.new_zeros((n_b, grid.length, n_c), dtype=torch.float32)
-        weight_sum = volume.new_zeros((n_b, 1, 1), dtype=torch.float32)
-        total_c, weight_c = torch.zeros_like(total), torch.zeros_like(weight_sum)
-        n_items = n_b - in_channels + 1
-        for start in range(0, n_items, batch_size):
-            ks = torch.arange(start, min(start + batch_size, n_items), device=volume.device)
-            items = planes[ks[:, None] + torch.arange(in_channels, device=volume.device)[None, :]]  # (B, C, n, N_c)
-            out = net(items.float().contiguous()).float()
-            out = apply_matrix(apply_matrix(out, row_matrix, 2), col_matrix, 3).clamp(0.0, 1.0)
-            ones = torch.ones((len(ks), 1, 1), device=volume.device)
-            for ch, w in enumerate(weights):
-                total.index_add_(0, ks + ch, w * out[:, ch])
-                weight_sum.index_add_(0, ks + ch, w * ones)
-                if centre is not None and centre[ch]:
-                    total_c.index_add_(0, ks + ch, out[:, ch])
-                    weight_c.index_add_(0, ks + ch, ones)
-        merged = total / weight_sum
-        if centre is not None:
-            merged = torch.where(weight_c > 0, total_c / weight_c.clamp_min(1.0), merged)
-        outputs.append(merged.permute(*np.argsort([b, axis, c]).tolist()))
-    return torch.stack(outputs).mean(0)
 
 
 class _Unregistered:
@@ -169,8 +57,8 @@ class PrettierSR(SRSystem):
             warns). Held outside the registered modules: its frozen backbone is never checkpointed.
         optimizer, scheduler, scheduler_interval, method: see :class:`~mrisr.systems.base.BaseSystem`
             (PRETTIER: Adam; CosineAnnealingWarmRestarts stepped per ``epoch``).
-        percentile: LR foreground percentile of the intensity scale.
-        intensity_headroom: the intensity scale is ``intensity_headroom`` × the percentile (PRETTIER 1.25).
+        intensity: the intensity rule of the network input, the data module's (PRETTIER: 1.25 × the LR foreground
+            P99.5, ``conf/intensity/prettier.yaml``).
         inference_batch_size: items per forward pass in :meth:`super_resolve`.
         in_channels: contiguous slices per item (1 or 3); must equal the net's channels and the data's.
         native_scale: the net's upsampling factor.
@@ -196,8 +84,7 @@ class PrettierSR(SRSystem):
         scheduler: SchedulerFactory | None = None,
         scheduler_interval: str = "epoch",
         method: str | None = None,
-        percentile: float = DEFAULT_PERCENTILE,
-        intensity_headroom: float = 1.25,
+        intensity: IntensityRule | None = None,
         inference_batch_size: int = 6,
         in_channels: int = 3,
         native_scale: int = 4,
@@ -209,16 +96,15 @@ class PrettierSR(SRSystem):
     ) -> None:
         self.merge = merge
         self.in_channels = in_channels
-        super().__init__(optimizer, scheduler, scheduler_interval, None, method, percentile, inference_batch_size)
+        super().__init__(optimizer, scheduler, scheduler_interval, None, method, intensity, inference_batch_size)
         if in_channels not in CHANNEL_WEIGHTS:
             raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
-        if intensity_headroom <= 0 or net_range <= 0 or native_scale < 1:
-            raise ValueError("intensity_headroom and net_range must be > 0 and native_scale ≥ 1")
+        if net_range <= 0 or native_scale < 1:
+            raise ValueError("net_range must be > 0 and native_scale ≥ 1")
         self.save_hyperparameters(
             ignore=["net", "loss", "optimizer", "scheduler", "discriminator", "gan_loss", "d_optimizer", "d_scheduler"]
         )
         self.net = net
-        self.intensity_headroom = intensity_headroom
         self.native_scale = native_scale
         self.net_range = net_range
         self.pretrained = pretrained
@@ -312,33 +198,17 @@ class PrettierSR(SRSystem):
         return {"sr": pred.detach(), "hr": hr}
 
     # ---------------------------------------------------------------- inference on whole volumes
-    def intensity_scaling(self, volume: Volume) -> IntensityScaling:
-        """``intensity_headroom`` × the LR foreground percentile maps to 1 (PRETTIER: 1.25 × P99.5)."""
-        p = foreground_percentile(volume.data, self.percentile, source=volume.path)
-        return IntensityScaling(offset=0.0, scale=self.intensity_headroom * p)
-
-    def super_resolve(
-        self, volume: Volume, geometry: SliceGeometry, grid: OutputGrid, generator: torch.Generator | None = None
-    ) -> Volume:
-        """PRETTIER v1 reconstruction onto ``grid`` (:func:`reconstruct_volume`); deterministic."""
-        scaling = self.intensity_scaling(volume)
-        was_training = self.training
-        self.eval()
-        x = torch.from_numpy(np.ascontiguousarray(scaling.apply(volume.data), dtype=np.float32)).to(self.device)
-        pred = reconstruct_volume(
-            self.forward,
-            x,
-            grid.axis,
-            grid,
+    def inferer(self) -> ThreeSliceInferer:
+        """PRETTIER v1 reconstruction (:func:`~mrisr.inference.prettier.reconstruct_volume`); deterministic."""
+        return ThreeSliceInferer(
+            predict=self.forward,
+            intensity=self.intensity,
             in_channels=self.in_channels,
             native_scale=self.native_scale,
             batch_size=int(self.inference_batch_size),
             merge=self.merge,
+            device=self.device,
         )
-        self.train(was_training)
-        out = scaling.invert(pred.cpu().numpy()).astype(np.float32)
-        affine = resample_affine(volume.affine, grid.axis, grid.step, volume.shape[grid.axis], grid.length)
-        return Volume(data=out, affine=affine, header=volume.header.copy(), path=None)
 
 
 class AdversarialSR(PrettierSR):
@@ -374,8 +244,7 @@ class AdversarialSR(PrettierSR):
         scheduler_interval: str = "epoch",
         ema_decay: float | None = None,
         method: str | None = None,
-        percentile: float = DEFAULT_PERCENTILE,
-        intensity_headroom: float = 1.25,
+        intensity: IntensityRule | None = None,
         inference_batch_size: int = 6,
         in_channels: int = 3,
         native_scale: int = 4,
@@ -393,8 +262,7 @@ class AdversarialSR(PrettierSR):
             scheduler,
             scheduler_interval,
             method,
-            percentile,
-            intensity_headroom,
+            intensity,
             inference_batch_size,
             in_channels,
             native_scale,

@@ -13,12 +13,9 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
-from mrisr.inference import OutputGrid, interpolate_volume
-from mrisr.io.geometry import SliceGeometry
-from mrisr.io.intensity import DEFAULT_PERCENTILE
-from mrisr.io.nifti import Volume
+from mrisr.inference.planes import PlaneInferer
+from mrisr.io.intensity import IntensityRule
 from mrisr.systems.base import OptimizerFactory, SchedulerFactory, SRSystem
-from mrisr.systems.planes import predict_planes
 
 
 class SupervisedSR(SRSystem):
@@ -31,7 +28,7 @@ class SupervisedSR(SRSystem):
         scheduler_interval: ``step`` or ``epoch``.
         loss: the training loss module (default L1, ``torch.nn.L1Loss``).
         method: label in result tables (default: the class name).
-        percentile: intensity-normalisation percentile used at inference (must match the data module).
+        intensity: the intensity rule of the network input (the data module's, ``${intensity}``).
         inference_batch_size: slices per forward pass when super-resolving a volume.
     """
 
@@ -43,11 +40,11 @@ class SupervisedSR(SRSystem):
         scheduler_interval: str = "step",
         loss: nn.Module | None = None,
         method: str | None = None,
-        percentile: float = DEFAULT_PERCENTILE,
+        intensity: IntensityRule | None = None,
         inference_batch_size: int = 16,
     ) -> None:
         super().__init__(
-            optimizer, scheduler, scheduler_interval, loss or nn.L1Loss(), method, percentile, inference_batch_size
+            optimizer, scheduler, scheduler_interval, loss or nn.L1Loss(), method, intensity, inference_batch_size
         )
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "loss"])
         self.net = net
@@ -79,18 +76,12 @@ class SupervisedSR(SRSystem):
             metric.reset()
 
     # ---------------------------------------------------------------- inference on whole volumes
-    def super_resolve(
-        self, volume: Volume, geometry: SliceGeometry, grid: OutputGrid, generator: torch.Generator | None = None
-    ) -> Volume:
-        """Cubic B-spline onto ``grid``, then the network over both plane orientations (intensities restored).
-
-        Deterministic: ``generator`` is not used.
-        """
-        scaling = self.intensity_scaling(volume)
-        upsampled = interpolate_volume(volume, grid, order=3)
-        was_training = self.training
-        self.eval()
-        x = torch.from_numpy(scaling.apply(upsampled.data)).to(self.device, torch.float32)
-        pred = predict_planes(self, x, grid.axis, int(self.inference_batch_size)).cpu().numpy()
-        self.train(was_training)
-        return self.restored(pred, scaling, upsampled)
+    def inferer(self) -> PlaneInferer:
+        """Cubic B-spline onto the output grid, then the network over both plane orientations (deterministic)."""
+        return PlaneInferer(
+            predict=lambda planes, geometry: self.net(planes),
+            intensity=self.intensity,
+            rows="output",
+            batch_size=int(self.inference_batch_size),
+            device=self.device,
+        )

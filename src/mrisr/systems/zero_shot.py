@@ -1,16 +1,19 @@
 """Zero-shot (self-supervised) through-plane SR fitted per volume: SMORE / ECLARE family (docs/models.md §1).
 
-``ZeroShotSR`` needs no external training data. For each input volume it
-1. derives the slice profile of the acquisition (thickness T, default = separation S; same kernel function as every
-   simulation in mrisr), the in-plane spacing Δ and the factor s = S/Δ (non-integer allowed, gaps allowed); with
-   ``profile="auto"`` the profile kind (and, when no thickness is known, T) is estimated from the volume itself
-   (:func:`mrisr.physics.estimation.estimate_slice_profile`, docs/models.md §1.7);
-2. fits a 2-D network, randomly initialised or from pretrained weights (``init_weights``, a prior:
-   :mod:`mrisr.systems.zero_shot_prior`), on self-training pairs made from the volume's own in-plane data
-   (:class:`mrisr.data.zero_shot.SelfTrainingPairs`) with Lightning, within a wall-time budget that includes the
-   final inference: the learning-rate schedule (one cycle) is driven by the fraction of the budget spent, so the
-   schedule completes exactly when the budget does;
-3. super-resolves every plane containing the thick-slice axis, along both in-plane axes, and averages the two.
+No external training data: each input volume is its own training set. The work is split by job:
+
+* :class:`ZeroShotSR` — the recipe (network factory, optimiser, schedule, patches, budget, slice-profile settings) and
+  its per-volume fit, :meth:`ZeroShotSR.fit_volume`: given the input's resolved acquisition
+  (:mod:`mrisr.inference.acquisition`: thickness and profile kind with their sources), it builds the slice kernel (the
+  same :func:`~mrisr.physics.profiles.slice_kernel` as every simulation), the self-training pairs of the volume's own
+  in-plane data (:class:`mrisr.data.zero_shot.SelfTrainingPairs`) and a fresh network (randomly initialised, or from
+  pretrained weights ``init_weights``: a prior, :mod:`mrisr.systems.zero_shot_prior`), measures what the final
+  inference will cost, and fits the network with a Lightning ``Trainer`` within the step / wall-time budget. The
+  recipe is never changed by a fit; the fitted network comes back as a :class:`~mrisr.inference.FittedModel`.
+* :class:`SelfTrainingSystem` — the LightningModule of that fit (training only): the loss, and a one-cycle learning
+  rate driven by the fraction of the budget spent, so the schedule completes exactly when the budget does.
+* the fitted model's inferer is :class:`mrisr.inference.planes.PlaneInferer` on the input grid (the network upsamples
+  the thick-slice axis itself; both in-plane orientations averaged).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import lightning as L
 import numpy as np
@@ -27,15 +30,16 @@ import torch
 from torch import nn
 
 from mrisr.data.zero_shot import PatchGeometry, Sampling, SelfTrainingPairs, SingleVolumeDataModule
-from mrisr.inference import InferenceProtocol, OutputGrid
+from mrisr.inference import FittedModel, InferenceProtocol
+from mrisr.inference.acquisition import Acquisition, AcquisitionRequest
+from mrisr.inference.planes import PlaneInferer
 from mrisr.io.geometry import SliceGeometry
-from mrisr.io.intensity import IntensityScaling, minmax_scaling
+from mrisr.io.intensity import IntensityRule
 from mrisr.io.nifti import Volume
-from mrisr.physics.estimation import SliceProfileEstimate, estimate_slice_profile
+from mrisr.nets.pretrained import load_net_weights, read_weights, resolve_weights
 from mrisr.physics.profiles import FWHMConvention, ProfileKind, kernel_fwhm_voxels, slice_kernel
-from mrisr.physics.resample import resample_affine, resample_axis
-from mrisr.systems.base import OptimizerFactory, SRSystem
-from mrisr.systems.planes import predict_planes
+
+__all__ = ["INFERENCE_DTYPES", "SelfTrainingSystem", "ZeroShotSR", "one_cycle_lr"]
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +49,13 @@ INFERENCE_SAFETY = 1.5
 FIT_TEARDOWN_S = 0.5
 
 NetFactory = Callable[..., nn.Module]
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
 #: Autocast dtype of each ``inference_precision`` (``None``: no autocast, fp32).
 INFERENCE_DTYPES: dict[str, torch.dtype | None] = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
+
+#: SMORE's intensity rule: the input's minimum → 0 and maximum → 1.
+MINMAX = IntensityRule(kind="minmax")
 
 
 def one_cycle_lr(
@@ -63,8 +71,84 @@ def one_cycle_lr(
     return final + (max_lr - final) * (1 + math.cos(math.pi * phase)) / 2
 
 
-class ZeroShotSR(SRSystem):
-    """Per-volume self-supervised SR with a row-upsampling 2-D network (WDSR by default).
+def channels_last_net(net: nn.Module, channels_last: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``net`` as a function that feeds it channels-last inputs when asked (faster convolutions on CPU)."""
+    if not channels_last:
+        return net
+    return lambda x: net(x.contiguous(memory_format=torch.channels_last))
+
+
+class SelfTrainingSystem(L.LightningModule):
+    """The LightningModule of one per-volume fit: training only (module docstring).
+
+    Args:
+        net: the network to fit ``(B, 1, r, c) → (B, 1, s·r, c)``.
+        loss: training loss.
+        optimizer: partial optimiser factory (``None`` = Adam, lr 1e-3; the rate is set every step anyway).
+        max_lr: peak learning rate of the one-cycle schedule.
+        pct_start: fraction of the schedule spent warming up.
+        max_steps: step budget.
+        fit_seconds: wall-time budget of the optimisation (s); ``math.inf`` = steps only.
+        channels_last: channels-last inputs.
+
+    Attributes:
+        log_rows: one row per optimiser step (``step``, ``loss``, ``lr``, ``seconds``).
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        loss: nn.Module,
+        optimizer: OptimizerFactory | None,
+        max_lr: float,
+        pct_start: float,
+        max_steps: int,
+        fit_seconds: float,
+        channels_last: bool,
+    ) -> None:
+        super().__init__()
+        self.criterion = loss
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.max_lr, self.pct_start = max_lr, pct_start
+        self.max_steps, self.fit_seconds = max_steps, fit_seconds
+        self.forward_net = channels_last_net(net, channels_last)
+        self.log_rows: list[dict[str, float]] = []
+        self.started = time.perf_counter()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_net(x)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        if self.optimizer_factory is None:
+            return torch.optim.Adam(self.parameters(), lr=1e-3)
+        return self.optimizer_factory(params=self.parameters())
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.criterion(self(batch["lr"]), batch["hr"])
+        self.log("fit/loss", loss, prog_bar=True)
+        self.log_rows.append(
+            {
+                "step": float(self.global_step),
+                "loss": float(loss.detach()),
+                "lr": float(self.optimizers().param_groups[0]["lr"]),
+                "seconds": time.perf_counter() - self.started,
+            }
+        )
+        return loss
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> int | None:
+        elapsed = time.perf_counter() - self.started
+        progress = max(self.global_step / max(self.max_steps, 1), elapsed / self.fit_seconds)
+        if progress >= 1.0:
+            return -1  # budget spent: end the epoch (and, with the endless stream, the fit)
+        for group in self.optimizers().param_groups:
+            group["lr"] = one_cycle_lr(progress, self.max_lr, self.pct_start)
+        return None
+
+
+class ZeroShotSR:
+    """Per-volume self-supervised SR with a row-upsampling 2-D network (WDSR by default): the recipe and its fit.
 
     Args:
         net: partial network factory, called with ``scale=s`` once the volume's factor is known.
@@ -73,10 +157,9 @@ class ZeroShotSR(SRSystem):
         pct_start: fraction of the schedule spent warming up.
         loss: training loss module: L1 (SMORE, the default) or ``torch.nn.MSELoss`` (ECLARE).
         method: label in result tables and sidecars (default: the class name).
-        thickness_mm: slice thickness T (FWHM); ``None`` = the slice separation (no gap).
+        thickness_mm: slice thickness T (FWHM); ``None`` = resolved from the input (sidecar, estimate, separation).
         profile: slice-profile kind (``slr``, ``gaussian``, ``rect``, ``file``), or ``auto``: the kind is estimated from
-            the input (:func:`~mrisr.physics.estimation.estimate_slice_profile` over ``auto_profiles``), and so is the
-            thickness when ``thickness_mm`` is ``None``; the estimate and its source go into the fit summary.
+            the input over ``auto_profiles``, and so is the thickness when no argument or sidecar gives it.
         auto_profiles: candidate kinds of ``profile="auto"`` (the first is preferred unless another fits clearly
             better).
         fwhm_convention: ``variance`` (f = √(T² − Δ²)/Δ) or ``absolute`` (f = T/Δ) (docs/physics.md §2.2).
@@ -87,7 +170,7 @@ class ZeroShotSR(SRSystem):
         sampling: ``gradient`` (joint gradient-weighted centres) or ``uniform``.
         sampling_sigma: Gaussian σ (voxels) before the gradient.
         max_steps: optimiser steps at most.
-        max_time_s: wall-time budget in seconds for fit + inference (``None`` = steps only).
+        max_time_s: wall-time budget in seconds for fit + inference (``None`` = steps only, reproducible).
         precision: Lightning precision of the fit. On CPUs, fp32 training is faster than bf16 autocast (measured:
             bf16 backward passes of small convolutions are several times slower).
         inference_precision: autocast dtype of the final inference (``bf16`` ≈ 1.3–2× faster on CPU with
@@ -101,10 +184,11 @@ class ZeroShotSR(SRSystem):
         seed: seed of the fit (network initialisation, patch sampling) when :meth:`fit_volume` is given no
             generator; with one (as from :func:`mrisr.inference.run_on_volume`), the fit seed is drawn from it.
         progress_bar: show Lightning's progress bar during the fit.
+        intensity: intensity rule (SMORE: min–max to [0, 1]).
     """
 
-    inference_protocol = InferenceProtocol.PER_VOLUME
-    inference_options = (
+    inference_protocol: ClassVar[InferenceProtocol] = InferenceProtocol.PER_VOLUME
+    inference_options: ClassVar[tuple[str, ...]] = (
         "thickness_mm",
         "profile",
         "fwhm_convention",
@@ -144,44 +228,34 @@ class ZeroShotSR(SRSystem):
         init_weights: str | None = None,
         seed: int = 0,
         progress_bar: bool = True,
+        intensity: IntensityRule | None = None,
     ) -> None:
-        self.max_steps, self.max_time_s = max_steps, max_time_s
-        self.thickness_mm, self.profile = thickness_mm, profile
-        self.inference_precision = inference_precision
-        super().__init__(
-            optimizer=optimizer, loss=loss or nn.L1Loss(), method=method, inference_batch_size=inference_batch_size
-        )
         self.net_factory = net
+        self.optimizer_factory = optimizer
         self.max_lr, self.pct_start = max_lr, pct_start
+        self.criterion = loss or nn.L1Loss()
+        self.method = method or type(self).__name__
         self.thickness_mm, self.profile, self.fwhm_convention = thickness_mm, profile, fwhm_convention
-        self.kernel_file = kernel_file
         self.auto_profiles = tuple(auto_profiles)
-        self.init_weights = init_weights
-        if init_weights is not None:
-            from mrisr.systems.zero_shot_prior import read_weights, resolve_weights
-
-            read_weights(resolve_weights(str(init_weights)))  # refuse a missing or foreign file before any fit
-        self.profile_estimate: SliceProfileEstimate | None = None
-        self._estimated_for: tuple[int, tuple[int, ...], float, float] | None = None
+        self.kernel_file = kernel_file
         self.lr_patch_rows, self.patch_cols, self.batch_size = lr_patch_rows, patch_cols, batch_size
         self.sampling, self.sampling_sigma = sampling, sampling_sigma
+        self.max_steps, self.max_time_s = max_steps, max_time_s
         self.precision, self.accelerator = precision, accelerator
         self.inference_precision = inference_precision
         self.channels_last = channels_last
+        self.inference_batch_size = inference_batch_size
+        self.init_weights = init_weights
         self.seed, self.progress_bar = seed, progress_bar
-        self.net: nn.Module | None = None
-        self.kernel: np.ndarray | None = None
-        self.fit_log: list[dict[str, float]] = []
-        self.fit_summary: dict[str, Any] = {}
-        self._scaling = IntensityScaling(0.0, 1.0)
-        self._fitted_on: tuple[int, ...] | None = None
-        self._fit_deadline = math.inf
-        self._fit_started = 0.0
-        self._fit_seconds = math.inf
+        self.intensity = intensity if intensity is not None else MINMAX
+        if init_weights is not None:
+            read_weights(resolve_weights(str(init_weights)))  # refuse a missing or foreign file before any fit
+        self.validate_inference_options()
 
     def validate_inference_options(self) -> None:
         """Budgets must be positive; a thickness, when given, too."""
-        super().validate_inference_options()
+        if int(self.inference_batch_size) < 1:
+            raise ValueError(f"inference_batch_size must be ≥ 1, got {self.inference_batch_size}")
         if self.max_time_s is not None and not float(self.max_time_s) > 0:
             raise ValueError(f"max_time_s (budget.max_time) must be > 0 seconds or null, got {self.max_time_s}")
         if int(self.max_steps) < 1:
@@ -195,41 +269,20 @@ class ZeroShotSR(SRSystem):
                 f"inference_precision must be one of {list(INFERENCE_DTYPES)}, got {self.inference_precision}"
             )
 
-    # ---------------------------------------------------------------- Lightning hooks
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        assert self.net is not None, "fit_volume() builds the network"
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.net(x)
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(method={self.method!r})"
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self.criterion(self(batch["lr"]), batch["hr"])
-        self.log("fit/loss", loss, prog_bar=True)
-        self.fit_log.append(
-            {
-                "step": float(self.global_step),
-                "loss": float(loss.detach()),
-                "lr": float(self.optimizers().param_groups[0]["lr"]),
-                "seconds": time.perf_counter() - self._fit_started,
-            }
+    # ---------------------------------------------------------------- what the fit needs to know
+    def acquisition_request(self) -> AcquisitionRequest:
+        """The model's thickness and profile settings, resolved per input by :func:`run_on_volume`."""
+        return AcquisitionRequest(
+            thickness_mm=None if self.thickness_mm is None else float(self.thickness_mm),
+            profile=str(self.profile),
+            candidates=self.auto_profiles,
+            fwhm_convention=str(self.fwhm_convention),
         )
-        return loss
 
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> int | None:
-        elapsed = time.perf_counter() - self._fit_started
-        progress = max(self.global_step / max(self.max_steps, 1), elapsed / self._fit_seconds)
-        if progress >= 1.0:
-            return -1  # budget spent: end the epoch (and, with the endless stream, the fit)
-        for group in self.optimizers().param_groups:
-            group["lr"] = one_cycle_lr(progress, self.max_lr, self.pct_start)
-        return None
-
-    # ---------------------------------------------------------------- fit on one volume
-    def intensity_scaling(self, volume: Volume) -> IntensityScaling:
-        """Min–max to [0, 1] (SMORE's rule)."""
-        return minmax_scaling(volume.data, source=volume.path)
-
-    def _autocast_dtype(self) -> torch.dtype | None:
+    def autocast_dtype(self) -> torch.dtype | None:
         """Autocast dtype of inference (and of its timing estimate): ``inference_precision``, not the fit's."""
         return INFERENCE_DTYPES[str(self.inference_precision)]
 
@@ -237,111 +290,84 @@ class ZeroShotSR(SRSystem):
         """The network for factor ``scale``, with the ``init_weights`` loaded when given."""
         net = self.net_factory(scale=scale)
         if self.init_weights is not None:
-            from mrisr.systems.zero_shot_prior import load_net_weights, resolve_weights
-
             load_net_weights(net, resolve_weights(str(self.init_weights)))
         if self.channels_last:
             net = net.to(memory_format=torch.channels_last)
         return net
 
-    def estimate_profile(self, volume: Volume, geometry: SliceGeometry) -> SliceProfileEstimate:
-        """Slice profile (kind and thickness) of ``volume`` estimated from the image (``profile="auto"``).
+    def training_pairs(self, data: torch.Tensor, kernel: np.ndarray, patch: PatchGeometry) -> SelfTrainingPairs:
+        """Self-training pairs from the normalised volume ``(X, Y, Z)`` (Z = thick-slice axis); override to change
+        where pairs come from (e.g. diagnostics that train on other data with the same schedule)."""
+        return SelfTrainingPairs(data, kernel, patch, self.sampling, self.sampling_sigma)
 
-        The estimate is kept for the next fit on the same volume, so the thickness chain of
-        :func:`mrisr.inference.run_on_volume` (which calls this as its estimator) and the fit share one estimate.
-        """
-        key = (id(volume.data), tuple(volume.shape), float(geometry.separation_mm), float(geometry.inplane_spacing_mm))
-        if self.profile_estimate is None or self._estimated_for != key:
-            self.profile_estimate = estimate_slice_profile(
-                volume.data,
-                axis=geometry.axis,
-                separation_mm=geometry.separation_mm,
-                inplane_spacing_mm=geometry.inplane_spacing_mm,
-                shapes=self.auto_profiles,
-                convention=self.fwhm_convention,
-            )
-            self._estimated_for = key
-        return self.profile_estimate
+    @torch.inference_mode()
+    def estimate_inference_seconds(self, net: nn.Module, data: torch.Tensor) -> float:
+        """Time one batch of real planes of ``data`` ``(X, Y, Z)`` through ``net`` and extrapolate to the volume."""
+        net.eval()
+        forward = channels_last_net(net, self.channels_last)
+        z = data.shape[-1]
+        planes = data.permute(0, 2, 1)[: self.inference_batch_size].unsqueeze(1).contiguous()  # (B, 1, Z, Y)
+        dtype = self.autocast_dtype()
+        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+            timings = []
+            for _ in range(3):  # the first call includes one-off kernel selection
+                start = time.perf_counter()
+                forward(planes)
+                timings.append(time.perf_counter() - start)
+        per_batch = min(timings[1:])
+        net.train()
+        pixels_per_batch = planes.shape[0] * z * data.shape[1]
+        total_pixels = 2 * data.shape[0] * data.shape[1] * z
+        return per_batch * total_pixels / pixels_per_batch
 
-    def _profile(self, volume: Volume, geometry: SliceGeometry) -> tuple[str, float, dict[str, Any]]:
-        """Profile kind, thickness T (mm) and their provenance for the fit on ``volume``.
-
-        Provenance keys of the fit summary: ``profile_source`` (``given`` or ``estimate``), ``thickness_source``
-        (``thickness_mm``: the model's option, whose own origin :func:`~mrisr.inference.run_on_volume` records;
-        ``separation``; ``estimate``) and, for ``profile="auto"``, ``profile_estimate`` (kind, FWHM, spread,
-        per-kind mismatch and FWHM, seconds).
-        """
-        separation = geometry.separation_mm
-        if self.profile != "auto":
-            thickness = separation if self.thickness_mm is None else float(self.thickness_mm)
-            source = "separation" if self.thickness_mm is None else "thickness_mm"
-            return str(self.profile), thickness, {"profile_source": "given", "thickness_source": source}
-        estimate = self.estimate_profile(volume, geometry)
-        given = self.thickness_mm is not None
-        thickness = float(self.thickness_mm) if given else estimate.fwhm_mm
-        # run_on_volume passes this very estimate on as thickness_mm when no argument or sidecar gives one.
-        from_estimate = not given or thickness == estimate.fwhm_mm
-        record = {
-            "profile_source": "estimate",
-            "thickness_source": "estimate" if from_estimate else "thickness_mm",
-            "profile_estimate": {
-                "shape": estimate.shape,
-                "fwhm_mm": estimate.fwhm_mm,
-                "fwhm_spread_mm": estimate.fwhm_spread_mm,
-                "mismatch": {k: f.mismatch for k, f in estimate.fits.items()},
-                "fwhm_mm_by_shape": {k: f.fwhm_mm for k, f in estimate.fits.items()},
-                "seconds": round(estimate.seconds, 2),
-            },
-        }
-        log.info("profile=auto: %s (thickness from %s)", estimate.summary(), record["thickness_source"])
-        return estimate.shape, thickness, record
-
-    def _moved(self, volume: Volume, axis: int) -> torch.Tensor:
-        self._scaling = self.intensity_scaling(volume)
-        data = self._scaling.apply(volume.data.astype(np.float32))
-        return torch.from_numpy(np.moveaxis(data, axis, -1).astype(np.float32, copy=False).copy())
-
+    # ---------------------------------------------------------------- the fit on one volume
     def fit_volume(
         self,
         volume: Volume,
         geometry: SliceGeometry,
-        grid: OutputGrid | None = None,
+        acquisition: Acquisition,
         generator: torch.Generator | None = None,
-    ) -> dict[str, Any]:
-        """Fit the network on ``volume``'s own in-plane data (Lightning ``Trainer.fit`` on a one-volume datamodule).
+    ) -> FittedModel:
+        """Fit a fresh network on ``volume``'s own in-plane data (module docstring); the recipe is not changed.
 
         Randomness (network initialisation, patch sampling) comes from one seed: drawn from ``generator`` when given,
         else :attr:`seed`. The global random state is left as it was.
-
-        Returns:
-            A summary (kernel, patch sizes, steps, seconds, final loss) also kept in ``fit_summary``.
         """
         seed = self.seed if generator is None else int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return self._fit(volume, geometry, seed)
+            return self._fit(volume, geometry, acquisition, seed)
 
-    def _fit(self, volume: Volume, geometry: SliceGeometry, seed: int) -> dict[str, Any]:
+    def _fit(self, volume: Volume, geometry: SliceGeometry, acquisition: Acquisition, seed: int) -> FittedModel:
         started = time.perf_counter()
         spacing, separation = geometry.inplane_spacing_mm, geometry.separation_mm
-        kind, thickness, provenance = self._profile(volume, geometry)
         scale = separation / spacing
-        fwhm = kernel_fwhm_voxels(thickness, spacing, self.fwhm_convention)
-        self.kernel = slice_kernel(fwhm, kind, kernel_file=self.kernel_file)  # type: ignore[arg-type]
+        fwhm = kernel_fwhm_voxels(acquisition.thickness_mm, spacing, self.fwhm_convention)
+        kernel = slice_kernel(fwhm, acquisition.profile, kernel_file=self.kernel_file)  # type: ignore[arg-type]
         hr_rows = max(1, round(scale * self.lr_patch_rows))
         patch = PatchGeometry(self.lr_patch_rows, hr_rows, self.patch_cols, scale)
-        self.net = self.build_net(scale)
-        data = self._moved(volume, geometry.axis)
-        pairs = self.training_pairs(data, patch)
+        net = self.build_net(scale)
+        scaling = self.intensity.scaling(volume.data, source=volume.path)
+        normalised = scaling.apply(volume.data.astype(np.float32))
+        data = torch.from_numpy(np.moveaxis(normalised, geometry.axis, -1).astype(np.float32, copy=False).copy())
+        pairs = self.training_pairs(data, kernel, patch)
         datamodule = SingleVolumeDataModule(pairs, self.batch_size, seed=seed)
 
         # Budget: what remains after set-up and the (measured) cost of the final inference.
-        inference_estimate = self.estimate_inference_seconds(data, geometry)
+        inference_estimate = self.estimate_inference_seconds(net, data)
         budget = math.inf if self.max_time_s is None else self.max_time_s - (time.perf_counter() - started)
         # The estimate times the network alone; gathering, un-normalising and the plane layout add ~30-50 % on CPU.
-        self._fit_seconds = max(budget - INFERENCE_SAFETY * inference_estimate - FIT_TEARDOWN_S, 1.0)
-        self.fit_log = []
-        self._fit_started = time.perf_counter()  # Trainer set-up counts against the budget too
+        fit_seconds = max(budget - INFERENCE_SAFETY * inference_estimate - FIT_TEARDOWN_S, 1.0)
+        system = SelfTrainingSystem(  # its clock starts now: Trainer set-up counts against the budget too
+            net,
+            self.criterion,
+            self.optimizer_factory,
+            self.max_lr,
+            self.pct_start,
+            int(self.max_steps),
+            fit_seconds,
+            self.channels_last,
+        )
         trainer = L.Trainer(
             accelerator=self.accelerator,
             devices=1,
@@ -356,90 +382,50 @@ class ZeroShotSR(SRSystem):
             limit_val_batches=0,
             deterministic=False,
         )
-        trainer.fit(self, datamodule=datamodule)
-        self._fitted_on = tuple(volume.shape)
-        losses = [row["loss"] for row in self.fit_log]
+        trainer.fit(system, datamodule=datamodule)
+        net.eval()
+        losses = [row["loss"] for row in system.log_rows]
         head = float(np.mean(losses[: max(1, len(losses) // 10)])) if losses else math.nan
         tail = float(np.mean(losses[-max(1, len(losses) // 10) :])) if losses else math.nan
-        self.fit_summary = {
+        record = {
             "scale": scale,
-            "thickness_mm": thickness,
-            "profile": kind,
-            **provenance,
+            **acquisition.as_record(),
             "init_weights": self.init_weights,
             "separation_mm": separation,
             "inplane_spacing_mm": spacing,
             "kernel_fwhm_voxels": fwhm,
-            "kernel": self.kernel.tolist(),
+            "kernel": kernel.tolist(),
             "lr_patch_rows": patch.lr_rows,
             "hr_patch_rows": patch.hr_rows,
             "patch_cols": patch.cols,
             "steps": len(losses),
-            "fit_seconds": round(time.perf_counter() - self._fit_started, 2),
+            "max_steps": int(self.max_steps),
+            "max_time_s": self.max_time_s,
+            "fit_seconds": round(time.perf_counter() - system.started, 2),
             "inference_estimate_seconds": round(inference_estimate, 2),
             "loss_first_10pct": head,
             "loss_last_10pct": tail,
-            "parameters": sum(p.numel() for p in self.net.parameters()),
+            "parameters": sum(p.numel() for p in net.parameters()),
             "seed": seed,
         }
         log.info(
             "zero-shot fit: s=%.4g, T=%.3g mm, kernel FWHM %.3f voxels (%d taps), %d steps in %.1f s, loss %.4g → %.4g",
             scale,
-            thickness,
+            acquisition.thickness_mm,
             fwhm,
-            len(self.kernel),
+            len(kernel),
             len(losses),
-            self.fit_summary["fit_seconds"],
+            record["fit_seconds"],
             head,
             tail,
         )
-        return self.fit_summary
-
-    def training_pairs(self, data: torch.Tensor, patch: PatchGeometry) -> SelfTrainingPairs:
-        """Self-training pairs from the normalised volume ``(X, Y, Z)`` (Z = thick-slice axis); override to change
-        where pairs come from (e.g. diagnostics that train on other data with the same schedule)."""
-        assert self.kernel is not None
-        return SelfTrainingPairs(data, self.kernel, patch, self.sampling, self.sampling_sigma)
-
-    @torch.inference_mode()
-    def estimate_inference_seconds(self, data: torch.Tensor, geometry: SliceGeometry) -> float:
-        """Time one batch of real planes through the (untrained) network and extrapolate to the whole volume."""
-        assert self.net is not None
-        self.net.eval()
-        z = data.shape[-1]
-        planes = data.permute(0, 2, 1)[: self.inference_batch_size].unsqueeze(1).contiguous()  # (B, 1, Z, Y)
-        dtype = self._autocast_dtype()
-        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
-            timings = []
-            for _ in range(3):  # the first call includes one-off kernel selection
-                start = time.perf_counter()
-                self(planes)
-                timings.append(time.perf_counter() - start)
-        per_batch = min(timings[1:])
-        self.net.train()
-        pixels_per_batch = planes.shape[0] * z * data.shape[1]
-        total_pixels = 2 * data.shape[0] * data.shape[1] * z
-        return per_batch * total_pixels / pixels_per_batch
-
-    # ---------------------------------------------------------------- inference
-    def super_resolve(
-        self, volume: Volume, geometry: SliceGeometry, grid: OutputGrid, generator: torch.Generator | None = None
-    ) -> Volume:
-        """Super-resolve the volume this model was fitted on onto ``grid`` (both in-plane orientations, averaged).
-
-        Deterministic: ``generator`` is not used.
-        """
-        if self.net is None or self._fitted_on != tuple(volume.shape):
-            raise RuntimeError("ZeroShotSR.super_resolve needs fit_volume() on this volume first")
-        self.net.eval()
-        data = self._moved(volume, geometry.axis).to(self.device)
-        pred = predict_planes(
-            self, data, axis=2, batch_size=int(self.inference_batch_size), autocast_dtype=self._autocast_dtype()
+        forward = channels_last_net(net, self.channels_last)
+        inferer = PlaneInferer(
+            predict=lambda planes, geometry: forward(planes),
+            intensity=self.intensity,
+            rows="input",
+            batch_size=int(self.inference_batch_size),
+            autocast_dtype=self.autocast_dtype(),
+            device=next(net.parameters()).device,
         )
-        n_net = pred.shape[-1]
-        if n_net != grid.length:  # target spacing other than the in-plane spacing: same-FOV resize of the net grid
-            net_spacing = geometry.separation_mm * volume.shape[geometry.axis] / n_net
-            pred = resample_axis(pred.double(), axis=2, step=grid.spacing_mm / net_spacing, n_out=grid.length)
-        out = self._scaling.invert(np.moveaxis(pred.float().cpu().numpy(), -1, geometry.axis))
-        affine = resample_affine(volume.affine, geometry.axis, grid.step, volume.shape[geometry.axis], grid.length)
-        return Volume(data=out.astype(np.float32), affine=affine, header=volume.header.copy(), path=None)
+        return FittedModel(inferer=inferer, record=record, log=system.log_rows)

@@ -10,10 +10,8 @@ time budget only has to adapt them to the input (``model=smore_prior``).
   of the trainer's step or time budget spent. As a checkpoint model it super-resolves with the pretrained network
   alone (no per-volume fit), a diagnostic of what the prior knows.
 * :func:`export_prior` turns its checkpoint into the small weights file shipped with the package
-  (:data:`SHIPPED_WEIGHTS`, fp16 state dict plus the network config and provenance);
-  ``python -m mrisr.cli.export_prior ckpt=CKPT`` runs it.
-* :func:`resolve_weights` / :func:`load_net_weights` find such a file (a path, or the name of a shipped file) and load
-  it strictly into a network.
+  (:data:`mrisr.nets.pretrained.SHIPPED_WEIGHTS`, fp16 state dict plus the network config and provenance);
+  ``python -m mrisr.cli.export_prior ckpt=CKPT`` runs it. :mod:`mrisr.nets.pretrained` finds and loads such files.
 
 The network must have a fixed ``shuffle`` (``mrisr.nets.wdsr.WDSR(shuffle=…)``) so that its weights do not depend on
 the factor s: pretraining draws s per batch and passes it to the forward call.
@@ -24,119 +22,23 @@ from __future__ import annotations
 import inspect
 import math
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from hydra.utils import get_class
 from lightning.pytorch.callbacks import Timer
 from torch import nn
 
 from mrisr.core.errors import MrisrInputError
-from mrisr.inference import InferenceProtocol, OutputGrid
-from mrisr.io.geometry import SliceGeometry
-from mrisr.io.intensity import IntensityScaling, minmax_scaling
-from mrisr.io.nifti import Volume
-from mrisr.physics.resample import resample_affine, resample_axis
+from mrisr.inference import InferenceProtocol
+from mrisr.inference.planes import PlaneInferer
+from mrisr.io.intensity import IntensityRule
+from mrisr.nets.pretrained import WEIGHTS_FORMAT
 from mrisr.systems.base import OptimizerFactory, SRSystem
-from mrisr.systems.planes import predict_planes
-from mrisr.systems.zero_shot import INFERENCE_DTYPES, NetFactory, one_cycle_lr
+from mrisr.systems.zero_shot import INFERENCE_DTYPES, MINMAX, NetFactory, one_cycle_lr
 
-__all__ = [
-    "PRETRAIN_COMMAND",
-    "SHIPPED_WEIGHTS",
-    "WEIGHTS_FORMAT",
-    "ZeroShotPretraining",
-    "export_prior",
-    "load_net_weights",
-    "read_weights",
-    "resolve_weights",
-]
-
-#: Package folder of shipped weights and the file names in it (``init_weights: smore_prior``).
-WEIGHTS_PACKAGE = "mrisr.systems"
-SHIPPED_WEIGHTS: dict[str, str] = {"smore_prior": "data/smore_prior.pt"}
-#: Format tag of exported weights files.
-WEIGHTS_FORMAT = "mrisr-net-weights/1"
-#: How the shipped prior is made (shown when the file is missing).
-PRETRAIN_COMMAND = (
-    "python train.py experiment=smore_prior_pretrain && "
-    "python -m mrisr.cli.export_prior ckpt=<run dir>/checkpoints/last.ckpt"
-)
-
-
-def resolve_weights(init_weights: str) -> Path:
-    """The weights file named by ``init_weights``: a shipped name (:data:`SHIPPED_WEIGHTS`) or a file path.
-
-    Raises:
-        MrisrInputError: the file does not exist (for a shipped name: how to make it).
-    """
-    if init_weights in SHIPPED_WEIGHTS:
-        path = Path(str(resources.files(WEIGHTS_PACKAGE).joinpath(SHIPPED_WEIGHTS[init_weights])))
-        if not path.is_file():
-            raise MrisrInputError(
-                path,
-                f"the pretrained weights '{init_weights}' are not installed",
-                f"make them with `{PRETRAIN_COMMAND}`, or pass init_weights=<file.pt>",
-            )
-        return path
-    path = Path(init_weights)
-    if not path.is_file():
-        known = ", ".join(SHIPPED_WEIGHTS)
-        raise MrisrInputError(path, "weights file not found", f"pass a file written by export_prior or one of: {known}")
-    return path
-
-
-def read_weights(path: str | Path) -> dict[str, Any]:
-    """Read an exported weights file (``{"format", "state_dict", "net", "provenance"}``; tensors as stored).
-
-    Raises:
-        MrisrInputError: not readable, or not a weights file of this format.
-    """
-    path = Path(path)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise MrisrInputError(
-            path, f"not a readable weights file ({type(err).__name__})", "pass a file written by export_prior"
-        ) from err
-    if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT or "state_dict" not in payload:
-        raise MrisrInputError(path, f"not an {WEIGHTS_FORMAT} weights file", "pass a file written by export_prior")
-    return payload
-
-
-def load_net_weights(net: nn.Module, path: str | Path) -> dict[str, Any]:
-    """Load the weights file ``path`` strictly into ``net`` (cast to the net's dtypes); returns the file's payload.
-
-    Raises:
-        MrisrInputError: unreadable file, or weights whose names or shapes do not match ``net`` (one line naming the
-            first differences).
-    """
-    payload = read_weights(path)
-    weights: dict[str, torch.Tensor] = payload["state_dict"]
-    own = net.state_dict()
-    missing = sorted(set(own) - set(weights))
-    unexpected = sorted(set(weights) - set(own))
-    shapes = [k for k in own if k in weights and tuple(own[k].shape) != tuple(weights[k].shape)]
-    if missing or unexpected or shapes:
-        details = []
-        if missing:
-            details.append(f"missing {', '.join(missing[:3])}")
-        if unexpected:
-            details.append(f"unexpected {', '.join(unexpected[:3])}")
-        if shapes:
-            k = shapes[0]
-            details.append(f"{k} is {tuple(weights[k].shape)} in the file, {tuple(own[k].shape)} in the network")
-        described = payload.get("net", {})
-        raise MrisrInputError(
-            path,
-            f"weights do not match the network ({'; '.join(details)}; the file was made for {described})",
-            "use the network config the weights were exported with (model.net.*), or other weights",
-        )
-    net.load_state_dict({k: v.to(own[k].dtype) for k, v in weights.items()}, strict=True)
-    return payload
+__all__ = ["ZeroShotPretraining", "export_prior"]
 
 
 class ZeroShotPretraining(SRSystem):
@@ -158,6 +60,7 @@ class ZeroShotPretraining(SRSystem):
         channels_last: channels-last memory format (faster convolutions on CPU).
         inference_precision: autocast dtype when super-resolving with the prior alone.
         inference_batch_size: planes per forward pass at inference.
+        intensity: intensity rule (min–max to [0, 1], as in the per-volume fit; the data module's).
     """
 
     inference_protocol = InferenceProtocol.CHECKPOINT
@@ -175,17 +78,26 @@ class ZeroShotPretraining(SRSystem):
         channels_last: bool = True,
         inference_precision: Literal["32", "bf16", "16"] = "32",
         inference_batch_size: int = 16,
+        intensity: IntensityRule | None = None,
     ) -> None:
         super().__init__(
-            optimizer=optimizer, loss=loss or nn.L1Loss(), method=method, inference_batch_size=inference_batch_size
+            optimizer=optimizer,
+            loss=loss or nn.L1Loss(),
+            method=method,
+            intensity=intensity if intensity is not None else MINMAX,
+            inference_batch_size=inference_batch_size,
         )
+        if self.intensity.kind != "minmax":
+            raise ValueError(
+                "the prior is fine-tuned by the per-volume fit, which scales its input min–max: pretrain with "
+                f"intensity=minmax (conf/intensity/minmax.yaml), got {self.intensity}"
+            )
         self.max_lr, self.pct_start = max_lr, pct_start
         self.channels_last = channels_last
         self.inference_precision = inference_precision
         self.net = net(scale=reference_scale)
         if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-        self._scaling = IntensityScaling(0.0, 1.0)
 
     def forward(self, x: torch.Tensor, scale: float | None = None) -> torch.Tensor:
         if self.channels_last:
@@ -222,33 +134,16 @@ class ZeroShotPretraining(SRSystem):
         for group in self.optimizers().param_groups:
             group["lr"] = lr
 
-    def intensity_scaling(self, volume: Volume) -> IntensityScaling:
-        """Min–max to [0, 1], as in the per-volume fit."""
-        return minmax_scaling(volume.data, source=volume.path)
-
-    def super_resolve(
-        self, volume: Volume, geometry: SliceGeometry, grid: OutputGrid, generator: torch.Generator | None = None
-    ) -> Volume:
-        """The pretrained network alone on ``volume`` (both in-plane orientations averaged; deterministic)."""
-        self.net.eval()
-        self._scaling = self.intensity_scaling(volume)
-        data = self._scaling.apply(volume.data.astype(np.float32))
-        data = torch.from_numpy(np.moveaxis(data, geometry.axis, -1).astype(np.float32).copy()).to(self.device)
-        scale = geometry.separation_mm / geometry.inplane_spacing_mm
-        dtype = INFERENCE_DTYPES[str(self.inference_precision)]
-        pred = predict_planes(
-            lambda x: self(x, scale=scale),
-            data,
-            axis=2,
+    def inferer(self) -> PlaneInferer:
+        """The pretrained network alone on a volume (both in-plane orientations averaged; deterministic)."""
+        return PlaneInferer(
+            predict=lambda planes, geometry: self(planes, scale=geometry.separation_mm / geometry.inplane_spacing_mm),
+            intensity=self.intensity,
+            rows="input",
             batch_size=int(self.inference_batch_size),
-            autocast_dtype=dtype,
+            autocast_dtype=INFERENCE_DTYPES[str(self.inference_precision)],
+            device=self.device,
         )
-        if pred.shape[-1] != grid.length:
-            net_spacing = geometry.separation_mm * volume.shape[geometry.axis] / pred.shape[-1]
-            pred = resample_axis(pred.double(), axis=2, step=grid.spacing_mm / net_spacing, n_out=grid.length)
-        out = self._scaling.invert(np.moveaxis(pred.float().cpu().numpy(), -1, geometry.axis))
-        affine = resample_affine(volume.affine, geometry.axis, grid.step, volume.shape[geometry.axis], grid.length)
-        return Volume(data=out.astype(np.float32), affine=affine, header=volume.header.copy(), path=None)
 
 
 def export_prior(ckpt_path: str | Path, output: str | Path, dtype: torch.dtype = torch.float16) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Building SR models for inference, following each model's :class:`~mrisr.inference.InferenceProtocol`.
 
-* fixed models (interpolation) and models fitted per volume are built from their Hydra config;
+* fixed models (interpolation), models fitted per volume and models whose weights ship with mrisr (``zoo/…``) are
+  built from their Hydra config, named like ``infer.py model=<name>`` (:func:`model_names`);
 * trained models are rebuilt from a checkpoint written by ``train.py`` alone (its resolved config is stored inside);
 * in both cases the requested inference options are checked against the options the model declares.
 """
@@ -18,9 +19,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mrisr.core.errors import MrisrInputError
 from mrisr.inference import InferenceProtocol, VolumeSuperResolver, set_inference_options
-from mrisr.systems.interpolation import ORDER_NAMES, InterpolationSR
 
-INTERPOLATIONS = {name: order for order, name in ORDER_NAMES.items()}
+__all__ = ["build_inference_model", "load_checkpoint_model", "load_model", "model_names", "resolve_device"]
 
 
 def resolve_device(name: str) -> str:
@@ -117,19 +117,37 @@ def build_inference_model(
     with open_dict(model_cfg):
         model_cfg.update(dict(options))
     try:
-        return instantiate(model_cfg)
+        model = instantiate(model_cfg)
     except (InstantiationException, ValueError) as err:
         raise _constructor_error(err) from err
+    if isinstance(model, torch.nn.Module):  # networks built from a config (weights shipped with mrisr)
+        model = model.to(device).eval()
+    return model
+
+
+def model_names() -> list[str]:
+    """Every model name that ``infer.py model=<name>`` and :func:`load_model` accept (``conf/model/**.yaml``)."""
+    from mrisr.utils.config import conf_dir
+
+    root = conf_dir() / "model"
+    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
 
 
 def load_model(spec: str | DictConfig, device: str = "cpu") -> VolumeSuperResolver:
-    """Model from a name (``nearest``/``linear``/``cubic``), a checkpoint path, or a Hydra model config."""
+    """Model from a name (any of :func:`model_names`), a checkpoint path, or a Hydra model config.
+
+    Raises:
+        MrisrInputError: an unknown name, a model that needs a checkpoint, or an unreadable checkpoint.
+    """
     if isinstance(spec, DictConfig):
         return build_inference_model(spec, None, {}, device=device)
-    if spec in INTERPOLATIONS:
-        return InterpolationSR(order=INTERPOLATIONS[spec])
+    names = model_names()
+    if spec in names:
+        from mrisr.utils.config import compose
+
+        return build_inference_model(compose("infer", [f"model={spec}"]).model, None, {}, device=device)
     if spec.endswith(".ckpt") or Path(spec).is_file():
         return build_inference_model(None, spec, {}, device=device)
     raise MrisrInputError(
-        None, f"unknown model {spec!r}", f"use one of {sorted(INTERPOLATIONS)} or a checkpoint path (.ckpt)"
+        None, f"unknown model {spec!r}", f"use a checkpoint path (.ckpt) or one of: {', '.join(names)}"
     )

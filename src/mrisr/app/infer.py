@@ -1,4 +1,6 @@
-"""Inference on one volume or on many (glob, manifest CSV or BIDS directory) with verified resume.
+"""``infer(cfg)``: inference on one volume or on many (glob, manifest CSV or BIDS directory) with verified resume.
+
+The application behind ``infer.py`` (a thin command-line shim) and the ``mrisr-infer`` console script.
 
 Every output is written atomically (temporary file + rename) and followed by a JSON sidecar that records the SHA-256
 of the input and of the output. A later batch run skips an output only when its sidecar exists and both digests
@@ -21,14 +23,31 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from mrisr.api import as_volume
-from mrisr.core.atomic import write_json_atomic, write_rows_atomic
+from mrisr.app.models import build_inference_model, resolve_device
+from mrisr.core.atomic import check_output_folder, write_json_atomic, write_rows_atomic
 from mrisr.core.errors import MrisrInputError
-from mrisr.inference import VolumeResult, VolumeSuperResolver, run_on_volume
-from mrisr.io.nifti import Volume, same_file, save_volume
-from mrisr.models import build_inference_model, resolve_device
+from mrisr.inference import InferenceResult, InferenceSettings, VolumeSuperResolver, run_on_volume
+from mrisr.io.nifti import Volume, as_volume, same_file, save_volume
 
 log = logging.getLogger("mrisr.infer")
+
+USAGE = """Super-resolve thick-slice volumes (Hydra application; config conf/infer.yaml).
+
+Usage: ``python infer.py input=LR.nii.gz output=SR.nii.gz model=cubic`` (one volume; or ``mrisr-infer …``), or
+``python infer.py inputs='data/**/*.nii.gz' output_dir=out/ model=smore`` (many volumes: glob, manifest CSV or BIDS
+directory; completed outputs are verified and skipped, failures are isolated and summarised, exit code 1 if any).
+Trained models are rebuilt from their checkpoint alone (``ckpt_path=…``); ``model=`` takes any model name of
+conf/model (``cubic``, ``smore_prior``, ``zoo/…``). Outputs lie on the isotropic grid (or ``target_spacing_mm``) and
+overlay their inputs in world coordinates; a JSON sidecar records what was done.
+"""
+
+#: Expected types of the options whose default (``null``) does not tell.
+OPTION_TYPES: dict[str, type] = {
+    "thickness": float,
+    "target_spacing_mm": float,
+    "budget.max_time": float,
+    "budget.max_steps": int,
+}
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
@@ -127,30 +146,39 @@ def build_model(cfg: DictConfig) -> tuple[VolumeSuperResolver, Any]:
     return model, description
 
 
-def forward_check(source: Path, volume: Volume, result: VolumeResult) -> dict[str, Any]:
+def forward_check(source: Path, volume: Volume, result: InferenceResult, estimate: bool) -> dict[str, Any]:
     """Re-acquire the input from the SR output with the physics forward model and compare (no ground truth needed).
 
-    The thickness is the one the model used, else the first source that has it (sidecar, then the separation; no
-    estimate, which would judge the output by the image it is checked against). A poor match is logged as a warning.
+    The thickness is the one the model used, else the input's acquisition resolved by the same chain as a per-volume
+    model's (argument, sidecar, estimate when ``estimate``, separation). A poor match is logged as a warning.
     """
     from mrisr.eval.consistency import forward_consistency
-    from mrisr.io.sidecar import resolve_thickness
+    from mrisr.inference.acquisition import resolve_acquisition
 
-    thickness = result.record.get("thickness_mm")
-    if thickness is None:
-        thickness = resolve_thickness(source, volume, result.geometry, None, estimate=False).thickness_mm
-    report = forward_consistency(result.sr, volume, float(thickness), geometry=result.geometry)
+    acquisition = result.acquisition or resolve_acquisition(source, volume, result.geometry, None, estimate)
+    report = forward_consistency(result.sr, volume, float(acquisition.thickness_mm), geometry=result.geometry)
     if report.warn:
         log.warning(
             "%s: the SR output re-acquired with T = %.3g mm matches its input poorly (PSNR %.1f dB); check the "
             "thickness, the axis and the model",
             source,
-            thickness,
+            acquisition.thickness_mm,
             report.psnr,
         )
     summary = report.as_dict()
-    summary["thickness_mm"] = float(thickness)
+    summary.update(thickness_mm=float(acquisition.thickness_mm), thickness_source=acquisition.thickness_source)
     return summary
+
+
+def settings_from(cfg: DictConfig) -> InferenceSettings:
+    """The :class:`~mrisr.inference.InferenceSettings` of an ``infer`` config."""
+    return InferenceSettings(
+        axis=cfg.axis,
+        target_spacing_mm=cfg.target_spacing_mm,
+        allow_anisotropic_inplane=bool(cfg.allow_anisotropic_inplane),
+        seed=int(cfg.seed),
+        estimate_thickness=bool(cfg.estimate_thickness),
+    )
 
 
 def super_resolve_file(
@@ -160,15 +188,7 @@ def super_resolve_file(
     if target.exists() and same_file(source, target):
         raise MrisrInputError(target, "output is the input file", "choose another output; inputs are never overwritten")
     volume = as_volume(source)
-    result = run_on_volume(
-        model,
-        volume,
-        axis=cfg.axis,
-        target_spacing_mm=cfg.target_spacing_mm,
-        allow_anisotropic_inplane=bool(cfg.allow_anisotropic_inplane),
-        seed=int(cfg.seed),
-        estimate_thickness=bool(cfg.estimate_thickness),
-    )
+    result = run_on_volume(model, volume, settings_from(cfg))
     geometry, grid, sr = result.geometry, result.grid, result.sr
     log.info(
         "%s: axis %d (%s), separation %.4g mm, in-plane %.4g mm, factor %.4g → %d slices of %.4g mm",
@@ -184,17 +204,18 @@ def super_resolve_file(
         "model": model_name,
         **result.record,
     }
-    uncertainty = getattr(model, "last_uncertainty", None)
-    if isinstance(uncertainty, Volume):
+    if result.uncertainty is not None:
         # Per-voxel spread of repeated stochastic draws (diffusion models with samples > 1), on the output grid.
-        sd_path = save_volume(uncertainty, written.with_name(f"{nifti_stem(written)}_sd.nii.gz"), header=volume.header)
+        sd_path = save_volume(
+            result.uncertainty, written.with_name(f"{nifti_stem(written)}_sd.nii.gz"), header=volume.header
+        )
         record.update(uncertainty=str(sd_path), uncertainty_sha256=file_sha256(sd_path))
     if cfg.forward_check:
-        record["forward_consistency"] = forward_check(source, volume, result)
+        record["forward_consistency"] = forward_check(source, volume, result, bool(cfg.estimate_thickness))
     if result.fit is not None:
         fit_log = written.with_name(f"{nifti_stem(written)}.fit.csv")
-        write_rows_atomic(model.fit_log, fit_log, fields=("step", "loss", "lr", "seconds"))  # type: ignore[attr-defined]
-        record.update(fit=result.fit, fit_log=str(fit_log))
+        write_rows_atomic(result.fit.log, fit_log, fields=("step", "loss", "lr", "seconds"))
+        record.update(fit=result.fit.record, fit_log=str(fit_log))
     write_json_atomic(record, sidecar_path(written))
     log.info("wrote %s (%s) in %.2f s", written, "×".join(map(str, sr.shape)), result.seconds)
     return record
@@ -308,3 +329,48 @@ def print_summary(rows: list[dict[str, str]]) -> None:
     console.print(table)
     counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "skipped", "failed")}
     console.print(f"done {counts['done']}, skipped {counts['skipped']}, failed {counts['failed']}")
+
+
+def infer(cfg: DictConfig) -> int:
+    """Run the inference described by an ``infer`` config (``conf/infer.yaml``); returns the process exit code.
+
+    One volume (``input=``, ``output=``) or a batch (``inputs=``, ``output_dir=``; exit code 1 when a volume failed).
+    """
+    if cfg.inputs:
+        if cfg.output_dir:
+            check_output_folder(Path(cfg.output_dir) / "batch_summary.csv")
+        rows = run_batch(cfg)
+        return 1 if any(row["status"] == "failed" for row in rows) else 0
+    if cfg.input in (None, "???") or cfg.output in (None, "???"):
+        raise MrisrInputError(None, "no input given", "pass input=LR.nii.gz output=SR.nii.gz, or inputs=… output_dir=…")
+    check_output_folder(cfg.output)
+    model, model_name = build_model(cfg)
+    super_resolve_file(model, model_name, Path(cfg.input), Path(cfg.output), cfg)
+    return 0
+
+
+def infer_job(cfg: DictConfig) -> int:
+    """The Hydra job: checks the overrides, runs :func:`infer`; returns its exit code."""
+    import torch
+
+    from mrisr.utils.config import check_hydra_overrides
+
+    check_hydra_overrides(OPTION_TYPES)
+    torch.set_flush_denormal(bool(cfg.flush_denormal))
+    return infer(cfg)
+
+
+def main(argv: list[str]) -> int:
+    """Run ``infer`` on the command line ``argv``; returns the exit status (1 when a batch volume failed)."""
+    from mrisr.utils.cli import print_help, run_hydra, wants_help
+
+    if wants_help(argv):
+        return print_help(USAGE, "infer", argv)
+    return int(run_hydra(infer_job, "infer", checkpoint_option_overrides(argv), types=OPTION_TYPES) or 0)
+
+
+def run() -> None:
+    """Console-script entry point (``mrisr-infer``)."""
+    from mrisr.utils.cli import run_cli
+
+    run_cli(main)
