@@ -18,6 +18,7 @@ from mrisr.core.errors import MrisrInputError
 from mrisr.data.prettier import PrettierPairsDataModule, axis_spacing_grid, thick_slice_pair
 from mrisr.degradations import DegradationStack, Downsample, SliceProfile
 from mrisr.inference import OutputGrid, interpolate_volume, output_grid
+from mrisr.inference.prettier import linear_resize_matrix, reconstruct_volume
 from mrisr.io.geometry import detect_slice_axis
 from mrisr.io.intensity import foreground_percentile
 from mrisr.io.nifti import Volume, load_volume, save_volume
@@ -27,13 +28,7 @@ from mrisr.nets.discriminator import UNetDiscriminatorSN
 from mrisr.nets.edsr import EDSR
 from mrisr.nets.rrdbnet import RRDBNet
 from mrisr.physics.resample import same_fov_positions
-from mrisr.systems.prettier import (
-    AdversarialSR,
-    PrettierSR,
-    linear_resize_matrix,
-    reconstruct_volume,
-    resize_patch,
-)
+from mrisr.systems.prettier import AdversarialSR, PrettierSR, resize_patch
 from mrisr.utils.config import compose
 
 
@@ -207,7 +202,7 @@ def test_resize_matrix_equals_antialiased_bilinear_for_training_patches() -> Non
 def test_constant_volume_reconstructs_constant_in_every_slice(in_channels: int, merge: str) -> None:
     volume = torch.full((7, 6, 5), 0.6)
     grid = OutputGrid(axis=2, step=1 / 6, length=30, spacing_mm=1.0)
-    out = reconstruct_volume(NearestX4(), volume, 2, grid, in_channels=in_channels, batch_size=4, merge=merge)
+    out = reconstruct_volume(NearestX4(), volume, 2, grid, in_channels=in_channels, batch_size=4, merge=merge)[0]
     assert out.shape == (7, 6, 30)
     assert torch.allclose(out, torch.full_like(out, 0.6), atol=1e-6)  # no darkening of the first/last slices
 
@@ -230,12 +225,12 @@ def test_channel_merge_divides_by_the_weights_present() -> None:
     c, d, n = 0.5, 0.3, 7
     volume = torch.full((n, n, 4), c)
     grid = OutputGrid(axis=2, step=0.25, length=16, spacing_mm=1.0)
-    out = reconstruct_volume(ChannelBias(d), volume, 2, grid, in_channels=3)
+    out = reconstruct_volume(ChannelBias(d), volume, 2, grid, in_channels=3)[0]
     edge = torch.zeros(n)
     edge[0], edge[1], edge[-2], edge[-1] = d, d / 3, -d / 3, -d
     expected = c + (edge[:, None] + edge[None, :]) / 2  # mean of the two slicing directions
     assert torch.allclose(out, expected[..., None].expand(n, n, 16), atol=1e-6)
-    centre = reconstruct_volume(ChannelBias(d), volume, 2, grid, in_channels=3, merge="center")
+    centre = reconstruct_volume(ChannelBias(d), volume, 2, grid, in_channels=3, merge="center")[0]
     edge_c = torch.zeros(n)
     edge_c[0], edge_c[-1] = d, -d  # only the first and last slices have no G prediction
     assert torch.allclose(centre, (c + (edge_c[:, None] + edge_c[None, :]) / 2)[..., None].expand(n, n, 16), atol=1e-6)
@@ -247,7 +242,7 @@ def test_super_resolve_matches_the_output_grid_for_non_integer_factors() -> None
     geometry = detect_slice_axis(volume, axis=2)
     grid = output_grid(geometry, 9)  # 45 mm / 0.9 mm = 50 samples (×5.556)
     model = tiny_edsr_system(inference_batch_size=4)
-    sr = model.super_resolve(volume, geometry, grid)
+    sr = model.inferer()(volume, geometry, grid, torch.Generator()).sr
     reference = interpolate_volume(volume, grid)
     assert sr.shape == reference.shape == (20, 18, 50)
     np.testing.assert_allclose(sr.affine, reference.affine, atol=1e-9)

@@ -14,12 +14,12 @@ import torch
 from hydra.utils import instantiate
 
 import mrisr
-from mrisr.io.nifti import as_volume
 from conftest import run_command
 from mrisr.data.zero_shot import PatchGeometry, SelfTrainingPairs, gradient_density
-from mrisr.inference import output_grid
+from mrisr.inference import FittedModel, output_grid
+from mrisr.inference.acquisition import resolve_acquisition
 from mrisr.io.geometry import detect_slice_axis
-from mrisr.io.nifti import Volume
+from mrisr.io.nifti import Volume, as_volume
 from mrisr.nets.wdsr import WDSR, pixel_shuffle_1d, pixel_unshuffle_1d, upsample_rows
 from mrisr.physics import blur_axis, kernel_fwhm_voxels, slice_kernel
 from mrisr.physics.resample import interpolation_matrix
@@ -113,22 +113,24 @@ def smoke_model(**overrides: object) -> ZeroShotSR:
     return instantiate(cfg.model, **overrides)
 
 
-def fit_and_predict(lr: nib.Nifti1Image, **overrides: object) -> tuple[ZeroShotSR, Volume]:
+def fit_and_predict(lr: nib.Nifti1Image, **overrides: object) -> tuple[FittedModel, Volume]:
+    """The model's fit with its own seed (no generator) and the fitted model's output."""
     volume = as_volume(lr)
     geometry = detect_slice_axis(volume)
-    grid = output_grid(geometry, volume.shape[geometry.axis])
     model = smoke_model(**overrides)
-    model.fit_volume(volume, geometry, grid)
-    return model, model.super_resolve(volume, geometry, grid)
+    acquisition = resolve_acquisition(None, volume, geometry, model.acquisition_request(), estimate=False)
+    fitted = model.fit_volume(volume, geometry, acquisition)
+    grid = output_grid(geometry, volume.shape[geometry.axis])
+    return fitted, fitted.inferer(volume, geometry, grid, torch.Generator()).sr
 
 
 def test_seconds_long_fit_learns_and_keeps_geometry(t2_crop_lr: tuple[nib.Nifti1Image, nib.Nifti1Image]) -> None:
     hr, lr = t2_crop_lr
-    model, sr = fit_and_predict(lr, thickness_mm=3.0, max_steps=60, batch_size=8)
-    losses = [row["loss"] for row in model.fit_log]
+    fitted, sr = fit_and_predict(lr, thickness_mm=3.0, max_steps=60, batch_size=8)
+    losses = [row["loss"] for row in fitted.log]
     assert len(losses) == 60
     assert np.mean(losses[-10:]) < np.mean(losses[:10])
-    assert model.fit_summary["kernel_fwhm_voxels"] == pytest.approx(np.sqrt(8.0))
+    assert fitted.record["kernel_fwhm_voxels"] == pytest.approx(np.sqrt(8.0))
     assert sr.shape == hr.shape  # 13 slices × s = 4 → 52
     np.testing.assert_allclose(sr.affine, hr.affine, atol=1e-6)
     assert np.isfinite(sr.data).all()

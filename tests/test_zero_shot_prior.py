@@ -15,21 +15,19 @@ import torch
 from hydra.utils import instantiate
 
 import mrisr
-from mrisr.io.nifti import as_volume
 from mrisr.core.errors import MrisrInputError
 from mrisr.data.prior import HRSource, RandomProfileBatches, RandomProfilePairsDataModule
-from mrisr.inference import output_grid, run_on_volume
+from mrisr.inference import acquisition as acquisition_module
+from mrisr.inference import planes as planes_module
+from mrisr.inference import InferenceSettings, run_on_volume
+from mrisr.inference.acquisition import resolve_acquisition
 from mrisr.io.geometry import detect_slice_axis
+from mrisr.io.nifti import as_volume
+from mrisr.nets import pretrained
+from mrisr.nets.pretrained import PRETRAIN_COMMAND, SHIPPED_WEIGHTS, read_weights
 from mrisr.nets.wdsr import WDSR, upsample_rows
-from mrisr.systems import zero_shot
 from mrisr.systems.zero_shot import ZeroShotSR
-from mrisr.systems.zero_shot_prior import (
-    PRETRAIN_COMMAND,
-    SHIPPED_WEIGHTS,
-    ZeroShotPretraining,
-    export_prior,
-    read_weights,
-)
+from mrisr.systems.zero_shot_prior import ZeroShotPretraining, export_prior
 from mrisr.utils.config import compose
 
 TINY_NET = {"_target_": "mrisr.nets.wdsr.WDSR", "_partial_": True, "n_blocks": 1, "n_feats": 8, "shuffle": 5}
@@ -161,14 +159,11 @@ def test_prior_fit_starts_from_the_weights_and_keeps_the_budget(exported: Path, 
     assert weights["tail.weight"].abs().sum() > 0  # trained: not the zero-initialised tail of a fresh WDSR
     hr = nib.load(shared_data / "fixtures" / "t2_crop" / "t2.nii.gz")
     volume = as_volume(mrisr.simulate(hr, thickness_mm=3.0, gap_mm=1.0, axis=2))
-    geometry = detect_slice_axis(volume)
-    grid = output_grid(geometry, volume.shape[geometry.axis])
     started = time.perf_counter()
-    summary = model.fit_volume(volume, geometry, grid)
-    sr = model.super_resolve(volume, geometry, grid)
+    result = run_on_volume(model, volume)
     assert time.perf_counter() - started < 3.0 + 1.5  # budget plus Trainer start-up slack on a loaded machine
-    assert summary["init_weights"] == str(exported) and summary["steps"] >= 1
-    assert sr.shape == hr.shape and np.isfinite(sr.data).all()
+    assert result.fit.record["init_weights"] == str(exported) and result.fit.record["steps"] >= 1
+    assert result.sr.shape == hr.shape and np.isfinite(result.sr.data).all()
 
 
 def test_mismatching_or_foreign_weights_are_one_line_input_errors(exported: Path, tmp_path: Path) -> None:
@@ -185,7 +180,7 @@ def test_mismatching_or_foreign_weights_are_one_line_input_errors(exported: Path
 
 def test_smore_prior_config_uses_the_shipped_weights_or_names_how_to_make_them() -> None:
     cfg = compose("infer", ["model=smore_prior", "input=x", "output=y"])
-    shipped = Path(zero_shot.__file__).parent / SHIPPED_WEIGHTS["smore_prior"]
+    shipped = Path(pretrained.__file__).parent / SHIPPED_WEIGHTS["smore_prior"]
     assert cfg.model.init_weights == "smore_prior" and cfg.model.max_time_s == 60
     if not shipped.is_file():
         assert PRETRAIN_COMMAND in str(construction_error(cfg.model))
@@ -205,22 +200,18 @@ def test_inference_runs_in_inference_precision_not_fit_precision(
     precision: str, inference_precision: str, expected: torch.dtype | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = smoke_model(precision=precision, inference_precision=inference_precision, max_steps=1)
-    assert model._autocast_dtype() is expected
+    assert model.autocast_dtype() is expected
     seen = []
-    real = zero_shot.predict_planes
+    real = planes_module.predict_planes
 
     def spy(*args: object, **kwargs: object) -> torch.Tensor:
-        seen.append(kwargs["autocast_dtype"])
+        seen.append(args[4])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(zero_shot, "predict_planes", spy)
+    monkeypatch.setattr(planes_module, "predict_planes", spy)
     data = np.random.default_rng(0).random((12, 10, 5)).astype(np.float32)
     volume = as_volume(nib.Nifti1Image(data, np.diag([1.0, 1.0, 3.0, 1.0])))
-    geometry = detect_slice_axis(volume)
-    grid = output_grid(geometry, volume.shape[geometry.axis])
-    model.net = model.build_net(3.0)
-    model._fitted_on = tuple(volume.shape)
-    model.super_resolve(volume, geometry, grid)
+    run_on_volume(model, volume, InferenceSettings(estimate_thickness=False))
     assert seen == [expected]
     with pytest.raises(Exception, match="inference_precision must be one of"):
         smoke_model(inference_precision="8")
@@ -230,19 +221,19 @@ def test_profile_auto_estimates_kind_and_thickness_once(shared_data: Path, monke
     hr = nib.load(shared_data / "fixtures" / "t2_crop" / "t2.nii.gz")
     volume = as_volume(mrisr.simulate(hr, thickness_mm=3.0, gap_mm=1.0, axis=2, profile="slr"))
     calls = []
-    real = zero_shot.estimate_slice_profile
+    real = acquisition_module._estimate
 
     def counted(*args: object, **kwargs: object) -> object:
-        calls.append(kwargs["shapes"])
+        calls.append(args[2].candidates if args[3] else None)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(zero_shot, "estimate_slice_profile", counted)
+    monkeypatch.setattr(acquisition_module, "_estimate", counted)
     model = smoke_model(profile="auto", max_steps=2)
     result = run_on_volume(model, volume)
     assert calls == [("slr", "gaussian", "rect")]  # one joint estimate, shared by the thickness chain and the fit
-    assert model.thickness_mm is None  # the next volume of a batch goes through the thickness chain again
-    fit = result.fit
-    assert result.record["thickness_source"] == "estimate"
+    assert model.thickness_mm is None  # the model is never changed: the next volume goes through the chain again
+    fit = result.fit.record
+    assert result.record["thickness_source"] == "estimate" and result.record["profile_source"] == "estimate"
     assert fit["profile_source"] == "estimate" and fit["thickness_source"] == "estimate"
     assert fit["profile"] == fit["profile_estimate"]["shape"] in ("slr", "gaussian", "rect")
     assert fit["thickness_mm"] == pytest.approx(result.record["thickness_mm"])
@@ -251,8 +242,9 @@ def test_profile_auto_estimates_kind_and_thickness_once(shared_data: Path, monke
     assert json.loads(json.dumps(fit))["profile_estimate"]["shape"] == fit["profile"]  # sidecar-ready
     # A given thickness wins; only the kind is estimated.
     given = smoke_model(profile="auto", thickness_mm=2.5, max_steps=2)
-    summary = given.fit_volume(volume, detect_slice_axis(volume), output_grid(detect_slice_axis(volume), 13))
-    assert summary["thickness_mm"] == 2.5 and summary["thickness_source"] == "thickness_mm"
+    resolved = resolve_acquisition(None, volume, detect_slice_axis(volume), given.acquisition_request())
+    summary = given.fit_volume(volume, detect_slice_axis(volume), resolved).record
+    assert summary["thickness_mm"] == 2.5 and summary["thickness_source"] == "argument"
     assert summary["profile_source"] == "estimate"
     with pytest.raises(Exception, match="profile must be"):
         smoke_model(profile="box")

@@ -82,7 +82,7 @@ def checkpoint_option_overrides(argv: list[str]) -> list[str]:
     """Let ``model.<key>=value`` reach a checkpoint model even when the named model's YAML omits ``key``.
 
     With ``ckpt_path=`` the model is rebuilt from the checkpoint, and its inference options are checked against the
-    options the model declares (:func:`mrisr.models.build_inference_model`), so the command line may name options
+    options the model declares (:func:`mrisr.app.models.build_inference_model`), so the command line may name options
     that the config file leaves at their code defaults: such overrides become Hydra's add-or-override form
     ``++model.<key>=value``. Without ``ckpt_path=`` the arguments are returned unchanged (Hydra rejects typos).
     """

@@ -3,8 +3,10 @@
 Usage: ``mrisr-simulate input=HR.nii.gz output=LR.nii.gz thickness=3 gap=1 [axis=2] [profile=slr] [seed=0]``
 (also ``mrisr simulate …`` or ``python -m mrisr.cli.simulate …``).
 
-Writes the simulated thick-slice volume with an exact affine (docs/physics.md §1, §3) and prints one JSON line with the
-applied parameters. ``notation="3||1"`` (Dewey et al.) may replace thickness/gap. The input is never modified.
+Writes the simulated thick-slice volume with an exact affine (docs/physics.md §1, §3), its BIDS sidecar ``<output
+stem>.json`` with ``SliceThickness`` and ``SpacingBetweenSlices`` (as a scanner's converter would, so that ``infer.py``
+on the output knows the thickness), and prints one JSON line with the applied parameters. ``notation="3||1"`` (Dewey et
+al.) may replace thickness/gap. The input is never modified.
 
 ``degradation=<preset>`` applies a preset of ``conf/degradation/`` instead (same seed → identical output, another
 seed → another draw); the record of every applied step is printed and written next to the output as
@@ -28,6 +30,7 @@ from mrisr.degradations.thick_slice import ThickSlice
 from mrisr.io.geometry import detect_slice_axis
 from mrisr.io.intensity import foreground_percentile
 from mrisr.io.nifti import Volume, as_volume, same_file, save_volume
+from mrisr.io.sidecar import write_acquisition_sidecar
 from mrisr.physics.forward import parse_dewey_notation
 from mrisr.utils.cli import print_help, print_json_line, run_cli, wants_help
 from mrisr.utils.config import compose
@@ -42,6 +45,14 @@ OPTION_TYPES: dict[str, type] = {"thickness": float, "separation": float}
 def _sidecar(output: Path) -> Path:
     """``LR.nii.gz`` → ``LR.mrisr.json``."""
     return output.with_name(f"{output.name.removesuffix('.gz').removesuffix('.nii')}.mrisr.json")
+
+
+def _record_value(record: dict[str, Any], key: str) -> float | None:
+    """``key`` of a degradation record, at the top level or in one of its steps; ``None`` when absent or ambiguous."""
+    if isinstance(record.get(key), int | float):
+        return float(record[key])
+    values = {float(step[key]) for step in record.get("steps", []) if isinstance(step, dict) and key in step}
+    return values.pop() if len(values) == 1 else None
 
 
 def _montage(cfg: DictConfig, volume: Volume, degradation: Any, axis: int) -> str | None:
@@ -78,6 +89,9 @@ def _apply_preset(cfg: DictConfig, source: Path, target: Path) -> int:
         }
     )
     write_json_atomic(record, _sidecar(written))
+    thickness, separation = _record_value(record, "thickness_mm"), _record_value(record, "separation_mm")
+    if thickness is not None and separation is not None:
+        record["bids_sidecar"] = str(write_acquisition_sidecar(written, thickness, separation))
     montage = _montage(cfg, volume, degradation, axis)
     print_json_line({**record, "montage": montage} if montage else record)
     return 0
@@ -135,6 +149,8 @@ def main(argv: list[str]) -> int:
         "shape": list(lr.shape),
         "zooms": [round(float(z), 6) for z in image.header.get_zooms()[:3]],
     }
+    # The BIDS sidecar carries the thickness like a scanner's would, so `infer.py` on this output finds it.
+    result["bids_sidecar"] = str(write_acquisition_sidecar(written, thickness, separation))
     if cfg.montage is not None:
         noise = 0.0
         if float(cfg.noise_std) > 0:

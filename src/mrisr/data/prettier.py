@@ -5,8 +5,9 @@ acquisitions), the thick-slice acquisition is simulated once on the LR grid: no 
 because the network upsamples the thick-slice axis itself. A sample is a stack of ``in_channels`` contiguous planes
 along a slicing axis ``b`` (an in-plane axis of the LR volume), each plane with the through-plane axis ``a`` along its
 rows and the remaining axis along its columns: HR ``(C, P, P)`` and LR ``(C, P / f, P)`` with ``f`` = separation /
-HR spacing (96 × 96 and 16 × 96 for 6 mm on 1 mm). Both are divided by ``intensity_headroom`` × the ``percentile`` of
-the LR volume's foreground (PRETTIER's inference rule 1.25 × P99.5, used for training too).
+HR spacing (96 × 96 and 16 × 96 for 6 mm on 1 mm). Both are scaled by the intensity rule applied to the LR volume
+(PRETTIER's inference rule, 1.25 × the LR foreground P99.5, :data:`~mrisr.io.intensity.PRETTIER_RULE`, used for
+training too).
 
 Non-integer ratios (e.g. 6 mm slices on a 0.88 mm HR grid, 6.82 voxels): the HR volume is first resampled along the
 through-plane axis only, by cubic B-spline (:func:`mrisr.io.regrid.resample_to_reference`), onto the grid of spacing
@@ -40,7 +41,7 @@ from torch.utils.data import Dataset
 from mrisr.core.errors import MrisrInputError
 from mrisr.data.pairs import FixedPatchDataset, SimulatedPairsDataModule, crop_volume
 from mrisr.degradations.stack import DegradationStack
-from mrisr.io.intensity import IntensityRule
+from mrisr.io.intensity import PRETTIER_RULE, IntensityRule
 from mrisr.io.nifti import Volume
 from mrisr.io.regrid import resample_to_reference
 
@@ -108,7 +109,7 @@ def thick_slice_pair(
     degradation: DegradationStack,
     axis: int,
     seed: int,
-    intensity: IntensityRule,
+    intensity: IntensityRule = PRETTIER_RULE,
     foreground_threshold: float = 0.1,
 ) -> ThickSlicePair:
     """Simulate the thick-slice LR of ``volume`` along ``axis`` on the LR grid and scale both (see module docstring).
@@ -324,7 +325,7 @@ class PrettierPairsDataModule(SimulatedPairsDataModule):
             val_patches=val_patches,
             slab_axis=slab_axis,
             slab_fractions=slab_fractions,
-            intensity=intensity,
+            intensity=intensity if intensity is not None else PRETTIER_RULE,
             num_workers=num_workers,
             seed=seed,
             test_annotations=test_annotations,

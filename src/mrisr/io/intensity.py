@@ -29,6 +29,7 @@ from mrisr.core.errors import MrisrInputError
 
 __all__ = [
     "DEFAULT_PERCENTILE",
+    "PRETTIER_RULE",
     "IntensityRule",
     "IntensityScaling",
     "foreground_percentile",
@@ -182,3 +183,8 @@ class IntensityRule:
             np.percentile(hr_fg.astype(np.float64), float(self.percentile))
         )
         return ratio if math.isfinite(ratio) and ratio > 0 else 1.0
+
+
+#: PRETTIER's rule (Giraldo et al. 2024): 1.25 × the LR foreground P99.5 maps to 1 (the brightest voxels stay below 1);
+#: the code default of the PRETTIER data module and systems, ``conf/intensity/prettier.yaml`` in the experiments.
+PRETTIER_RULE = IntensityRule(headroom=1.25)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mrisr.inference.prettier import CHANNEL_WEIGHTS, ThreeSliceInferer
-from mrisr.io.intensity import IntensityRule
+from mrisr.io.intensity import PRETTIER_RULE, IntensityRule
 from mrisr.losses.adversarial import VanillaGANLoss
 from mrisr.losses.content import ContentLoss
 from mrisr.losses.perceptual import PerceptualLoss
@@ -96,7 +96,15 @@ class PrettierSR(SRSystem):
     ) -> None:
         self.merge = merge
         self.in_channels = in_channels
-        super().__init__(optimizer, scheduler, scheduler_interval, None, method, intensity, inference_batch_size)
+        super().__init__(
+            optimizer,
+            scheduler,
+            scheduler_interval,
+            None,
+            method,
+            intensity if intensity is not None else PRETTIER_RULE,
+            inference_batch_size,
+        )
         if in_channels not in CHANNEL_WEIGHTS:
             raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
         if net_range <= 0 or native_scale < 1:
