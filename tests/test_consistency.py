@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from mrisr.io.nifti import as_volume
 from mrisr.api import super_resolve
 from mrisr.core.errors import MrisrInputError
 from mrisr.degradations.thick_slice import ThickSlice
 from mrisr.eval.consistency import DEFAULT_PSNR_THRESHOLD_DB, forward_consistency
 from mrisr.io.geometry import detect_slice_axis
-from mrisr.io.nifti import Volume
+from mrisr.io.nifti import Volume, as_volume
 
 THICKNESS, SEPARATION = 3.0, 3.0
 

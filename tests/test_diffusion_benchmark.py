@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from mrisr.io.nifti import as_volume
 from mrisr.api import simulate
 from mrisr.inference import interpolate_volume, output_grid
 from mrisr.io.geometry import detect_slice_axis
+from mrisr.io.nifti import as_volume
 from mrisr.nets.diffusion_unet import TINY_UNET, ConditionalUNet
 from mrisr.systems.diffusion import DiffusionSR
 

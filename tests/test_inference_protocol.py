@@ -12,10 +12,10 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import REPO_ROOT, run_command
+from mrisr.app.models import build_inference_model
 from mrisr.core.errors import MrisrInputError
 from mrisr.inference import InferenceProtocol, run_on_volume
 from mrisr.io.nifti import Volume
-from mrisr.app.models import build_inference_model
 from mrisr.systems.base import SRSystem
 from mrisr.utils.config import compose
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from mrisr.core.errors import MrisrInputError
-from mrisr.io.geometry import SliceGeometry, detect_slice_axis
-from mrisr.io.nifti import Volume
 from mrisr.inference import acquisition
 from mrisr.inference.acquisition import AcquisitionRequest, resolve_acquisition
+from mrisr.io.geometry import SliceGeometry, detect_slice_axis
+from mrisr.io.nifti import Volume
 from mrisr.io.sidecar import read_sidecar, sidecar_path, write_acquisition_sidecar
 
 

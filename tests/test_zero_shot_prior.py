@@ -17,9 +17,9 @@ from hydra.utils import instantiate
 import mrisr
 from mrisr.core.errors import MrisrInputError
 from mrisr.data.prior import HRSource, RandomProfileBatches, RandomProfilePairsDataModule
+from mrisr.inference import InferenceSettings, run_on_volume
 from mrisr.inference import acquisition as acquisition_module
 from mrisr.inference import planes as planes_module
-from mrisr.inference import InferenceSettings, run_on_volume
 from mrisr.inference.acquisition import resolve_acquisition
 from mrisr.io.geometry import detect_slice_axis
 from mrisr.io.nifti import as_volume

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from mrisr.api import as_volume, simulate, super_resolve
+from mrisr.api import simulate, super_resolve
 from mrisr.core.atomic import write_atomic
 from mrisr.eval.cord import compute_mucca, landmark_point
 from mrisr.eval.lesions import dice
-from mrisr.io.nifti import load_volume
+from mrisr.io.nifti import as_volume, load_volume
 from mrisr.io.regrid import resample_to_reference
 from mrisr.segmentation.classical import ClassicalSegmenter
 

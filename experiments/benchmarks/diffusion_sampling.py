@@ -47,14 +47,14 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from mrisr.api import as_volume, simulate
+from mrisr.api import simulate
 from mrisr.core.atomic import save_figure_atomic, write_rows_atomic
 from mrisr.core.errors import MrisrInputError
 from mrisr.diffusion.schedulers import DDIMSampler, DPMSolverSampler, UniPCSampler
 from mrisr.eval.image import normalize_intensity, psnr, ssim
 from mrisr.inference import interpolate_volume, output_grid
 from mrisr.io.geometry import detect_slice_axis
-from mrisr.io.nifti import Volume
+from mrisr.io.nifti import Volume, as_volume
 from mrisr.io.regrid import resample_to_reference, same_grid
 from mrisr.systems.diffusion import DiffusionSR, ResidualSampler
 
@@ -212,7 +212,7 @@ def train_smoke(runs_dir: Path, minutes: float, steps: int, residual: bool, seed
 
 
 def load_system(path: Path) -> DiffusionSR:
-    from mrisr.models import load_model
+    from mrisr.app.models import load_model
 
     system = load_model(str(path))
     if not isinstance(system, DiffusionSR):

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mrisr.api import as_volume, super_resolve
+from mrisr.api import super_resolve
 from mrisr.core.atomic import write_rows_atomic
 from mrisr.eval.consistency import forward_consistency
 from mrisr.io.geometry import detect_slice_axis
-from mrisr.io.nifti import Volume
+from mrisr.io.nifti import Volume, as_volume
 from mrisr.io.sidecar import resolve_thickness
 from mrisr.physics.estimation import estimate_volume_profile
 

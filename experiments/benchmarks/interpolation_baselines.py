@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from mrisr.api import as_volume, simulate, super_resolve
+from mrisr.api import simulate, super_resolve
 from mrisr.eval.image import image_metrics
+from mrisr.io.nifti import as_volume
 
 REPO = Path(__file__).resolve().parents[2]
 

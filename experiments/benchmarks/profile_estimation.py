@@ -25,8 +25,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from mrisr.api import as_volume, simulate
+from mrisr.api import simulate
 from mrisr.core.atomic import write_rows_atomic
+from mrisr.io.nifti import as_volume
 from mrisr.physics.estimation import estimate_volume_profile
 
 REPO = Path(__file__).resolve().parents[2]

@@ -35,10 +35,11 @@ import nibabel as nib
 import pandas as pd
 from hydra.utils import instantiate
 
-from mrisr.api import as_volume, simulate, super_resolve
+from mrisr.api import simulate, super_resolve
 from mrisr.core.atomic import write_atomic
 from mrisr.eval.image import image_metrics
 from mrisr.inference import run_on_volume
+from mrisr.io.nifti import as_volume
 from mrisr.utils.config import compose
 
 REPO = Path(__file__).resolve().parents[2]

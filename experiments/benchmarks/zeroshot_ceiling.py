@@ -27,12 +27,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from mrisr.api import as_volume, simulate, super_resolve
+from mrisr.api import simulate, super_resolve
 from mrisr.core.atomic import write_atomic
 from mrisr.data.zero_shot import PatchGeometry, SelfTrainingPairs
 from mrisr.eval.image import image_metrics
 from mrisr.inference import output_grid
 from mrisr.io.geometry import detect_slice_axis
+from mrisr.io.nifti import as_volume
 from mrisr.systems.zero_shot import ZeroShotSR
 from mrisr.utils.config import compose
 

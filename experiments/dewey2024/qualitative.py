@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mrisr.api import as_volume
+from mrisr.app.models import build_inference_model
 from mrisr.core.atomic import write_json_atomic
 from mrisr.inference import interpolate_volume, run_on_volume
 from mrisr.io.geometry import detect_slice_axis
-from mrisr.models import build_inference_model
+from mrisr.io.nifti import as_volume
 from mrisr.report.plotting import pyplot, save_and_close
 from mrisr.utils.config import compose
 

@@ -36,14 +36,14 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from mrisr.api import as_volume, simulate, super_resolve
+from mrisr.api import simulate, super_resolve
+from mrisr.app.models import build_inference_model
 from mrisr.core.atomic import write_atomic, write_json_atomic
 from mrisr.core.errors import MrisrInputError
 from mrisr.eval.cord import compute_mucca, landmark_point
 from mrisr.eval.image import image_metrics
 from mrisr.inference import run_on_volume
-from mrisr.io.nifti import Volume, load_volume
-from mrisr.models import build_inference_model
+from mrisr.io.nifti import Volume, as_volume, load_volume
 from mrisr.segmentation.classical import ClassicalSegmenter
 from mrisr.utils.config import compose
 from mrisr.utils.experiments import git_commit as experiment_commit

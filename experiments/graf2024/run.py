@@ -52,7 +52,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from mrisr.api import as_volume, super_resolve
+from mrisr.api import super_resolve
 from mrisr.core.atomic import write_atomic
 from mrisr.core.errors import MrisrInputError
 from mrisr.data.pairs import crop_volume
@@ -60,7 +60,7 @@ from mrisr.degradations.stack import DegradationStack
 from mrisr.eval.cord import compute_mucca, landmark_point
 from mrisr.eval.image import image_metrics
 from mrisr.eval.lesions import dice
-from mrisr.io.nifti import Volume, load_volume
+from mrisr.io.nifti import Volume, as_volume, load_volume
 from mrisr.io.regrid import field_of_view_mask, on_grid
 from mrisr.segmentation.classical import ClassicalSegmenter
 from mrisr.systems.supervised import SupervisedSR
