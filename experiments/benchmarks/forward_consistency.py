@@ -22,10 +22,10 @@ import numpy as np
 from mrisr.api import super_resolve
 from mrisr.core.atomic import write_rows_atomic
 from mrisr.eval.consistency import forward_consistency
+from mrisr.inference.acquisition import estimate_volume_profile
 from mrisr.io.geometry import detect_slice_axis
 from mrisr.io.nifti import Volume, as_volume
 from mrisr.io.sidecar import resolve_thickness
-from mrisr.physics.estimation import estimate_volume_profile
 
 REPO = Path(__file__).resolve().parents[2]
 FIELDS = (

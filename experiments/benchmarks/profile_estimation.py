@@ -27,8 +27,8 @@ import pandas as pd
 
 from mrisr.api import simulate
 from mrisr.core.atomic import write_rows_atomic
+from mrisr.inference.acquisition import estimate_volume_profile
 from mrisr.io.nifti import as_volume
-from mrisr.physics.estimation import estimate_volume_profile
 
 REPO = Path(__file__).resolve().parents[2]
 

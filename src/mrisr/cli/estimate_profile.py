@@ -4,7 +4,7 @@ Usage: ``mrisr-estimate-profile input=LR.nii.gz [axis=2] [separation_mm=4] [shap
 ``mrisr estimate_profile …`` or ``python -m mrisr.cli.estimate_profile …``).
 
 Estimates the slice thickness (FWHM of the slice profile) of a thick-slice volume from the image alone
-(:func:`mrisr.physics.estimation.estimate_volume_profile`), optionally saves the kernel as ``.npy`` (in-plane voxels,
+(:func:`mrisr.inference.acquisition.estimate_volume_profile`), optionally saves the kernel as ``.npy`` (in-plane voxels,
 unit sum) and prints the estimate as one JSON object on the last line (``fwhm_mm``, ``shape``, ``kernel``, ...).
 """
 
@@ -16,8 +16,8 @@ import numpy as np
 
 from mrisr.core.atomic import atomic_path
 from mrisr.core.errors import MrisrInputError
+from mrisr.inference.acquisition import estimate_volume_profile
 from mrisr.io.nifti import as_volume
-from mrisr.physics.estimation import estimate_volume_profile
 from mrisr.utils.cli import print_help, print_json_line, run_cli, wants_help
 from mrisr.utils.config import compose
 

@@ -30,9 +30,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mrisr.core.errors import MrisrInputError
-from mrisr.io.geometry import SliceGeometry
+from mrisr.io.geometry import SliceGeometry, detect_slice_axis
 from mrisr.io.nifti import Volume
 from mrisr.io.sidecar import read_sidecar, sidecar_number, sidecar_path
+from mrisr.physics.estimation import SliceProfileEstimate, estimate_slice_profile
+from mrisr.physics.profiles import FWHMConvention
 
 __all__ = [
     "MAX_THICKNESS_RATIO",
@@ -41,6 +43,7 @@ __all__ = [
     "AcquisitionRequest",
     "ProfileSource",
     "ThicknessSource",
+    "estimate_volume_profile",
     "resolve_acquisition",
 ]
 
@@ -165,8 +168,6 @@ def sidecar_thickness(input_path: str | os.PathLike[str] | None, geometry: Slice
 
 
 def _estimate(volume: Volume, geometry: SliceGeometry, request: AcquisitionRequest, joint: bool) -> Any:
-    from mrisr.physics.estimation import estimate_slice_profile
-
     if joint:
         return estimate_slice_profile(
             volume.data,
@@ -261,3 +262,40 @@ def resolve_acquisition(
         log.info("profile=auto: %s (thickness from %s)", estimated.summary(), source)
         return Acquisition(thickness, source, detail, estimated.shape, "estimate", _estimate_record(estimated))
     return Acquisition(thickness, source, detail, str(request.profile), "argument")
+
+
+def estimate_volume_profile(
+    volume: Volume,
+    axis: int | Literal["auto"] = "auto",
+    separation_mm: float | None = None,
+    shapes: tuple[str, ...] | list[str] = ("slr",),
+    convention: FWHMConvention = "variance",
+    slab_compensation: bool = False,
+) -> SliceProfileEstimate:
+    """:func:`estimate_slice_profile` on a :class:`~mrisr.io.nifti.Volume` with its slice geometry.
+
+    Args:
+        volume: thick-slice volume (data and affine).
+        axis: through-plane axis or ``auto`` (docs/physics.md §4 detection; refuses near-isotropic volumes).
+        separation_mm: slice separation S (mm); default the spacing along ``axis``.
+        shapes: candidate profile kinds.
+        convention: thickness → kernel FWHM convention.
+        slab_compensation: see :func:`estimate_slice_profile`.
+
+    Returns:
+        :class:`SliceProfileEstimate`.
+    """
+    geometry = detect_slice_axis(volume, axis=axis, allow_anisotropic_inplane=True)
+    separation = geometry.separation_mm if separation_mm is None else float(separation_mm)
+    try:
+        return estimate_slice_profile(
+            volume.data,
+            axis=geometry.axis,
+            separation_mm=separation,
+            inplane_spacing_mm=geometry.inplane_spacing_mm,
+            shapes=shapes,
+            convention=convention,
+            slab_compensation=slab_compensation,
+        )
+    except MrisrInputError as err:
+        raise MrisrInputError(getattr(volume, "path", None), err.problem, err.fix) from err

@@ -11,12 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
+from mrisr.inference.result import InferenceOutput
 from mrisr.io.geometry import SliceGeometry
 from mrisr.io.nifti import Volume
 from mrisr.physics.resample import resample_affine, resample_axis
 
-__all__ = ["OutputGrid", "interpolate_volume", "output_grid", "volume_on_grid"]
+__all__ = ["InterpolationInferer", "OutputGrid", "interpolate_volume", "output_grid", "volume_on_grid"]
 
 
 @dataclass(frozen=True)
@@ -71,3 +73,19 @@ def interpolate_volume(volume: Volume, grid: OutputGrid, order: int = 3) -> Volu
     """
     data = resample_axis(volume.data.astype(np.float64), grid.axis, grid.step, grid.length, order=order)
     return volume_on_grid(np.asarray(data, dtype=np.float32), volume, grid)
+
+
+@dataclass(frozen=True)
+class InterpolationInferer:
+    """Spline interpolation of the input onto the output grid (the inferer of the interpolation baselines).
+
+    Attributes:
+        order: spline order, 0 = nearest neighbour, 1 = linear, 3 = cubic B-spline.
+    """
+
+    order: int = 3
+
+    def __call__(
+        self, volume: Volume, geometry: SliceGeometry, grid: OutputGrid, generator: torch.Generator | None = None
+    ) -> InferenceOutput:
+        return InferenceOutput(sr=interpolate_volume(volume, grid, order=self.order))

@@ -70,7 +70,6 @@ __all__ = [
     "SliceProfileEstimate",
     "edge_concentration",
     "estimate_slice_profile",
-    "estimate_volume_profile",
 ]
 
 EstimatedShape = Literal["gaussian", "slr", "rect"]
@@ -444,42 +443,3 @@ def estimate_slice_profile(
         fits=fits,
         seconds=time.perf_counter() - started,
     )
-
-
-def estimate_volume_profile(
-    volume: Any,
-    axis: int | Literal["auto"] = "auto",
-    separation_mm: float | None = None,
-    shapes: tuple[str, ...] | list[str] = ("slr",),
-    convention: FWHMConvention = "variance",
-    slab_compensation: bool = False,
-) -> SliceProfileEstimate:
-    """:func:`estimate_slice_profile` on a :class:`~mrisr.io.nifti.Volume` with its slice geometry.
-
-    Args:
-        volume: thick-slice volume (data and affine).
-        axis: through-plane axis or ``auto`` (docs/physics.md §4 detection; refuses near-isotropic volumes).
-        separation_mm: slice separation S (mm); default the spacing along ``axis``.
-        shapes: candidate profile kinds.
-        convention: thickness → kernel FWHM convention.
-        slab_compensation: see :func:`estimate_slice_profile`.
-
-    Returns:
-        :class:`SliceProfileEstimate`.
-    """
-    from mrisr.io.geometry import detect_slice_axis
-
-    geometry = detect_slice_axis(volume, axis=axis, allow_anisotropic_inplane=True)
-    separation = geometry.separation_mm if separation_mm is None else float(separation_mm)
-    try:
-        return estimate_slice_profile(
-            volume.data,
-            axis=geometry.axis,
-            separation_mm=separation,
-            inplane_spacing_mm=geometry.inplane_spacing_mm,
-            shapes=shapes,
-            convention=convention,
-            slab_compensation=slab_compensation,
-        )
-    except MrisrInputError as err:
-        raise MrisrInputError(getattr(volume, "path", None), err.problem, err.fix) from err

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import torch
-
-from mrisr.inference import InferenceProtocol, OutputGrid, interpolate_volume
-from mrisr.io.geometry import SliceGeometry
-from mrisr.io.nifti import Volume
+from mrisr.inference import InferenceProtocol
+from mrisr.inference.grid import InterpolationInferer
 
 #: Label of each spline order in result tables.
 ORDER_NAMES = {0: "nearest", 1: "linear", 3: "cubic"}
@@ -29,11 +26,9 @@ class InterpolationSR:
         self.order = order
         self.method = method or ORDER_NAMES[order]
 
-    def super_resolve(
-        self, volume: Volume, geometry: SliceGeometry, grid: OutputGrid, generator: torch.Generator | None = None
-    ) -> Volume:
-        """Interpolate ``volume`` onto ``grid``; ``geometry`` is unused beyond the grid it produced."""
-        return interpolate_volume(volume, grid, order=self.order)
+    def inferer(self) -> InterpolationInferer:
+        """Interpolation of the input onto the output grid."""
+        return InterpolationInferer(self.order)
 
     def __repr__(self) -> str:
         return f"InterpolationSR(order={self.order})"
