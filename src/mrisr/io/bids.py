@@ -1,4 +1,4 @@
-"""Pure helpers for BIDS derivatives of super-resolved images (docs/qc.md §BIDS derivatives).
+"""Pure helpers for BIDS derivatives of super-resolved images (docs/qc.md §5).
 
 The Brain Imaging Data Structure (BIDS; Gorgolewski et al., *Sci. Data* 2016) names a file
 ``sub-<label>[_ses-<label>][_<key>-<value>…]_<suffix><extension>`` inside ``sub-<label>/[ses-<label>/]<datatype>/``.

@@ -309,7 +309,7 @@ def _symmetric_window(data: np.ndarray) -> float:
     sample = sample[np.isfinite(sample) & (sample > 0)]
     if sample.size == 0:
         return 1.0
-    return float(np.percentile(sample, WINDOW_PERCENTILES[1])) or float(sample.max())
+    return float(np.percentile(sample, WINDOW_PERCENTILES[1]))
 
 
 def _positive_window(data: np.ndarray) -> float:
@@ -319,7 +319,7 @@ def _positive_window(data: np.ndarray) -> float:
     sample = sample[np.isfinite(sample) & (sample > 0)]
     if sample.size == 0:
         return 1.0
-    return float(np.percentile(sample, WINDOW_PERCENTILES[1])) or float(sample.max())
+    return float(np.percentile(sample, WINDOW_PERCENTILES[1]))
 
 
 # --------------------------------------------------------------------------------------------------
