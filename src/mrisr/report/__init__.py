@@ -21,7 +21,8 @@ metrics are tabulated unless ``metrics`` restricts them. The last line printed i
 Modules: :mod:`~mrisr.report.runs` (finding, labelling and loading runs), :mod:`~mrisr.report.summary` (statistics
 per row), :mod:`~mrisr.report.tables` (Markdown/LaTeX tables), :mod:`~mrisr.report.figures` (box plots, clinical
 scatter), :mod:`~mrisr.report.agreement` (figures against HR), :mod:`~mrisr.report.plotting` (shared figure helpers)
-and :mod:`~mrisr.report.cli` (the command line).
+and :mod:`~mrisr.report.cli` (the command line). Separately, :mod:`~mrisr.report.qc` writes the static HTML
+quality-control pages of an inference batch (one per volume, and an index; docs/qc.md).
 """
 
 from __future__ import annotations
