@@ -60,7 +60,7 @@ def test_batch_isolates_failures_and_resumes_verified(bids: Path, tmp_path: Path
     assert second.returncode == 1
     rows = summary(out)
     assert rows["sub-01_T2w.nii.gz"]["status"] == "skipped"
-    assert rows["sub-02_T2w.nii.gz"]["status"] == "done"
+    assert rows["sub-02_T2w.nii.gz"]["status"] == "redone" and "does not match" in rows["sub-02_T2w.nii.gz"]["reason"]
     assert nib.load(sr2).shape == (24, 20, 18)
     assert {p: file_digest(p) for p in bids.rglob("*.nii.gz")} == digests  # inputs untouched
 

@@ -37,7 +37,8 @@ def usage() -> str:
         *(f"  {name:<{width}}  {summary}" for name, summary in TOOLS.items()),
         "",
         "`mrisr <tool> --help` prints a tool's usage and its options with their defaults.",
-        "Training and inference: `python train.py --help` and `python infer.py --help` in the checkout.",
+        "`mrisr --version` prints the version.",
+        "Training and inference: `mrisr-train --help` and `mrisr-infer --help` (or `python train.py|infer.py`).",
     ]
     return "\n".join(lines)
 
@@ -48,6 +49,11 @@ def main(argv: list[str]) -> int:
         raise MrisrInputError(None, "no tool given", f"name one, e.g. `mrisr simulate …`: {', '.join(TOOLS)}")
     if argv[0] in HELP_FLAGS:
         print(usage(), flush=True)
+        return 0
+    if argv[0] in ("--version", "-V"):
+        from mrisr import __version__
+
+        print(f"mrisr {__version__}", flush=True)
         return 0
     name, args = argv[0], argv[1:]
     if name not in TOOLS:

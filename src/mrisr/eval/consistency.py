@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -64,6 +64,7 @@ class ConsistencyReport:
         profile: slice-profile kind.
         axis: through-plane voxel axis of the input.
         resampled: whether the re-simulation had to be interpolated onto the input grid (grids not nested).
+        resimulated: the re-acquired input on the input grid (raw intensities) when asked for, else ``None``.
     """
 
     psnr: float
@@ -78,10 +79,11 @@ class ConsistencyReport:
     profile: str
     axis: int
     resampled: bool
+    resimulated: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (slice residuals as a list)."""
-        record = asdict(self)
+        """JSON-ready dict (slice residuals as a list; the re-simulated input left out)."""
+        record = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "resimulated"}
         record["slice_residual"] = list(self.slice_residual)
         return record
 
@@ -152,6 +154,7 @@ def forward_consistency(
     kernel_file: str | None = None,
     psnr_threshold: float = DEFAULT_PSNR_THRESHOLD_DB,
     percentile: float = 99.5,
+    keep_resimulated: bool = False,
 ) -> ConsistencyReport:
     """Compare the input with its re-acquisition from the SR volume (module docstring).
 
@@ -165,6 +168,7 @@ def forward_consistency(
         kernel_file: ``.npy`` kernel for ``profile="file"``.
         psnr_threshold: PSNR (dB) below which ``warn`` is set (:data:`DEFAULT_PSNR_THRESHOLD_DB`).
         percentile: input intensity percentile mapped to 1 for PSNR/SSIM.
+        keep_resimulated: keep the re-acquired input (raw intensities, on the input grid) in the report.
 
     Returns:
         :class:`ConsistencyReport`.
@@ -199,6 +203,7 @@ def forward_consistency(
         profile=str(profile),
         axis=int(axis),
         resampled=resampled,
+        resimulated=resim.astype(np.float32) if keep_resimulated else None,
     )
     if report.warn:
         log.warning(

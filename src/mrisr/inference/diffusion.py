@@ -92,9 +92,8 @@ class DiffusionPlaneInferer:
     def __call__(
         self, volume: Volume, geometry: SliceGeometry, grid: OutputGrid, generator: torch.Generator
     ) -> InferenceOutput:
-        from tqdm.auto import tqdm
-
         from mrisr.diffusion.uncertainty import sample_statistics
+        from mrisr.utils.progress import progress_bar
 
         scaling = self.intensity.scaling(volume.data, source=volume.path)
         upsampled = interpolate_volume(volume, grid, order=3)
@@ -103,7 +102,7 @@ class DiffusionPlaneInferer:
         total = int(self.samples) * sum(x.shape[a] for a in axes)
         draws = []
         started = time.perf_counter()
-        bar = tqdm(total=total, desc=f"{self.label} planes", unit="plane", disable=not self.progress, leave=False)
+        bar = progress_bar(total=total, desc=f"{self.label} planes", unit="plane", show=bool(self.progress))
         with bar:
             for _ in range(int(self.samples)):
                 passes = [self._orientation(x, grid.axis, a, generator, bar) for a in axes]

@@ -26,6 +26,10 @@ from mrisr.physics.resample import apply_matrix, same_fov_positions
 
 __all__ = ["CHANNEL_WEIGHTS", "ThreeSliceInferer", "linear_resize_matrix", "reconstruct_volume"]
 
+#: Fraction of clamped output values above which an inference warns (the net's output range is off: e.g. a net that
+#: did not learn, or an intensity rule other than the one it was trained with).
+CLAMP_WARNING_FRACTION = 0.05
+
 #: Weights of the R, G, B predictions of one slice (docs/models.md §2.7 step 5); 1-channel items predict once.
 CHANNEL_WEIGHTS: dict[int, tuple[float, ...]] = {1: (1.0,), 3: (0.25, 0.5, 0.25)}
 
@@ -93,8 +97,12 @@ def reconstruct_volume(
     weights = list(CHANNEL_WEIGHTS[in_channels])
     # "center": only the G prediction, except for the first and last slices, which have none (their R / B is used).
     centre = [float(ch == in_channels // 2) for ch in range(in_channels)] if merge == "center" else None
+    from mrisr.utils.progress import progress_bar
+
     outputs = []
     clamped = total_values = 0
+    items_total = sum(volume.shape[b] - in_channels + 1 for b in other_axes(axis))
+    bar = progress_bar(total=items_total, desc="PRETTIER items", unit="item")
     for b in other_axes(axis):
         c = 3 - axis - b
         n_b, n_c = volume.shape[b], volume.shape[c]
@@ -106,6 +114,7 @@ def reconstruct_volume(
         total_c, weight_c = torch.zeros_like(total), torch.zeros_like(weight_sum)
         for ks, items in plane_batches(volume, axis, b, batch_size, window=in_channels):
             out = net(items.float()).float()
+            bar.update(len(ks))
             out = apply_matrix(apply_matrix(out, row_matrix, 2), col_matrix, 3)
             clamped += int(((out < 0) | (out > 1)).sum())
             total_values += out.numel()
@@ -121,6 +130,7 @@ def reconstruct_volume(
         if centre is not None:
             merged = torch.where(weight_c > 0, total_c / weight_c.clamp_min(1.0), merged)
         outputs.append(restack(merged, axis, b))
+    bar.close()
     return torch.stack(outputs).mean(0), clamped / max(total_values, 1)
 
 
@@ -162,4 +172,12 @@ class ThreeSliceInferer:
             merge=self.merge,
         )
         data = scaling.invert(pred.cpu().numpy()).astype(np.float32)
-        return InferenceOutput(sr=volume_on_grid(data, volume, grid), details={"clamped_fraction": clamped})
+        warnings = []
+        if clamped > CLAMP_WARNING_FRACTION:
+            warnings.append(
+                f"{clamped:.0%} of the network's outputs fell outside [0, 1] and were clamped: its output range is "
+                "off (an untrained net, or another intensity rule than the one it was trained with)"
+            )
+        return InferenceOutput(
+            sr=volume_on_grid(data, volume, grid), details={"clamped_fraction": clamped}, warnings=warnings
+        )

@@ -25,11 +25,13 @@ class InferenceOutput:
         sr: the super-resolved volume on the output grid (raw intensities).
         uncertainty: per-voxel standard deviation of repeated stochastic draws on the same grid, or ``None``.
         details: JSON-ready facts of the run worth recording (e.g. the fraction of clamped voxels, sampler settings).
+        warnings: what a user must know about this output, one line each.
     """
 
     sr: Volume
     uncertainty: Volume | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 class Inferer(Protocol):
@@ -48,11 +50,13 @@ class FittedModel:
         inferer: super-resolves that volume with the fitted weights.
         record: JSON-ready fit summary (steps, seconds, losses, kernel, seed, …).
         log: one row per optimiser step (``step``, ``loss``, ``lr``, ``seconds``).
+        warnings: what went wrong in the fit (e.g. far fewer steps than the budget was measured to allow).
     """
 
     inferer: Inferer
     record: dict[str, Any]
     log: list[dict[str, float]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -69,6 +73,7 @@ class InferenceResult:
         fit: the per-volume fit (its record and step log), ``None`` unless the model fits per volume.
         details: what the inferer recorded.
         record: JSON-ready description for sidecars (model, geometry, grid, acquisition, seed, timing).
+        warnings: what a user must know about this output (a starved fit, clamped outputs, …), one line each.
     """
 
     sr: Volume
@@ -80,3 +85,4 @@ class InferenceResult:
     fit: FittedModel | None = None
     details: dict[str, Any] = field(default_factory=dict)
     record: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)

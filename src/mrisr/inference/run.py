@@ -118,4 +118,5 @@ def run_on_volume(
         fit=fitted,
         details=dict(output.details),
         record=record,
+        warnings=[*(fitted.warnings if fitted is not None else []), *output.warnings],
     )

@@ -572,6 +572,7 @@ def save_volume(
     affine: np.ndarray | None = None,
     header: nib.Nifti1Header | None = None,
     dtype: npt.DTypeLike = np.float32,
+    slope_inter: tuple[float, float] | None = None,
 ) -> Path:
     """Write a volume or an array as NIfTI-1, atomically.
 
@@ -593,6 +594,9 @@ def save_volume(
         affine: Voxel-to-world matrix, shape ``(4, 4)`` in mm; overrides the volume's.
         header: Header template (codes, units, descriptions); overrides the volume's.
         dtype: On-disk data type. Floats written to integer types are rounded to nearest and must fit.
+        slope_inter: ``(scl_slope, scl_inter)`` stored in the header: the data are the stored values and a reader
+            sees ``stored · slope + inter`` (e.g. an output in its input's integer dtype and scaling); ``None`` = no
+            scaling.
 
     Returns:
         The written path.
@@ -627,6 +631,8 @@ def save_volume(
     out_dtype = np.dtype(dtype)
     arr = _cast(np.asarray(data), np.dtype(np.uint8) if out_dtype == np.bool_ else out_dtype, out)
     img = Volume(arr, aff, None if hdr is None else _as_nifti1_header(hdr)).to_nifti()
+    if slope_inter is not None:
+        img.header.set_slope_inter(float(slope_inter[0]), float(slope_inter[1]))
 
     with atomic_path(out, suffix=suffix) as tmp:  # the suffix tells nibabel to gzip (.nii.gz) or not (.nii)
         img.to_filename(tmp)

@@ -22,6 +22,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import lightning as L
@@ -47,6 +48,11 @@ log = logging.getLogger(__name__)
 # Trainer's teardown (seconds).
 INFERENCE_SAFETY = 1.5
 FIT_TEARDOWN_S = 0.5
+#: A time-bounded fit that reaches fewer than this fraction of the steps its budget was measured to allow is starved
+#: (another process took the CPU, or the machine is slower than it seemed): it is flagged in the record and logged.
+STARVED_FRACTION = 0.25
+#: Per-step cost of the optimiser update and Lightning's loop on top of a measured forward + backward pass.
+STEP_OVERHEAD = 1.3
 
 NetFactory = Callable[..., nn.Module]
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -282,6 +288,10 @@ class ZeroShotSR:
             fwhm_convention=str(self.fwhm_convention),
         )
 
+    def weights_files(self) -> list[Path]:
+        """The weights files the fit starts from (``init_weights``), for the recipe's digest."""
+        return [] if self.init_weights is None else [resolve_weights(str(self.init_weights))]
+
     def autocast_dtype(self) -> torch.dtype | None:
         """Autocast dtype of inference (and of its timing estimate): ``inference_precision``, not the fit's."""
         return INFERENCE_DTYPES[str(self.inference_precision)]
@@ -299,6 +309,21 @@ class ZeroShotSR:
         """Self-training pairs from the normalised volume ``(X, Y, Z)`` (Z = thick-slice axis); override to change
         where pairs come from (e.g. diagnostics that train on other data with the same schedule)."""
         return SelfTrainingPairs(data, kernel, patch, self.sampling, self.sampling_sigma)
+
+    def estimate_step_seconds(self, net: nn.Module, pairs: SelfTrainingPairs) -> float:
+        """Seconds one optimiser step of the fit takes here and now: forward + backward passes of a real batch, timed.
+
+        The batch comes from its own generator and the gradients are discarded, so the fit is unchanged.
+        """
+        forward = channels_last_net(net, self.channels_last)
+        lr, hr = pairs.batch(self.batch_size, torch.Generator().manual_seed(0))
+        timings = []
+        for _ in range(3):  # the first pass includes one-off kernel selection
+            start = time.perf_counter()
+            self.criterion(forward(lr), hr).backward()
+            timings.append(time.perf_counter() - start)
+        net.zero_grad(set_to_none=True)
+        return STEP_OVERHEAD * min(timings[1:])
 
     @torch.inference_mode()
     def estimate_inference_seconds(self, net: nn.Module, data: torch.Tensor) -> float:
@@ -358,6 +383,10 @@ class ZeroShotSR:
         budget = math.inf if self.max_time_s is None else self.max_time_s - (time.perf_counter() - started)
         # The estimate times the network alone; gathering, un-normalising and the plane layout add ~30-50 % on CPU.
         fit_seconds = max(budget - INFERENCE_SAFETY * inference_estimate - FIT_TEARDOWN_S, 1.0)
+        expected_steps = int(self.max_steps)
+        if math.isfinite(fit_seconds):  # time-bounded: how many steps the budget allows on this machine, now
+            step_seconds = self.estimate_step_seconds(net, pairs)
+            expected_steps = min(expected_steps, int(fit_seconds / step_seconds))
         system = SelfTrainingSystem(  # its clock starts now: Trainer set-up counts against the budget too
             net,
             self.criterion,
@@ -385,11 +414,20 @@ class ZeroShotSR:
         trainer.fit(system, datamodule=datamodule)
         net.eval()
         losses = [row["loss"] for row in system.log_rows]
+        warnings = []
+        starved = len(losses) < STARVED_FRACTION * expected_steps
+        if starved:
+            warnings.append(
+                f"the per-volume fit reached {len(losses)} optimiser steps, fewer than {STARVED_FRACTION:.0%} of the "
+                f"{expected_steps} its {self.max_time_s:g} s budget allows on this machine (measured before the fit): "
+                "another process probably took the CPU, and the output is worse than the model's usual; rerun on a "
+                "quiet machine, or bound the fit by steps alone (budget.max_steps=N) for load-independent results"
+            )
+            log.warning("%s", warnings[-1])
         head = float(np.mean(losses[: max(1, len(losses) // 10)])) if losses else math.nan
         tail = float(np.mean(losses[-max(1, len(losses) // 10) :])) if losses else math.nan
         record = {
             "scale": scale,
-            **acquisition.as_record(),
             "init_weights": self.init_weights,
             "separation_mm": separation,
             "inplane_spacing_mm": spacing,
@@ -399,6 +437,8 @@ class ZeroShotSR:
             "hr_patch_rows": patch.hr_rows,
             "patch_cols": patch.cols,
             "steps": len(losses),
+            "expected_steps": expected_steps,
+            "starved": starved,
             "max_steps": int(self.max_steps),
             "max_time_s": self.max_time_s,
             "fit_seconds": round(time.perf_counter() - system.started, 2),
@@ -428,4 +468,4 @@ class ZeroShotSR:
             autocast_dtype=self.autocast_dtype(),
             device=next(net.parameters()).device,
         )
-        return FittedModel(inferer=inferer, record=record, log=system.log_rows)
+        return FittedModel(inferer=inferer, record=record, log=system.log_rows, warnings=warnings)

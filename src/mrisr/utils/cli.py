@@ -143,11 +143,7 @@ def user_error(err: BaseException) -> MrisrInputError | None:
     if isinstance(err, ConfigCompositionException) and isinstance(err.__cause__, ConfigKeyError | AttributeError):
         named = re.search(r"override '([^']+)'", str(err))
         key = named.group(1) if named else getattr(err.__cause__, "full_key", None) or "?"
-        return MrisrInputError(
-            None,
-            f"unknown option '{key}'",
-            f"check its spelling ({help_fix}); add a new key with +{key}=VALUE",
-        )
+        return MrisrInputError(None, f"unknown option '{key}'", f"check its spelling ({help_fix})")
     if isinstance(err, MissingMandatoryValue):
         key = getattr(err, "full_key", None) or "?"
         return MrisrInputError(None, f"option '{key}' has no value", f"pass {key}=VALUE ({help_fix})")

@@ -3,6 +3,7 @@ checking the types of command-line overrides and describing a config for ``--hel
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import re
@@ -11,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
+
+#: Sentinel of a key that is not in a config.
+_ABSENT = object()
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -83,13 +87,14 @@ def compose(config_name: str, overrides: Sequence[str] = (), types: Mapping[str,
 
     register_resolvers()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        groups = set(GlobalHydra.instance().hydra.list_all_config_groups())
+        base = functools.partial(hydra_compose, config_name=config_name)
+        check_override_keys(overrides, lambda choices: base(overrides=choices), groups)
         cfg = hydra_compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
-        groups = set(GlobalHydra.instance().hydra.list_all_config_groups()) | set(cfg.hydra.runtime.choices)
+        groups |= set(cfg.hydra.runtime.choices)
         with open_dict(cfg):
             del cfg["hydra"]
-        check_override_types(
-            overrides, lambda base: hydra_compose(config_name=config_name, overrides=base), groups, types
-        )
+        check_override_types(overrides, lambda choices: base(overrides=choices), groups, types)
     return cfg
 
 
@@ -107,7 +112,110 @@ def check_hydra_overrides(types: Mapping[str, type] | None = None) -> None:
     groups = set(GlobalHydra.instance().hydra.list_all_config_groups()) | set(hydra_cfg.runtime.choices)
     name = str(hydra_cfg.job.config_name)
     overrides = [str(o) for o in hydra_cfg.overrides.task]
+    check_override_keys(overrides, lambda base: hydra_compose(config_name=name, overrides=base), groups)
     check_override_types(overrides, lambda base: hydra_compose(config_name=name, overrides=base), groups, types)
+
+
+def _accepts(target: Any, name: str) -> bool:
+    """Whether the ``_target_`` callable takes an argument ``name`` (or any keyword)."""
+    from hydra.utils import get_object
+
+    try:
+        parameters = inspect.signature(get_object(str(target))).parameters
+    except Exception:  # an unimportable target fails with its own message at instantiation
+        return False
+    return name in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+
+
+def _known_keys(node: Any, prefix: str = "") -> list[str]:
+    """Every dotted key of a config (leaves and nodes)."""
+    if not isinstance(node, DictConfig):
+        return []
+    keys = []
+    for key in node.keys():
+        full = f"{prefix}{key}"
+        keys.append(full)
+        if not OmegaConf.is_interpolation(node, key):
+            keys += _known_keys(node._get_node(key), f"{full}.")
+    return keys
+
+
+def _suggestion(key: str, base: DictConfig) -> str | None:
+    """The nearest valid key to a misspelt ``key``: a sibling (or constructor argument) first, else any dotted key."""
+    import difflib
+
+    parent_key, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(base, parent_key, throw_on_missing=False) if parent_key else base
+    if isinstance(parent, DictConfig):
+        siblings = [str(k) for k in parent.keys()]
+        target = parent.get("_target_") if "_target_" in parent else None
+        if isinstance(target, str):
+            from hydra.utils import get_object
+
+            try:
+                siblings += list(inspect.signature(get_object(target)).parameters)
+            except Exception:  # an unimportable target: its own error comes later
+                pass
+        match = difflib.get_close_matches(leaf, siblings, n=1, cutoff=0.6)
+        if match:
+            return f"{parent_key}.{match[0]}" if parent_key else match[0]
+    match = difflib.get_close_matches(key, _known_keys(base), n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def check_override_keys(
+    overrides: Sequence[str], compose_base: Callable[[list[str]], DictConfig], groups: Collection[str]
+) -> None:
+    """Refuse an override of a key the config does not have, also in the ``+key``/``++key`` add forms.
+
+    A key that is not in the config is accepted only where it is a real argument of the object being configured: its
+    parent node has a ``_target_`` whose constructor takes it (``+model.progress=false`` for a model whose config
+    leaves ``progress`` at its code default), or it names the ``_target_`` of a new node. Every other key is refused
+    with the nearest valid key as a suggestion (``thicknes`` → did you mean ``thickness``?) — never with advice to add
+    a key that nothing would read.
+
+    Raises:
+        MrisrInputError: naming the key and, when one is close, the key that was probably meant.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from mrisr.core.errors import MrisrInputError
+
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    is_choice = [o.key_or_group in groups or o.package is not None for o in parsed]
+    keys = [o for o, choice in zip(parsed, is_choice, strict=True) if not choice and not o.is_delete()]
+    keys = [o for o in keys if not o.key_or_group.startswith("hydra.")]
+    if any(o.key_or_group == "ckpt_path" and o.value() not in (None, "null") for o in keys):
+        # A checkpoint model is rebuilt from the checkpoint: its options are checked against the options it declares.
+        keys = [o for o in keys if not o.key_or_group.startswith("model.")]
+    if not keys:
+        return
+    base = compose_base([o.input_line for o, choice in zip(parsed, is_choice, strict=True) if choice])
+    new_nodes = {o.key_or_group.removesuffix("._target_") for o in keys if o.key_or_group.endswith("._target_")}
+    for override in keys:
+        key = override.key_or_group
+        if OmegaConf.select(base, key, throw_on_missing=False, default=_ABSENT) is not _ABSENT:
+            continue
+        parent_key, _, leaf = key.rpartition(".")
+        if leaf == "_target_" or any(key.startswith(f"{node}.") for node in new_nodes):
+            continue
+        parent = OmegaConf.select(base, parent_key, throw_on_missing=False) if parent_key else None
+        target = parent.get("_target_") if isinstance(parent, DictConfig) and "_target_" in parent else None
+        if target is not None and not OmegaConf.is_interpolation(parent, "_target_") and _accepts(target, leaf):
+            if override.is_add() or override.is_force_add():
+                continue
+            raise MrisrInputError(
+                None,
+                f"option '{key}' is not set in the config, though {target} takes '{leaf}'",
+                f"add it with +{key}={override.input_line.split('=', 1)[1]}",
+            )
+        suggestion = _suggestion(key, base)
+        raise MrisrInputError(
+            None,
+            f"unknown option '{key}'",
+            (f"did you mean '{suggestion}'? " if suggestion else "check its spelling; ")
+            + "(`--help` lists the options with their defaults)",
+        )
 
 
 def check_override_types(
