@@ -38,7 +38,7 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mrisr.app.models import build_inference_model, resolve_device
 from mrisr.core.atomic import check_output_folder, write_json_atomic, write_rows_atomic
@@ -243,6 +243,14 @@ def recipe(cfg: DictConfig, built: BuiltModel) -> dict[str, Any]:
     }
 
 
+def recorded_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved ``infer`` config as a sidecar records it (for a replay); the run directory is left out."""
+    kept = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "paths"])
+    record = OmegaConf.to_container(kept, resolve=True)
+    assert isinstance(record, dict)
+    return record
+
+
 def recipe_digest(record: dict[str, Any]) -> str:
     """SHA-256 of the canonical JSON of a recipe."""
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
@@ -312,9 +320,10 @@ def stored_output(sr: Volume, source: Path, cfg: DictConfig) -> tuple[Volume, An
     if cfg.output_dtype != "input":
         raise MrisrInputError(None, f"output_dtype={cfg.output_dtype} is not an option", "use float32 or input")
     dtype = image.get_data_dtype()
-    slope, inter = image.header.get_slope_inter()
-    slope = 1.0 if slope is None or not np.isfinite(slope) or slope == 0 else float(slope)
-    inter = 0.0 if inter is None or not np.isfinite(inter) else float(inter)
+    # nibabel moves the file's scl_slope / scl_inter from the header to the data proxy when it reads an image.
+    slope, inter = float(getattr(image.dataobj, "slope", 1.0)), float(getattr(image.dataobj, "inter", 0.0))
+    slope = 1.0 if not np.isfinite(slope) or slope == 0 else slope
+    inter = 0.0 if not np.isfinite(inter) else inter
     stored = (data.astype(np.float64) - inter) / slope
     if np.dtype(dtype).kind in "iu":
         info = np.iinfo(dtype)
@@ -408,7 +417,7 @@ def super_resolve_file(built: BuiltModel, job: Job, cfg: DictConfig, command: st
         "weights_sha256": built.weights_sha256,
         "recipe": plan,
         "recipe_sha256": recipe_digest(plan),
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "config": recorded_config(cfg),
         "model_options": built.options,
         "command": command,
         **result.record,
@@ -668,6 +677,7 @@ def replay_config(sidecar: Path, output: str | None) -> tuple[DictConfig, dict[s
         MrisrInputError: not an mrisr sidecar, its input missing or changed since, or ``output`` = the recorded output.
     """
     from mrisr.io.sidecar import read_sidecar
+    from mrisr.utils.config import compose
 
     record = read_sidecar(sidecar)
     if "config" not in record or "recipe" not in record:
@@ -677,7 +687,10 @@ def replay_config(sidecar: Path, output: str | None) -> tuple[DictConfig, dict[s
         raise MrisrInputError(source, "the recorded input no longer exists", "restore it to replay this output")
     if file_sha256(source) != record.get("input_sha256"):
         raise MrisrInputError(source, "the input changed since the output was made", "a replay needs the same input")
-    cfg = OmegaConf.create(record["config"])
+    cfg = compose("infer", [])  # the run directory of this process; every recorded option replaces the default
+    with open_dict(cfg):
+        for key, value in record["config"].items():
+            cfg[key] = value
     recorded = Path(record["output"])
     target = Path(output) if output else recorded.with_name(f"{nifti_stem(recorded)}_replay.nii.gz")
     if target.exists() and same_file(target, recorded):

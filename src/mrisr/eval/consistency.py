@@ -176,7 +176,13 @@ def forward_consistency(
     geometry = detect_slice_axis(lr) if geometry is None else geometry
     resim, resampled = resimulate_input(sr, lr, geometry, thickness_mm, profile, fwhm_convention, kernel_file)
     y = lr.data.astype(np.float64)
-    ref_n, resim_n = normalize_intensity(y, resim, percentile=percentile, clip=True)
+    if not np.any(y > 0):
+        # No positive foreground (e.g. an all-negative image): measure from the minimum, so the intensity rule of
+        # docs/evaluation.md §1 has a foreground to work with (PSNR and SSIM are shift-invariant otherwise).
+        floor = float(y.min())
+        ref_n, resim_n = normalize_intensity(y - floor, resim - floor, percentile=percentile, clip=True)
+    else:
+        ref_n, resim_n = normalize_intensity(y, resim, percentile=percentile, clip=True)
     value_psnr = psnr(resim_n, ref_n)
     axis = geometry.axis
     plane_shape = tuple(n for i, n in enumerate(y.shape) if i != axis)
