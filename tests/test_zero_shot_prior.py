@@ -23,8 +23,7 @@ from mrisr.inference import planes as planes_module
 from mrisr.inference.acquisition import resolve_acquisition
 from mrisr.io.geometry import detect_slice_axis
 from mrisr.io.nifti import as_volume
-from mrisr.nets import pretrained
-from mrisr.nets.pretrained import PRETRAIN_COMMAND, SHIPPED_WEIGHTS, read_weights
+from mrisr.nets.pretrained import PRETRAIN_COMMAND, read_weights, weights_folder
 from mrisr.nets.wdsr import WDSR, upsample_rows
 from mrisr.systems.zero_shot import ZeroShotSR
 from mrisr.systems.zero_shot_prior import ZeroShotPretraining, export_prior
@@ -180,7 +179,7 @@ def test_mismatching_or_foreign_weights_are_one_line_input_errors(exported: Path
 
 def test_smore_prior_config_uses_the_shipped_weights_or_names_how_to_make_them() -> None:
     cfg = compose("infer", ["model=smore_prior", "input=x", "output=y"])
-    shipped = Path(pretrained.__file__).parent / SHIPPED_WEIGHTS["smore_prior"]
+    shipped = weights_folder() / "smore_prior.pt"
     assert cfg.model.init_weights == "smore_prior" and cfg.model.max_time_s == 60
     if not shipped.is_file():
         assert PRETRAIN_COMMAND in str(construction_error(cfg.model))

@@ -99,7 +99,7 @@ def build_inference_model(
         raise MrisrInputError(None, "no model given", "pass model=<name> or ckpt_path=<.ckpt>")
     cls = get_class(model_cfg._target_)
     protocol: InferenceProtocol = cls.inference_protocol
-    if protocol.needs_checkpoint:
+    if protocol.needs_checkpoint and not model_cfg.get("weights"):
         raise MrisrInputError(
             None,
             f"model {model_cfg._target_} needs trained weights",

@@ -24,6 +24,7 @@ TOOLS: dict[str, str] = {
     "report": "benchmark tables and figures from the results of many runs",
     "estimate_profile": "estimate the slice thickness (slice-profile FWHM) of a thick-slice volume from the image",
     "export_prior": "export a prior-pretraining checkpoint as the small weights file of model=smore_prior",
+    "export_weights": "ship a trained model with mrisr: its weights file and the model=zoo/<name> config",
 }
 
 

@@ -3,19 +3,19 @@
 Usage: ``python -m mrisr.cli.export_prior ckpt=runs/<run>/checkpoints/last.ckpt [output=prior.pt] [dtype=float16]``.
 
 The checkpoint comes from ``python train.py experiment=smore_prior_pretrain``; without ``output=`` the file
-replaces the shipped weights inside the package (:data:`mrisr.systems.zero_shot_prior.SHIPPED_WEIGHTS`). Prints the
-file, its size and the provenance recorded in it as one JSON object on the last line.
+replaces the shipped weights inside the package (``smore_prior``, :func:`mrisr.nets.pretrained.shipped_weights`).
+Prints the file, its size and the provenance recorded in it as one JSON object on the last line.
 """
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import torch
 
 from mrisr.core.errors import MrisrInputError
-from mrisr.systems.zero_shot_prior import SHIPPED_WEIGHTS, WEIGHTS_PACKAGE, export_prior
+from mrisr.nets.pretrained import weights_folder
+from mrisr.systems.zero_shot_prior import export_prior
 from mrisr.utils.cli import print_help, print_json_line, run_cli, wants_help
 from mrisr.utils.config import compose
 
@@ -32,7 +32,7 @@ def main(argv: list[str]) -> int:
     if cfg.output:
         output = Path(cfg.output)
     else:
-        output = Path(str(resources.files(WEIGHTS_PACKAGE).joinpath(SHIPPED_WEIGHTS["smore_prior"])))
+        output = weights_folder() / "smore_prior.pt"
     payload = export_prior(cfg.ckpt, output, dtype=DTYPES[str(cfg.dtype)])
     parameters = sum(t.numel() for t in payload["state_dict"].values())
     print_json_line(

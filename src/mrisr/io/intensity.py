@@ -130,7 +130,7 @@ def minmax_scaling(data: np.ndarray, source: str | os.PathLike[str] | None = Non
     return IntensityScaling(offset=low, scale=high - low)
 
 
-@dataclass(frozen=True)
+@dataclass
 class IntensityRule:
     """How a model maps raw intensities to its network's scale (module docstring).
 
@@ -139,6 +139,8 @@ class IntensityRule:
             (voxels > 0) of the network input; ``minmax`` — the input's minimum → 0 and maximum → 1 (SMORE).
         percentile: foreground percentile of the ``percentile`` rule (docs/evaluation.md §1).
         headroom: multiple of that percentile mapped to 1 (PRETTIER: 1.25, so the brightest voxels stay below 1).
+
+    Not frozen: Lightning copies the hyperparameters it stores with ``dataclasses.replace``-style reconstruction.
     """
 
     kind: Literal["percentile", "minmax"] = "percentile"

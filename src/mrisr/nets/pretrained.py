@@ -71,7 +71,6 @@ from mrisr.nets.ncnn_weights import parse_param, read_convolutions, rrdbnet_stat
 __all__ = [
     "NCNN_WEIGHTS",
     "PRETRAIN_COMMAND",
-    "SHIPPED_WEIGHTS",
     "WEIGHTS_EXTRA_FIX",
     "WEIGHTS_FORMAT",
     "WRAPPER_KEYS",
@@ -84,6 +83,8 @@ __all__ = [
     "read_checkpoint",
     "read_weights",
     "resolve_weights",
+    "shipped_weights",
+    "weights_folder",
 ]
 
 # Wrapper keys tried by checkpoint_key="auto", in order of preference (EMA weights are what Real-ESRGAN releases for
@@ -591,10 +592,12 @@ def _few(items: list[str], n: int = 4) -> str:
 
 
 # ------------------------------------------------------------------------------------ weights files of mrisr
-#: Package folder of shipped weights and the file names in it (``init_weights: smore_prior``).
+#: Package folder of the weights files that ship with mrisr: ``<package>/weights/<name>.pt``, e.g. ``smore_prior`` or
+#: ``zoo/edsr_brain`` (a folder in the name is a folder under ``weights/``).
 WEIGHTS_PACKAGE = "mrisr.nets"
-SHIPPED_WEIGHTS: dict[str, str] = {"smore_prior": "weights/smore_prior.pt"}
-#: Format tag of exported weights files.
+WEIGHTS_FOLDER = "weights"
+#: Format tag of weights files written by mrisr: ``{"format", "state_dict", "net", "provenance"}`` plus ``system`` (the
+#: model config of a whole system, for ``model=zoo/<name>``).
 WEIGHTS_FORMAT = "mrisr-net-weights/1"
 #: How the shipped prior is made (shown when the file is missing).
 PRETRAIN_COMMAND = (
@@ -603,26 +606,38 @@ PRETRAIN_COMMAND = (
 )
 
 
+def weights_folder() -> Path:
+    """The package folder of shipped weights files."""
+    return Path(str(resources.files(WEIGHTS_PACKAGE).joinpath(WEIGHTS_FOLDER)))
+
+
+def shipped_weights() -> dict[str, Path]:
+    """Every weights file that ships with mrisr, by name (its path under the weights folder, without ``.pt``)."""
+    root = weights_folder()
+    return {p.relative_to(root).with_suffix("").as_posix(): p for p in sorted(root.rglob("*.pt"))}
+
+
 def resolve_weights(init_weights: str) -> Path:
-    """The weights file named by ``init_weights``: a shipped name (:data:`SHIPPED_WEIGHTS`) or a file path.
+    """The weights file named by ``init_weights``: a shipped name (:func:`shipped_weights`) or a file path.
 
     Raises:
         MrisrInputError: the file does not exist (for a shipped name: how to make it).
     """
-    if init_weights in SHIPPED_WEIGHTS:
-        path = Path(str(resources.files(WEIGHTS_PACKAGE).joinpath(SHIPPED_WEIGHTS[init_weights])))
-        if not path.is_file():
-            raise MrisrInputError(
-                path,
-                f"the pretrained weights '{init_weights}' are not installed",
-                f"make them with `{PRETRAIN_COMMAND}`, or pass init_weights=<file.pt>",
-            )
-        return path
+    shipped = shipped_weights()
+    if init_weights in shipped:
+        return shipped[init_weights]
     path = Path(init_weights)
-    if not path.is_file():
-        known = ", ".join(SHIPPED_WEIGHTS)
-        raise MrisrInputError(path, "weights file not found", f"pass a file written by export_prior or one of: {known}")
-    return path
+    if path.is_file():
+        return path
+    if path.suffix != ".pt":  # a name, not a file: a shipped file that is not installed
+        how = f"make them with `{PRETRAIN_COMMAND}`" if init_weights == "smore_prior" else "check the name"
+        raise MrisrInputError(
+            weights_folder() / f"{init_weights}.pt",
+            f"the weights '{init_weights}' are not installed (shipped: {', '.join(shipped) or 'none'})",
+            f"{how}, or pass a weights file (.pt)",
+        )
+    known = ", ".join(shipped)
+    raise MrisrInputError(path, "weights file not found", f"pass a file written by mrisr or one of: {known}")
 
 
 def read_weights(path: str | Path) -> dict[str, Any]:

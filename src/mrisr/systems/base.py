@@ -14,8 +14,10 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import lightning as L
@@ -48,6 +50,9 @@ class BaseSystem(L.LightningModule):
         method: label of this model in result tables and sidecars (``None`` = the class name); two model
             families that share a network differ by this label.
     """
+
+    #: The validation metric that selects the best checkpoint, and whether lower (``min``) or higher is better.
+    monitor: ClassVar[tuple[str, str]] = ("val/loss", "min")
 
     def __init__(
         self,
@@ -106,13 +111,16 @@ class BaseSystem(L.LightningModule):
 class SRSystem(BaseSystem):
     """Base of super-resolution systems: test-step contract, inference protocol, intensity rule, inferer.
 
-    Subclasses implement :meth:`inferer`.
+    Subclasses implement :meth:`inferer` and pass ``weights`` on. A system built with ``weights`` (the name of a
+    weights file that ships with mrisr, ``conf/model/zoo/*.yaml``, or a path) loads them, strictly, once the most
+    derived constructor has built every module: such a system is ready for inference without a checkpoint.
 
     Args:
         optimizer, scheduler, scheduler_interval, loss, method: see :class:`BaseSystem`.
         intensity: the intensity rule of the network's input (raw → network scale); the same rule object as the data
             module's (``${intensity}`` in the config), ``None`` = :class:`~mrisr.io.intensity.IntensityRule` defaults.
         inference_batch_size: planes per forward pass when super-resolving a volume.
+        weights: the system's weights (:func:`mrisr.nets.pretrained.resolve_weights`), or ``None``.
     """
 
     inference_protocol: ClassVar[InferenceProtocol] = InferenceProtocol.CHECKPOINT
@@ -127,13 +135,44 @@ class SRSystem(BaseSystem):
         method: str | None = None,
         intensity: IntensityRule | None = None,
         inference_batch_size: int = 16,
+        weights: str | None = None,
     ) -> None:
         super().__init__(optimizer, scheduler, scheduler_interval, loss, method)
+        self.weights = weights
+        if weights is not None:
+            from mrisr.nets.pretrained import read_weights, resolve_weights
+
+            read_weights(resolve_weights(str(weights)))  # refuse a missing or foreign file before building anything
         self.intensity = intensity if intensity is not None else IntensityRule()
         if not isinstance(self.intensity, IntensityRule):
             raise ValueError(f"intensity must be an IntensityRule, got {self.intensity!r}")
         self.inference_batch_size = inference_batch_size
         self.validate_inference_options()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Load ``weights`` after the most derived constructor, when every module exists (module docstring).
+        super().__init_subclass__(**kwargs)
+        constructor = cls.__init__
+
+        @functools.wraps(constructor)
+        def construct_then_load(self: SRSystem, *args: Any, **kw: Any) -> None:
+            constructor(self, *args, **kw)
+            if type(self) is cls and self.weights is not None:
+                self.load_weights()
+
+        cls.__init__ = construct_then_load  # type: ignore[method-assign]
+
+    def load_weights(self) -> dict[str, Any]:
+        """Load ``weights`` strictly into this system (every tensor from the file); returns the file's payload."""
+        from mrisr.nets.pretrained import load_net_weights, resolve_weights
+
+        return load_net_weights(self, resolve_weights(str(self.weights)))
+
+    def weights_files(self) -> list[Path]:
+        """The weights files this system was built from (for the digest recorded with every output)."""
+        from mrisr.nets.pretrained import resolve_weights
+
+        return [] if self.weights is None else [resolve_weights(str(self.weights))]
 
     def validate_inference_options(self) -> None:
         """Check the inference options (called after construction and after every change at inference)."""

@@ -89,6 +89,7 @@ class DiffusionSR(SRSystem):
         scheduler, scheduler_interval, method, intensity, inference_batch_size: see
             :class:`~mrisr.systems.base.SRSystem`; the intensity rule's scale is the robust maximum of the per-volume
             normalisation (the data module's rule).
+        weights: weights that ship with mrisr (``model=zoo/…``), see :class:`~mrisr.systems.base.SRSystem`.
         loss: training loss between network output and target (default MSE).
 
     Attributes:
@@ -128,6 +129,7 @@ class DiffusionSR(SRSystem):
         method: str | None = None,
         intensity: IntensityRule | None = None,
         inference_batch_size: int = 16,
+        weights: str | None = None,
     ) -> None:
         if formulation not in ("ddpm", "residual"):
             raise MrisrInputError(None, f"formulation {formulation!r} is not supported", "use 'ddpm' or 'residual'")
@@ -142,7 +144,14 @@ class DiffusionSR(SRSystem):
         self.precision = precision
         self.progress = progress
         super().__init__(
-            optimizer, scheduler, scheduler_interval, loss or nn.MSELoss(), method, intensity, inference_batch_size
+            optimizer,
+            scheduler,
+            scheduler_interval,
+            loss or nn.MSELoss(),
+            method,
+            intensity,
+            inference_batch_size,
+            weights,
         )
         self.save_hyperparameters(ignore=["net", "sampler", "optimizer", "scheduler", "loss"])
         self.net = net

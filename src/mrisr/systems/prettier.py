@@ -68,6 +68,8 @@ class PrettierSR(SRSystem):
             when fitting starts (not at inference: checkpoints carry the weights).
         pretrained_key: ``checkpoint_key`` of :func:`~mrisr.nets.pretrained.load_pretrained`.
         adapt_channels: adapt RGB ↔ 1-channel convs when loading ``pretrained``.
+        weights: the whole system's weights that ship with mrisr (``model=zoo/…``; not the fine-tuning start,
+            ``pretrained``), see :class:`~mrisr.systems.base.SRSystem`.
 
     Logged: ``train/loss``, ``train/l1``, ``train/perceptual``, ``val/content_loss`` (the selection criterion, also
     as ``val/loss``), ``val/l1``, ``val/perceptual``, ``val/psnr``. ``validation_step`` returns
@@ -75,6 +77,7 @@ class PrettierSR(SRSystem):
     """
 
     inference_options: ClassVar[tuple[str, ...]] = ("inference_batch_size", "merge")
+    monitor: ClassVar[tuple[str, str]] = ("val/content_loss", "min")
 
     def __init__(
         self,
@@ -93,6 +96,7 @@ class PrettierSR(SRSystem):
         pretrained: str | None = None,
         pretrained_key: str | None = "auto",
         adapt_channels: bool = True,
+        weights: str | None = None,
     ) -> None:
         self.merge = merge
         self.in_channels = in_channels
@@ -104,6 +108,7 @@ class PrettierSR(SRSystem):
             method,
             intensity if intensity is not None else PRETTIER_RULE,
             inference_batch_size,
+            weights,
         )
         if in_channels not in CHANNEL_WEIGHTS:
             raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
@@ -262,6 +267,7 @@ class AdversarialSR(PrettierSR):
         pretrained_key: str | None = "auto",
         adapt_channels: bool = True,
         pretrained_discriminator: str | None = None,
+        weights: str | None = None,
     ) -> None:
         super().__init__(
             net,
@@ -279,6 +285,7 @@ class AdversarialSR(PrettierSR):
             pretrained,
             pretrained_key,
             adapt_channels,
+            weights,
         )
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in (0, 1) or None, got {ema_decay}")

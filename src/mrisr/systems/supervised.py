@@ -30,6 +30,7 @@ class SupervisedSR(SRSystem):
         method: label in result tables (default: the class name).
         intensity: the intensity rule of the network input (the data module's, ``${intensity}``).
         inference_batch_size: slices per forward pass when super-resolving a volume.
+        weights: weights that ship with mrisr (``model=zoo/…``), see :class:`~mrisr.systems.base.SRSystem`.
     """
 
     def __init__(
@@ -42,9 +43,17 @@ class SupervisedSR(SRSystem):
         method: str | None = None,
         intensity: IntensityRule | None = None,
         inference_batch_size: int = 16,
+        weights: str | None = None,
     ) -> None:
         super().__init__(
-            optimizer, scheduler, scheduler_interval, loss or nn.L1Loss(), method, intensity, inference_batch_size
+            optimizer,
+            scheduler,
+            scheduler_interval,
+            loss or nn.L1Loss(),
+            method,
+            intensity,
+            inference_batch_size,
+            weights,
         )
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "loss"])
         self.net = net

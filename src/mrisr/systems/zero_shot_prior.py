@@ -61,6 +61,7 @@ class ZeroShotPretraining(SRSystem):
         inference_precision: autocast dtype when super-resolving with the prior alone.
         inference_batch_size: planes per forward pass at inference.
         intensity: intensity rule (min–max to [0, 1], as in the per-volume fit; the data module's).
+        weights: weights that ship with mrisr, see :class:`~mrisr.systems.base.SRSystem`.
     """
 
     inference_protocol = InferenceProtocol.CHECKPOINT
@@ -79,6 +80,7 @@ class ZeroShotPretraining(SRSystem):
         inference_precision: Literal["32", "bf16", "16"] = "32",
         inference_batch_size: int = 16,
         intensity: IntensityRule | None = None,
+        weights: str | None = None,
     ) -> None:
         super().__init__(
             optimizer=optimizer,
@@ -86,6 +88,7 @@ class ZeroShotPretraining(SRSystem):
             method=method,
             intensity=intensity if intensity is not None else MINMAX,
             inference_batch_size=inference_batch_size,
+            weights=weights,
         )
         if self.intensity.kind != "minmax":
             raise ValueError(

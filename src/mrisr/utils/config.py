@@ -13,9 +13,6 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-#: Sentinel of a key that is not in a config.
-_ABSENT = object()
-
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 #: Kinds of values an option accepts, from a default value, a declared type or a constructor annotation.
@@ -116,6 +113,16 @@ def check_hydra_overrides(types: Mapping[str, type] | None = None) -> None:
     check_override_types(overrides, lambda base: hydra_compose(config_name=name, overrides=base), groups, types)
 
 
+def _has_key(base: DictConfig, key: str) -> bool:
+    """Whether the dotted ``key`` exists in ``base`` (as a leaf or node), without resolving any interpolation."""
+    node: Any = base
+    for part in key.split("."):
+        if not isinstance(node, DictConfig) or part not in list(node.keys()):
+            return False
+        node = node._get_node(part)
+    return True
+
+
 def _accepts(target: Any, name: str) -> bool:
     """Whether the ``_target_`` callable takes an argument ``name`` (or any keyword)."""
     from hydra.utils import get_object
@@ -194,7 +201,7 @@ def check_override_keys(
     new_nodes = {o.key_or_group.removesuffix("._target_") for o in keys if o.key_or_group.endswith("._target_")}
     for override in keys:
         key = override.key_or_group
-        if OmegaConf.select(base, key, throw_on_missing=False, default=_ABSENT) is not _ABSENT:
+        if _has_key(base, key):
             continue
         parent_key, _, leaf = key.rpartition(".")
         if leaf == "_target_" or any(key.startswith(f"{node}.") for node in new_nodes):
