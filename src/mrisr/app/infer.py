@@ -85,9 +85,9 @@ RECIPE_FORMAT = "mrisr-recipe/1"
 
 def mrisr_version() -> str:
     """The installed mrisr version."""
-    from mrisr import __version__
+    from mrisr.core.version import VERSION
 
-    return __version__
+    return VERSION
 
 
 def nifti_stem(path: Path) -> str:

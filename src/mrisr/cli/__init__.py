@@ -52,9 +52,9 @@ def main(argv: list[str]) -> int:
         print(usage(), flush=True)
         return 0
     if argv[0] in ("--version", "-V"):
-        from mrisr import __version__
+        from mrisr.core.version import VERSION
 
-        print(f"mrisr {__version__}", flush=True)
+        print(f"mrisr {VERSION}", flush=True)
         return 0
     name, args = argv[0], argv[1:]
     if name not in TOOLS:
