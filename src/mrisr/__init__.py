@@ -4,6 +4,8 @@ Python API (mirrors the command-line tools): :func:`simulate`, :func:`super_reso
 """
 
 from mrisr.api import evaluate, simulate, super_resolve
-from mrisr.core.version import VERSION as __version__
+from mrisr.core.version import VERSION
+
+__version__ = VERSION
 
 __all__ = ["__version__", "evaluate", "simulate", "super_resolve"]

@@ -80,6 +80,7 @@ __all__ = [
     "load_net_weights",
     "load_pretrained",
     "map_basicsr_edsr_keys",
+    "ncnn_files",
     "read_checkpoint",
     "read_weights",
     "resolve_weights",
@@ -417,6 +418,16 @@ def _ncnn_files(
     if not bin_.is_file():
         raise MrisrInputError(bin_, "the .bin file of the ncnn .param file is missing", "put it beside the .param file")
     yield param, bin_, _known_package(param)
+
+
+def ncnn_files(name_or_param: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """The ``.param`` and ``.bin`` files of ncnn weights (a name of :data:`NCNN_WEIGHTS` or a ``.param`` path).
+
+    Raises:
+        MrisrInputError: the package is not installed or lacks the files, or a file is missing.
+    """
+    with _ncnn_files(name_or_param) as (param, bin_, _):
+        return param, bin_
 
 
 def _known_package(param: Path) -> tuple[str, NcnnPackageWeights] | None:

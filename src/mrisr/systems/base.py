@@ -139,10 +139,7 @@ class SRSystem(BaseSystem):
     ) -> None:
         super().__init__(optimizer, scheduler, scheduler_interval, loss, method)
         self.weights = weights
-        if weights is not None:
-            from mrisr.nets.pretrained import read_weights, resolve_weights
-
-            read_weights(resolve_weights(str(weights)))  # refuse a missing or foreign file before building anything
+        self.weights_files()  # refuse missing weights before building anything
         self.intensity = intensity if intensity is not None else IntensityRule()
         if not isinstance(self.intensity, IntensityRule):
             raise ValueError(f"intensity must be an IntensityRule, got {self.intensity!r}")

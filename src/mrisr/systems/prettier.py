@@ -150,6 +150,30 @@ class PrettierSR(SRSystem):
         if stage == "fit" and self.pretrained and self.pretrained_record is None:
             self.load_pretrained_weights()
 
+    def load_weights(self) -> dict[str, Any]:
+        """Load ``weights``: a weights file of mrisr (the whole system), or natural-image generator weights.
+
+        A name of :data:`mrisr.nets.pretrained.NCNN_WEIGHTS` (``realesrgan_x4plus``) is loaded into the generator
+        only, as it would be before fine-tuning: the model then runs without fine-tuning (PRETTIER's baseline,
+        ``model=zoo/realesrgan_x4plus``).
+        """
+        from mrisr.nets.pretrained import NCNN_WEIGHTS
+
+        if str(self.weights) in NCNN_WEIGHTS:
+            self.pretrained_record = load_pretrained(
+                self.generator(), str(self.weights), checkpoint_key="auto", adapt_channels=self.adapt_channels
+            )
+            return self.pretrained_record
+        return super().load_weights()
+
+    def weights_files(self) -> list[Any]:
+        """The weights files the system was built from (ncnn generator weights: the ``.param`` and ``.bin`` files)."""
+        from mrisr.nets.pretrained import NCNN_WEIGHTS, ncnn_files
+
+        if self.weights is not None and str(self.weights) in NCNN_WEIGHTS:
+            return list(ncnn_files(str(self.weights)))
+        return super().weights_files()
+
     def load_pretrained_weights(self) -> dict[str, Any]:
         """Load ``pretrained`` into the generator; the record goes to hparams and checkpoints."""
         self.pretrained_record = load_pretrained(
