@@ -175,3 +175,16 @@ def test_slurm_launcher_config_composes() -> None:
     proc = run_command(["train.py", "hydra/launcher=slurm", "--cfg", "hydra"])
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher" in proc.stdout
+
+
+def test_train_test_stage_writes_a_qc_report(tmp_path: Path) -> None:
+    from mrisr.app.train import train
+    from mrisr.utils.config import compose
+
+    qc = tmp_path / "qc"
+    out = tmp_path / "run"
+    cfg = compose("train", ["experiment=smoke", f"qc={qc}", f"paths.output_dir={out}", "logger=none"])
+    train(cfg)
+    pages = sorted(p.parent.name for p in qc.glob("*/qc.json"))
+    assert pages and all(p.startswith("edsr_small_") for p in pages)
+    assert all(name in (qc / "index.html").read_text() for name in pages)

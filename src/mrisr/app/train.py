@@ -111,6 +111,10 @@ def train(cfg: DictConfig) -> TrainResult:
     callbacks_cfg = cfg.get("callbacks")
     _monitor_checkpoints(callbacks_cfg, model)
     callbacks = instantiate_group(callbacks_cfg) + instantiate_group(cfg.get("eval"))
+    if cfg.get("qc"):
+        from mrisr.callbacks.qc import QCReportCallback
+
+        callbacks.append(QCReportCallback(str(cfg.qc)))
     loggers = instantiate_group(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
