@@ -101,7 +101,8 @@ def test_ddpm_objective_is_epsilon_mse_of_the_graf_schedule() -> None:
 
 
 def test_ema_is_updated_after_each_batch_and_used_for_sampling() -> None:
-    model = tiny_system(ema_decay=0.5)
+    assert tiny_system().ema.warmup and tiny_system().ema.decay_at(0) == pytest.approx(0.1)
+    model = tiny_system(ema_decay=0.5, ema_warmup=False)
     with torch.no_grad():
         for p in model.net.parameters():
             p.add_(0.05)
@@ -118,6 +119,81 @@ def test_ema_is_updated_after_each_batch_and_used_for_sampling() -> None:
     torch.testing.assert_close(got, with_ema)
     assert not torch.allclose(got, with_live)
     assert any(k.startswith("ema.module.") for k in model.state_dict())
+
+
+class Fixed(torch.nn.Module):
+    """Network with a fixed rule ``fn(x_t, condition, timesteps)`` that records the timesteps it is called with."""
+
+    def __init__(self, fn: object) -> None:
+        super().__init__()
+        self.fn, self.seen = fn, []
+
+    def forward(self, x_t: torch.Tensor, condition: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        self.seen.append(timesteps.clone())
+        return self.fn(x_t, condition, timesteps)
+
+
+def test_time_bin_errors_of_the_trivial_and_the_exact_ddpm_predictor() -> None:
+    model = tiny_system()
+    assert model.time_bin_names() == ["t0-250", "t250-500", "t500-750", "t750-1000"]
+    batch = planes(batch=16)
+    zero = Fixed(lambda x, c, t: torch.zeros_like(x))
+    errors = model.time_bin_errors(zero, batch, torch.Generator().manual_seed(0))
+    # ε̂ = 0 is the trivial predictor itself (ratio 1), and E[ε²] ≈ 1 over 16·256 draws.
+    assert all(m == t and 0.9 < t < 1.1 for m, t in errors)
+    for k, seen in enumerate(zero.seen):  # one call per bin, t inside the bin
+        assert 250 * k <= int(seen.min()) and int(seen.max()) < 250 * (k + 1)
+    hr = to_signed(batch["hr"])
+    alphas = model.train_scheduler.alphas_cumprod
+
+    def exact(x: torch.Tensor, c: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        a = alphas[t].view(-1, 1, 1, 1)
+        return (x - a.sqrt() * hr) / (1 - a).sqrt()
+
+    errors = model.time_bin_errors(Fixed(exact), batch, torch.Generator().manual_seed(0))
+    assert all(m < 1e-6 * t for m, t in errors)
+
+
+@pytest.mark.parametrize("prediction", ["sample", "velocity"])
+def test_time_bin_errors_of_the_residual_formulation(prediction: str) -> None:
+    model = tiny_system("residual", residual_prediction=prediction)
+    assert model.time_bin_names() == ["t0.00-0.25", "t0.25-0.50", "t0.50-0.75", "t0.75-1.00"]
+    batch = planes(batch=8)
+    hr, lr = to_signed(batch["hr"]), to_signed(batch["lr"])
+    lr_mse = float(torch.mean((lr - hr) ** 2))
+    # "Output the condition" is the trivial predictor: x̂ = LR, i.e. v̂ = (x_t − LR)/t.
+    if prediction == "sample":
+        copy = Fixed(lambda x, c, t: c)
+    else:
+        copy = Fixed(lambda x, c, t: (x - c) / (t / 999.0).view(-1, 1, 1, 1))
+    errors = model.time_bin_errors(copy, batch, torch.Generator().manual_seed(1))
+    assert len(errors) == len(copy.seen) == 4
+    for m, t in errors:
+        assert t == pytest.approx(lr_mse) and m == pytest.approx(t, rel=1e-4)
+    for k, seen in enumerate(copy.seen):
+        assert k / 4 <= float(seen.min()) / 999.0 and float(seen.max()) / 999.0 <= (k + 1) / 4
+    exact = Fixed(lambda x, c, t: hr if prediction == "sample" else c - hr)
+    assert all(m < 1e-10 for m, _ in model.time_bin_errors(exact, batch, torch.Generator().manual_seed(1)))
+
+
+def test_validation_logs_the_time_bin_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = tiny_system()
+    logged: dict[str, float] = {}
+    monkeypatch.setattr(model, "log", lambda name, value, **kwargs: logged.__setitem__(name, float(value)))
+    model.validation_step(planes(batch=4), 0)
+    model.validation_step(planes(batch=4, seed=1), 1)
+    model.on_validation_epoch_end()
+    for label in model.time_bin_names():
+        mse, trivial = logged[f"val/eps_mse_{label}"], logged[f"val/eps_mse_trivial_{label}"]
+        assert logged[f"val/eps_mse_ratio_{label}"] == pytest.approx(mse / trivial) and 0.8 < trivial < 1.2
+    assert {"val/loss", "val/psnr", "val/psnr_input"} <= set(logged)
+    assert len(logged) == 3 + 3 * 4
+    none = tiny_system(val_time_bins=0)
+    logged.clear()
+    monkeypatch.setattr(none, "log", lambda name, value, **kwargs: logged.__setitem__(name, float(value)))
+    none.validation_step(planes(batch=2), 0)
+    none.on_validation_epoch_end()
+    assert set(logged) == {"val/loss", "val/psnr", "val/psnr_input"}
 
 
 def test_super_resolve_is_deterministic_under_a_seed() -> None:
@@ -147,7 +223,11 @@ def test_one_noise_map_per_volume_makes_batching_irrelevant(monkeypatch: pytest.
         torch.testing.assert_close(noise, seen[0])
     model.inference_batch_size = 64
     one_batch = run(model, volume, 5)
-    np.testing.assert_allclose(small_batches.data, one_batch.data, rtol=1e-5, atol=1e-3)
+    # Equal up to float32 reassociation in batched convolutions, which the first step from t = 999 amplifies
+    # 1/√ᾱ = 156-fold in x̂₀ (a random net's ε̂ is not consistent with x_t); a real coupling between planes would
+    # show as O(0.1) of the intensity scale.
+    scale = model.intensity_scaling(volume).scale
+    np.testing.assert_allclose(small_batches.data, one_batch.data, rtol=0, atol=2e-4 * scale)
 
 
 def test_output_lies_on_the_grid_with_the_cubic_affine() -> None:

@@ -10,8 +10,14 @@ degraded on the fly onto the HR grid (:class:`mrisr.data.pairs.SimulatedPairsDat
 - ``"residual"``: InDI (Delbracio & Milanfar 2023), x_t = (1 − t)·x + t·(y + σ·n), regression of x (or the velocity);
   sampled in 1–4 Euler steps from the LR plane itself (:class:`ResidualSampler`).
 
-An exponential moving average of the weights (:class:`mrisr.diffusion.ema.EMA`) is updated after every optimiser step
-and used for validation, testing and inference; it is part of the checkpoint.
+An exponential moving average of the weights (:class:`mrisr.diffusion.ema.EMA`, with warm-up by default) is updated
+after every optimiser step and used for validation, testing and inference; it is part of the checkpoint.
+
+Validation logs, besides the EMA loss and the PSNR of sampled planes, the error of the EMA network at fixed noise
+levels against a trivial predictor, in ``val_time_bins`` equal bins of t (:meth:`DiffusionSR.time_bin_errors`):
+``val/eps_mse_t0-250`` … (DDPM: MSE of the implied ε̂ against ε; the trivial ε̂ = 0 scores E[ε²] ≈ 1) and
+``val/x0_mse_t0.00-0.25`` … (residual: MSE of the implied x̂ against HR; the trivial x̂ is the condition itself), each
+with ``…_trivial_…`` and their ``…_ratio_…`` (< 1: better than trivial).
 
 Volume inference (docs/models.md §3.5): cubic same-FOV resampling onto the output grid, per-volume intensity
 normalisation, reverse diffusion on every plane that contains the through-plane axis with one noise map per volume
@@ -38,7 +44,14 @@ from torchmetrics import MeanMetric
 from mrisr.diffusion.ema import EMA
 from mrisr.diffusion.residual import ResidualPrediction, residual_timesteps, residual_training_target, sample_residual
 from mrisr.diffusion.sampling import sample, slice_coherent_noise
-from mrisr.diffusion.schedulers import DDIMSampler, PredictionType, Sampler, ddpm_scheduler, diffusion_training_target
+from mrisr.diffusion.schedulers import (
+    DDIMSampler,
+    PredictionType,
+    Sampler,
+    ddpm_scheduler,
+    diffusion_training_target,
+    epsilon_and_sample,
+)
 from mrisr.diffusion.uncertainty import sample_statistics
 from mrisr.inference import OutputGrid, interpolate_volume
 from mrisr.io.errors import MrisrInputError
@@ -99,6 +112,9 @@ class DiffusionSR(SRSystem):
         residual_prediction: residual target, "sample" (x) or "velocity".
         ema_decay: EMA decay d (Graf: 0.999).
         ema_every: EMA update on every ``ema_every``-th optimiser step (8 reproduces the reference).
+        ema_warmup: EMA decay min(d, (1 + k)/(10 + k)) at the k-th update (:class:`~mrisr.diffusion.ema.EMA`), so
+            that short runs are not sampled from weights dominated by the initialisation.
+        val_time_bins: number of equal bins of t for the per-noise-level validation errors (0 = none).
         samples: independent draws per volume; > 1 returns their mean and keeps the per-voxel standard deviation in
             :attr:`last_uncertainty`.
         passes: 1 = one plane orientation (sagittal planes when the input has an L–R in-plane axis, as in training),
@@ -139,6 +155,8 @@ class DiffusionSR(SRSystem):
         residual_prediction: ResidualPrediction = "sample",
         ema_decay: float = 0.999,
         ema_every: int = 1,
+        ema_warmup: bool = True,
+        val_time_bins: int = 4,
         samples: int = 1,
         passes: int = 1,
         precision: str | None = None,
@@ -155,6 +173,10 @@ class DiffusionSR(SRSystem):
             raise MrisrInputError(None, f"formulation {formulation!r} is not supported", "use 'ddpm' or 'residual'")
         if residual_sigma < 0:
             raise MrisrInputError(None, f"residual_sigma must be >= 0, got {residual_sigma}", "use 0 or e.g. 0.01")
+        if not 0 <= val_time_bins <= num_train_timesteps:
+            raise MrisrInputError(
+                None, f"val_time_bins must be in [0, {num_train_timesteps}], got {val_time_bins}", "use e.g. 4"
+            )
         self.formulation = formulation
         if sampler is None:
             sampler = DDIMSampler() if formulation == "ddpm" else ResidualSampler()
@@ -168,11 +190,14 @@ class DiffusionSR(SRSystem):
         )
         self.save_hyperparameters(ignore=["net", "sampler", "optimizer", "scheduler", "loss"])
         self.net = net
-        self.ema = EMA(net, decay=ema_decay, every=ema_every)
+        self.ema = EMA(net, decay=ema_decay, every=ema_every, warmup=ema_warmup)
         self.train_scheduler = ddpm_scheduler(num_train_timesteps, beta_start, beta_end, prediction_type)
         self.residual_sigma = float(residual_sigma)
         self.residual_prediction: ResidualPrediction = residual_prediction
         self.val_mse, self.val_mse_input = MeanMetric(), MeanMetric()
+        self.val_time_bins = int(val_time_bins)
+        self.val_bin_mse = nn.ModuleList(MeanMetric() for _ in range(self.val_time_bins))
+        self.val_bin_trivial = nn.ModuleList(MeanMetric() for _ in range(self.val_time_bins))
         self.last_uncertainty: Volume | None = None
 
     # ---------------------------------------------------------------- options
@@ -211,12 +236,24 @@ class DiffusionSR(SRSystem):
     def forward(self, x_t: torch.Tensor, condition: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         return self.net(x_t, condition, timesteps)
 
-    def objective(
-        self, net: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Training loss of ``net`` on a batch of [0, 1] (HR, LR) planes ``(B, 1, H, W)``.
+    def training_pair(
+        self,
+        batch: dict[str, torch.Tensor],
+        generator: torch.Generator | None = None,
+        t: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Network input and target of one training step on a batch of [0, 1] (HR, LR) planes ``(B, 1, H, W)``.
 
-        Noise and times are drawn from ``generator`` (validation) or the global RNG (training, seeded by Lightning).
+        Args:
+            batch: ``hr`` and ``lr`` planes in [0, 1].
+            generator: source of the noise and of t (validation); ``None`` = global RNG (training, seeded by
+                Lightning).
+            t: times per sample, (B,), instead of drawing them: integers in [0, T − 1] for ``"ddpm"``, floats in
+                [0, 1] for ``"residual"``.
+
+        Returns:
+            ``x_t``, ``condition``, ``timesteps`` (what the network gets), ``target`` (what it regresses), and
+            ``hr``, ``noise``, ``t`` (signed HR planes, the noise drawn, the times).
         """
         hr, lr = to_signed(batch["hr"].float()), to_signed(batch["lr"].float())
         batch_size = hr.shape[0]
@@ -224,16 +261,85 @@ class DiffusionSR(SRSystem):
         noise = torch.randn(hr.shape, generator=generator, device=device).to(hr)
         if self.formulation == "ddpm":
             total = int(self.train_scheduler.config.num_train_timesteps)
-            t = torch.randint(0, total, (batch_size,), generator=generator, device=noise.device).to(hr.device)
+            if t is None:
+                t = torch.randint(0, total, (batch_size,), generator=generator, device=noise.device)
+            t = t.to(hr.device)
             x_t, target = diffusion_training_target(self.train_scheduler, hr, noise, t)
             timesteps = t
         else:
-            t = torch.rand((batch_size,), generator=generator, device=noise.device).to(hr.device)
+            if t is None:
+                t = torch.rand((batch_size,), generator=generator, device=noise.device)
+            t = t.to(hr.device)
             x_t, target = residual_training_target(
                 hr, lr, t, noise if self.residual_sigma > 0 else None, self.residual_sigma, self.residual_prediction
             )
             timesteps = residual_timesteps(t)
-        return self.criterion(net(x_t, lr, timesteps).float(), target)
+        return {"x_t": x_t, "condition": lr, "timesteps": timesteps, "target": target, "hr": hr, "noise": noise, "t": t}
+
+    def objective(
+        self, net: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Training loss of ``net`` on a batch of [0, 1] (HR, LR) planes ``(B, 1, H, W)``.
+
+        Noise and times are drawn from ``generator`` (validation) or the global RNG (training, seeded by Lightning).
+        """
+        pair = self.training_pair(batch, generator)
+        return self.criterion(net(pair["x_t"], pair["condition"], pair["timesteps"]).float(), pair["target"])
+
+    def time_bin_names(self) -> list[str]:
+        """Labels of the validation time bins: ``t0-250`` … (DDPM, integer t) or ``t0.00-0.25`` … (residual)."""
+        bins = self.val_time_bins
+        if self.formulation == "ddpm":
+            total = int(self.train_scheduler.config.num_train_timesteps)
+            return [f"t{k * total // bins}-{(k + 1) * total // bins}" for k in range(bins)]
+        return [f"t{k / bins:.2f}-{(k + 1) / bins:.2f}" for k in range(bins)]
+
+    @torch.no_grad()
+    def time_bin_errors(
+        self, net: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator
+    ) -> list[tuple[float, float]]:
+        """Error of ``net`` and of the trivial predictor in each of ``val_time_bins`` equal bins of t.
+
+        Every sample of the batch is evaluated once per bin, at a t drawn uniformly inside the bin.
+
+        - ``"ddpm"``: the network output is turned into ε̂ (:func:`~mrisr.diffusion.schedulers.epsilon_and_sample`,
+          any prediction type); the error is MSE(ε̂, ε) and the trivial predictor ε̂ = 0 scores MSE(0, ε) ≈ 1.
+        - ``"residual"``: the output is turned into x̂ (x̂ = output for ``"sample"``, x_t − t·v̂ for ``"velocity"``);
+          the error is MSE(x̂, HR) and the trivial predictor, x̂ = the condition (the interpolated LR plane),
+          scores MSE(LR, HR).
+
+        Args:
+            net: the network to score (validation passes the EMA copy).
+            batch: ``hr`` and ``lr`` planes in [0, 1], (B, 1, H, W).
+            generator: seeded source of the noise and of t.
+
+        Returns:
+            One ``(model MSE, trivial MSE)`` pair per bin, lowest t first; MSEs in the signed [−1, 1] scale.
+        """
+        batch_size, bins = batch["hr"].shape[0], self.val_time_bins
+        out = []
+        for k in range(bins):
+            u = torch.rand((batch_size,), generator=generator, device=generator.device)
+            if self.formulation == "ddpm":
+                total = int(self.train_scheduler.config.num_train_timesteps)
+                low, high = k * total // bins, (k + 1) * total // bins
+                t = (low + (u * (high - low)).floor().long()).clamp(low, high - 1)
+            else:
+                t = ((k + u) / bins).clamp(0.0, 1.0)
+            pair = self.training_pair(batch, generator, t)
+            output = net(pair["x_t"], pair["condition"], pair["timesteps"]).float()
+            if self.formulation == "ddpm":
+                alpha_bar = self.train_scheduler.alphas_cumprod.to(output.device)[pair["t"]].view(-1, 1, 1, 1)
+                prediction_type = self.train_scheduler.config.prediction_type
+                eps_hat, _ = epsilon_and_sample(output, pair["x_t"], alpha_bar, prediction_type)
+                model, trivial = torch.mean((eps_hat - pair["noise"]) ** 2), torch.mean(pair["noise"] ** 2)
+            else:
+                tt = pair["t"].view(-1, 1, 1, 1).to(output)
+                x_hat = output if self.residual_prediction == "sample" else pair["x_t"] - tt * output
+                model = torch.mean((x_hat - pair["hr"]) ** 2)
+                trivial = torch.mean((pair["condition"] - pair["hr"]) ** 2)
+            out.append((float(model), float(trivial)))
+        return out
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.objective(self.net, batch)
@@ -255,11 +361,28 @@ class DiffusionSR(SRSystem):
         hr = batch["hr"].float().clamp(0, 1)
         self.val_mse.update(torch.mean((pred - hr) ** 2), weight=batch_size)
         self.val_mse_input.update(torch.mean((batch["lr"].float().clamp(0, 1) - hr) ** 2), weight=batch_size)
+        if self.val_time_bins:
+            errors = self.time_bin_errors(self.ema.module, batch, generator)
+            for (model, trivial), model_metric, trivial_metric in zip(
+                errors, self.val_bin_mse, self.val_bin_trivial, strict=True
+            ):
+                model_metric.update(model, weight=batch_size)
+                trivial_metric.update(trivial, weight=batch_size)
 
     def on_validation_epoch_end(self) -> None:
         for name, metric in (("val/psnr", self.val_mse), ("val/psnr_input", self.val_mse_input)):
             self.log(name, -10 * torch.log10(metric.compute().clamp_min(1e-12)))
             metric.reset()
+        quantity = "eps" if self.formulation == "ddpm" else "x0"
+        for label, model_metric, trivial_metric in zip(
+            self.time_bin_names(), self.val_bin_mse, self.val_bin_trivial, strict=True
+        ):
+            model, trivial = model_metric.compute(), trivial_metric.compute()
+            self.log(f"val/{quantity}_mse_{label}", model)
+            self.log(f"val/{quantity}_mse_trivial_{label}", trivial)
+            self.log(f"val/{quantity}_mse_ratio_{label}", model / trivial.clamp_min(1e-12))
+            model_metric.reset()
+            trivial_metric.reset()
 
     # ---------------------------------------------------------------- sampling
     @staticmethod
