@@ -524,12 +524,54 @@ def test_residual_sampling_with_oracle_recovers_hr(prediction: str, steps: int, 
 def test_residual_time_parameterisation() -> None:
     assert residual_time_grid(4).tolist() == [1.0, 0.75, 0.5, 0.25, 0.0]
     assert residual_timesteps(torch.tensor([0.0, 0.5, 1.0])).tolist() == [0.0, 499.5, 999.0]
-    net = tiny_unet()
+    torch.manual_seed(0)
+    net = ConditionalUNet(**{**TINY_UNET, "in_channels": 1}).eval()
     out = sample_residual(net, images(2), steps=2, generator=torch.Generator().manual_seed(0), sigma=0.02)
     again = sample_residual(net, images(2), steps=2, generator=torch.Generator().manual_seed(0), sigma=0.02)
     assert out.shape == (2, 1, 16, 16) and torch.equal(out, again)
     with pytest.raises(MrisrInputError, match="sigma"):
         sample_residual(net, images(2), steps=2, sigma=0.02)
+
+
+def test_residual_network_sees_x_t_and_t_only_unless_conditioned() -> None:
+    seen: list[int] = []
+
+    def spy(x_t: torch.Tensor, condition: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        seen.append(condition.shape[1])
+        return x_t
+
+    sample_residual(spy, images(2), steps=2)
+    assert seen == [0, 0]
+    sample_residual(spy, images(2), steps=2, conditioned=True)
+    assert seen[2:] == [1, 1]
+    # A two-channel (conditioned) net is only usable with conditioned=True.
+    with pytest.raises(MrisrInputError, match="channels"):
+        sample_residual(tiny_unet(), images(2), steps=1)
+    assert sample_residual(tiny_unet(), images(2), steps=1, conditioned=True).shape == (2, 1, 16, 16)
+
+
+@pytest.mark.parametrize("sigma", [0.0, 0.01])
+def test_conditioning_on_y_admits_a_shortcut_that_restores_nothing(sigma: float) -> None:
+    """Why the residual network does not get y: (x_t − t·y)/(1 − t) meets the objective without restoring anything.
+
+    Its training loss is 0 for σ = 0 (and σ²·t²/(1 − t)² per pixel otherwise) at every t < 1, yet sampled from y it
+    returns its own t = 1 output for any number of steps; with that output being y itself, the sample is the input.
+    """
+    hr, lr = images(4, seed=0), images(4, seed=1)
+    noise = torch.randn(hr.shape, generator=torch.Generator().manual_seed(2))
+
+    def shortcut(x_t: torch.Tensor, condition: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        t = (timesteps / 999.0).view(-1, 1, 1, 1)
+        return torch.where(t < 1, (x_t - t * condition) / (1 - t).clamp_min(1e-12), condition)
+
+    t = torch.tensor([0.1, 0.4, 0.7, 0.9])
+    x_t, target = residual_training_target(hr, lr, t, noise if sigma else None, sigma)
+    loss = torch.mean((shortcut(x_t, lr, residual_timesteps(t)) - target) ** 2, dim=(1, 2, 3))
+    expected = sigma**2 * (t / (1 - t)) ** 2 * torch.mean(noise**2, dim=(1, 2, 3))
+    torch.testing.assert_close(loss, expected, atol=1e-10, rtol=1e-4)
+    assert float(torch.mean((lr - hr) ** 2)) > 0.1  # the input is far from HR
+    for steps in (1, 2, 4):
+        torch.testing.assert_close(sample_residual(shortcut, lr, steps, conditioned=True), lr.clamp(-1, 1))
 
 
 # --- EMA -----------------------------------------------------------------------------------------------------------

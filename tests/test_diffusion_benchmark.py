@@ -41,7 +41,7 @@ def test_core_rows_cover_every_sampler_and_steps_on_a_tiny_random_model(bench: M
     torch.manual_seed(0)
     torch.set_num_threads(1)
     model = DiffusionSR(ConditionalUNet(**TINY_UNET), progress=False)
-    residual = DiffusionSR(ConditionalUNet(**TINY_UNET), formulation="residual", progress=False)
+    residual = DiffusionSR(ConditionalUNet(**{**TINY_UNET, "in_channels": 1}), formulation="residual", progress=False)
     hr, stack_axis = bench.crop_planes(as_volume(phantom()), 1, 2)
     assert stack_axis == 2 and hr.shape == (24, 40, 2)
     # The crop keeps world positions: its first voxel is the full volume's voxel (0, 0, 2).
@@ -108,3 +108,37 @@ def test_reference_gap_is_zero_for_ddim20_and_empty_without_it(bench: ModuleType
     ]
     gaps = [r["dpsnr_ddim20"] for r in bench.with_reference_gap(rows)]
     assert gaps == [0.0, -0.75, ""]
+
+
+PROBE = SCRIPT.with_name("diffusion_residual_probe.py")
+
+
+@pytest.fixture(scope="module")
+def probe() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("diffusion_residual_probe", PROBE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("variant", ["regression", "ddpm"])
+def test_residual_probe_rows_follow_training(probe: ModuleType, variant: str) -> None:
+    torch.set_num_threads(1)
+    generator = torch.Generator().manual_seed(0)
+    hr = torch.rand((16, 1, 32, 32), generator=generator)
+    val_hr = torch.rand((2, 1, 48, 48), generator=generator)
+    pool = {"hr": hr, "lr": (hr + 0.1).clamp(0, 1), "val_hr": val_hr, "val_lr": (val_hr + 0.1).clamp(0, 1)}
+    rows = probe.train_variant(variant, "synthetic", pool, steps=3, eval_every=2, batch=4, lr=1e-3, seed=0)
+    # Scored at steps 0, 2 and the last one, for the live net, the warmed-up EMA and the plain EMA.
+    assert [(r["step"], r["weights"]) for r in rows] == [
+        (s, w) for s in (0, 2, 3) for w in ("live", "ema", "ema_plain")
+    ]
+    assert all(set(r) <= set(probe.FIELDS) and r["setting"] == "synthetic" for r in rows)
+    assert all(math.isfinite(r[f"psnr_{n}"]) for r in rows for n in (1, 2, 4))
+    # Before training the three sets of weights are the same network; afterwards the plain EMA lags behind.
+    assert rows[0]["loss"] == rows[1]["loss"] == rows[2]["loss"]
+    assert rows[-3]["loss"] != rows[-1]["loss"]
+    quantities = ("x0", "eps") if variant == "ddpm" else ("x0",)
+    bins = probe.BINS["ddpm" if variant == "ddpm" else "residual"]
+    assert all(f"{q}_ratio_{b}" in rows[-1] for q in quantities for b in bins)
+    assert ("psnr_4_leading" in rows[-1]) == (variant == "ddpm")

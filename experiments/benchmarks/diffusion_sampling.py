@@ -209,7 +209,11 @@ def train_smoke(runs_dir: Path, minutes: float, steps: int, residual: bool, seed
         "test=false",
     ]
     if residual:
-        overrides += ["+model.formulation=residual", "model.sampler._target_=mrisr.systems.diffusion.ResidualSampler"]
+        overrides += [
+            "+model.formulation=residual",
+            "model.sampler._target_=mrisr.systems.diffusion.ResidualSampler",
+            "++model.net.in_channels=1",
+        ]
     subprocess.run([sys.executable, str(REPO / "train.py"), *overrides], cwd=REPO, check=True)
     ckpts = sorted(out.glob("train/*/checkpoints/last.ckpt"))
     if not ckpts:

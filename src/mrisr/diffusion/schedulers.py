@@ -236,7 +236,7 @@ def check_start(scheduler: SchedulerMixin, name: str = "sampler") -> None:
             None,
             f"{name} starts at t = {first} of {scheduler.config.num_train_timesteps}, where √ᾱ = {signal:.3f} > "
             f"{MAX_START_SIGNAL}: the pure-noise start would be treated as an image that still holds {signal:.0%} of "
-            "the clean signal, and the output would keep most of the starting noise",
+            "the clean signal (at t = 0 the starting noise itself is returned)",
             "use timestep_spacing='trailing' (the default; first timestep T − 1) or more steps",
         )
 
