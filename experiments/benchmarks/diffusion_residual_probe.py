@@ -28,7 +28,7 @@ network (the reference for what the 1-step sample can reach); ``ddpm`` is the DD
 
 The training crops are drawn once per ``--seed`` and cached (``--pool``); every variant sees the same batches.
 Rows are appended to ``results/diffusion_residual_probe.csv`` (one row per setting, variant, step and weights; a
-rerun replaces its setting and variant). Example (about 6 minutes per variant on one loaded CPU core):
+rerun replaces its setting and variant). Example (6–10 minutes per variant on one loaded CPU core):
 ``OMP_NUM_THREADS=1 python experiments/benchmarks/diffusion_residual_probe.py --degradation thick_slice``.
 """
 
