@@ -14,24 +14,30 @@ from mrisr.diffusion.residual import (
 )
 from mrisr.diffusion.sampling import sample, slice_coherent_noise
 from mrisr.diffusion.schedulers import (
+    MAX_START_SIGNAL,
     DDIMSampler,
     DPMSolverSampler,
     Sampler,
     UniPCSampler,
+    check_start,
     ddpm_scheduler,
     diffusion_training_target,
+    epsilon_and_sample,
 )
 from mrisr.diffusion.uncertainty import diffusion_draws, sample_statistics, seeded_draws
 
 __all__ = [
     "EMA",
+    "MAX_START_SIGNAL",
     "DDIMSampler",
     "DPMSolverSampler",
     "Sampler",
     "UniPCSampler",
+    "check_start",
     "ddpm_scheduler",
     "diffusion_draws",
     "diffusion_training_target",
+    "epsilon_and_sample",
     "residual_time_grid",
     "residual_timesteps",
     "residual_training_target",

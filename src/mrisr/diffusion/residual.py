@@ -8,11 +8,18 @@ t ∈ [0, 1]:
 
 i.e. a noise standard deviation σ_t = σ·t that grows with the weight of the degraded image. InDI adds such a small
 noise so that the intermediate distributions have full support and sampling stays stochastic; σ = 0 gives the
-deterministic path. The network F(x_t, c, t) (the same concatenation-conditioned U-Net as the diffusion model, with
-c = y and time fed as t·``time_scale``) is trained to regress either
+deterministic path. The network F(x_t, t) (the U-Net of the diffusion model, with time fed as t·``time_scale``) is
+trained to regress either
 
 - ``"sample"``: the clean image x (InDI's E[x | x_t]), or
 - ``"velocity"``: v = dx_t/dt = (y + σ·n) − x (flow matching, Lipman et al., ICLR 2023; Liu et al., ICLR 2023).
+
+The network sees x_t and t only, as in InDI, not y. Given y as well, the path is invertible:
+x = (x_t − t·y)/(1 − t) − t·σ·n/(1 − t), exactly for σ = 0 and up to a small noise for t well below 1. The objective
+can then be met at every t < 1 by this algebra instead of by restoring, and the sampler gains nothing from it: its
+state x_t = (1 − t)·x̂ + t·y is built from its own estimate, so the shortcut returns x̂ unchanged, and the result is the
+t = 1 prediction alone, which the objective barely trains. ``conditioned=True`` keeps the concatenated condition for
+networks trained that way (docs/models.md §3.7).
 
 Sampling integrates from t = 1 (x_1 = y + σ·n) to t = 0 with Euler steps on a uniform grid. For x̂-prediction the
 step t → t − δ is InDI's update x_{t−δ} = (δ/t)·F + (1 − δ/t)·x_t; for v-prediction x_{t−δ} = x_t − δ·v̂; both are the
@@ -20,7 +27,8 @@ same rule when v̂ = (x_t − x̂)/t. With an exact predictor the update stays o
 level (((t − δ)/t)·σ·t = σ·(t − δ)), so no noise has to be injected while sampling, and one step returns x̂ itself.
 
 Related work (docs/models.md §3.7): ResShift (Yue et al., NeurIPS 2023) shifts the residual y − x with a noise schedule
-over 15 (later 4) steps; Res-SRDiff applies the same idea to MRI in 4 steps.
+over 15 (later 4) steps; Res-SRDiff applies the same idea to MRI in 4 steps. Both do give the network y, but their
+noise is large (standard deviation κ·√η_t with κ ≈ 1–2 against images in [−1, 1]), which rules the shortcut out.
 """
 
 from __future__ import annotations
@@ -74,14 +82,14 @@ def residual_training_target(
 
     Args:
         hr: clean HR images x, (B, C, H, W), in [−1, 1].
-        lr: interpolated LR images y on the same grid, (B, C, H, W), in [−1, 1]; also the network's condition.
+        lr: interpolated LR images y on the same grid, (B, C, H, W), in [−1, 1].
         t: time per sample, (B,), in [0, 1] (1 = LR, 0 = HR).
         noise: n ~ N(0, I) like ``hr``; required when ``sigma`` > 0.
         sigma: noise standard deviation at t = 1 (σ_t = σ·t); 0 for the deterministic path.
         prediction: "sample" (target x) or "velocity" (target (y + σ·n) − x).
 
     Returns:
-        ``(x_t, target)`` with x_t = (1 − t)·x + t·(y + σ·n); the loss is MSE(net(x_t, y, t·999), target).
+        ``(x_t, target)`` with x_t = (1 − t)·x + t·(y + σ·n); the loss is MSE(net(x_t, t·999), target).
     """
     if lr.shape != hr.shape:
         raise MrisrInputError(None, f"lr {tuple(lr.shape)} differs from hr {tuple(hr.shape)}", "put both on one grid")
@@ -122,13 +130,15 @@ def sample_residual(
     prediction: ResidualPrediction = "sample",
     time_scale: float = DEFAULT_TIME_SCALE,
     autocast_dtype: torch.dtype | None = None,
+    conditioned: bool = False,
 ) -> torch.Tensor:
     """Euler integration of the InDI path from the LR slice (t = 1) to the HR estimate (t = 0).
 
     Args:
         denoiser: network ``denoiser(x_t, condition, t·time_scale)`` trained with :func:`residual_training_target`;
-            an ``nn.Module`` is put in eval mode for the call.
-        condition: interpolated LR slices y, (B, C, H, W), in [−1, 1].
+            it gets a zero-channel condition (B, 0, H, W) unless ``conditioned``. An ``nn.Module`` is put in eval
+            mode for the call.
+        condition: interpolated LR slices y, (B, C, H, W), in [−1, 1]: the start of the path.
         steps: Euler steps (1–4 is the intended range).
         noise: starting noise n, (B or 1, C, H, W); used when ``sigma`` > 0 (e.g. one map per volume).
         generator: alternative to ``noise``: n is drawn as one map shared by the batch from this generator.
@@ -136,6 +146,8 @@ def sample_residual(
         prediction: the target the network was trained with.
         time_scale: the factor the network was trained with.
         autocast_dtype: optional autocast dtype for the network; the state stays float32.
+        conditioned: pass y to the network as its condition (only for networks trained with it; see the module
+            docstring for why the default network sees x_t and t only).
 
     Returns:
         (B, C, H, W) float32 HR estimate clamped to [−1, 1].
@@ -152,6 +164,7 @@ def sample_residual(
         raise MrisrInputError(None, f"prediction {prediction!r} is not supported", "use 'sample' or 'velocity'")
     device = condition.device
     x = _start(condition.float(), None if noise is None else noise.to(device), sigma).expand_as(condition).float()
+    network_condition = condition if conditioned else condition[:, :0]
     grid = residual_time_grid(steps, device=device)
     autocast = (
         torch.autocast(device_type=device.type, dtype=autocast_dtype)
@@ -162,7 +175,7 @@ def sample_residual(
         for t, t_next in itertools.pairwise(grid):
             timesteps = residual_timesteps(t.expand(x.shape[0]), time_scale)
             with autocast:
-                output = denoiser(x, condition, timesteps).float()
+                output = denoiser(x, network_condition, timesteps).float()
             delta = t - t_next
             if prediction == "sample":
                 # InDI update: move the fraction δ/t of the way to the predicted clean image.

@@ -8,9 +8,10 @@ with ``diffusers.UNet2DModel`` (docs/models.md §3.1): its default arguments are
 The net only maps ``(x_t, condition, timesteps)`` to the model output (ε, v or x̂₀, fixed by the training objective):
 schedulers and sampling loops live in :mod:`mrisr.diffusion`.
 
-Shapes: ``x_t`` (B, C_x, H, W), ``condition`` (B, C_c, H, W) with C_x + C_c = ``in_channels`` (Graf: 1 + 1), output
-(B, ``out_channels``, H, W). H and W must be multiples of 2^(levels − 1) (8 for the four-level Graf net) because every
-level but the last halves the grid; pad slices (reflect) before calling.
+Shapes: ``x_t`` (B, C_x, H, W), ``condition`` (B, C_c, H, W) with C_x + C_c = ``in_channels`` (Graf: 1 + 1; the
+residual formulation passes a (B, 0, H, W) condition to a one-channel net), output (B, ``out_channels``, H, W). H and
+W must be multiples of 2^(levels − 1) (8 for the four-level Graf net) because every level but the last halves the
+grid; pad slices (reflect) before calling.
 """
 
 from __future__ import annotations

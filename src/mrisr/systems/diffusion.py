@@ -7,11 +7,20 @@ degraded on the fly onto the HR grid (:class:`mrisr.data.pairs.SimulatedPairsDat
 
 - ``"ddpm"``: discrete DDPM (Ho et al. 2020), t ~ U{0, …, T − 1}, x_t = √ᾱ_t·x₀ + √(1 − ᾱ_t)·ε and MSE on ε (Graf);
   sampled with any :mod:`mrisr.diffusion.schedulers` sampler (DDIM-20 in the paper).
-- ``"residual"``: InDI (Delbracio & Milanfar 2023), x_t = (1 − t)·x + t·(y + σ·n), regression of x (or the velocity);
-  sampled in 1–4 Euler steps from the LR plane itself (:class:`ResidualSampler`).
+- ``"residual"``: InDI (Delbracio & Milanfar 2023), x_t = (1 − t)·x + t·(y + σ·n), regression of x (or the velocity)
+  by a network that sees x_t and t only (``net.in_channels`` = 1; ``residual_condition`` adds y for old checkpoints,
+  see :mod:`mrisr.diffusion.residual` for why that objective is degenerate); sampled in 1–4 Euler steps from the LR
+  plane itself (:class:`ResidualSampler`).
 
-An exponential moving average of the weights (:class:`mrisr.diffusion.ema.EMA`) is updated after every optimiser step
-and used for validation, testing and inference; it is part of the checkpoint.
+An exponential moving average of the weights (:class:`mrisr.diffusion.ema.EMA`, with warm-up by default) is updated
+after every optimiser step and used for validation, testing and inference; it is part of the checkpoint.
+
+Validation logs, besides the EMA loss and the PSNR of sampled planes, the error of the EMA network at fixed noise
+levels against a trivial predictor, in ``val_time_bins`` equal bins of t (:meth:`DiffusionSR.time_bin_errors`):
+``val/eps_mse_t0-250`` … (DDPM: MSE of the implied ε̂ against ε; the trivial ε̂ = 0 scores E[ε²] ≈ 1) and
+``val/x0_mse_t0-250`` … or ``val/x0_mse_t0.00-0.25`` … (DDPM and residual: MSE of the implied, clipped clean image x̂
+against HR; the trivial x̂ is the condition itself), each with ``…_trivial_…`` and their ``…_ratio_…`` (< 1: better
+than trivial).
 
 Volume inference is the diffusion inferer (:class:`mrisr.inference.diffusion.DiffusionPlaneInferer`): one noise map
 per volume, orientation and draw; ``samples`` draws whose per-voxel SD is an uncertainty map; one or two passes.
@@ -32,7 +41,14 @@ from mrisr.core.errors import MrisrInputError
 from mrisr.diffusion.ema import EMA
 from mrisr.diffusion.residual import ResidualPrediction, residual_timesteps, residual_training_target, sample_residual
 from mrisr.diffusion.sampling import from_signed, sample, slice_coherent_noise, to_signed
-from mrisr.diffusion.schedulers import DDIMSampler, PredictionType, Sampler, ddpm_scheduler, diffusion_training_target
+from mrisr.diffusion.schedulers import (
+    DDIMSampler,
+    PredictionType,
+    Sampler,
+    ddpm_scheduler,
+    diffusion_training_target,
+    epsilon_and_sample,
+)
 from mrisr.inference.diffusion import DiffusionPlaneInferer
 from mrisr.io.intensity import IntensityRule
 from mrisr.nets.diffusion_unet import ConditionalUNet
@@ -77,8 +93,14 @@ class DiffusionSR(SRSystem):
         beta_end: β at t = T − 1.
         residual_sigma: σ of the residual path's noise at t = 1 (0 = deterministic path).
         residual_prediction: residual target, "sample" (x) or "velocity".
+        residual_condition: also give the residual network the LR plane as a condition (``net.in_channels`` =
+            ``out_channels`` + 1). Off by default (``net.in_channels`` = ``out_channels``): with y known the path
+            x_t = (1 − t)·x + t·y can be inverted algebraically, which the objective rewards and sampling cannot use.
         ema_decay: EMA decay d (Graf: 0.999).
         ema_every: EMA update on every ``ema_every``-th optimiser step (8 reproduces the reference).
+        ema_warmup: EMA decay min(d, (1 + k)/(10 + k)) at the k-th update (:class:`~mrisr.diffusion.ema.EMA`), so
+            that short runs are not sampled from weights dominated by the initialisation.
+        val_time_bins: number of equal bins of t for the per-noise-level validation errors (0 = none).
         samples: independent draws per volume; > 1 returns their mean and their per-voxel standard deviation as the
             uncertainty of the inference output.
         passes: 1 = one plane orientation (sagittal planes when the input has an L–R in-plane axis, as in training),
@@ -116,8 +138,11 @@ class DiffusionSR(SRSystem):
         beta_end: float = 0.02,
         residual_sigma: float = 0.0,
         residual_prediction: ResidualPrediction = "sample",
+        residual_condition: bool = False,
         ema_decay: float = 0.999,
         ema_every: int = 1,
+        ema_warmup: bool = True,
+        val_time_bins: int = 4,
         samples: int = 1,
         passes: int = 1,
         precision: str | None = None,
@@ -135,6 +160,20 @@ class DiffusionSR(SRSystem):
             raise MrisrInputError(None, f"formulation {formulation!r} is not supported", "use 'ddpm' or 'residual'")
         if residual_sigma < 0:
             raise MrisrInputError(None, f"residual_sigma must be >= 0, got {residual_sigma}", "use 0 or e.g. 0.01")
+        if formulation == "residual" and hasattr(net, "in_channels") and hasattr(net, "out_channels"):
+            wanted = int(net.out_channels) + (1 if residual_condition else 0)
+            if int(net.in_channels) != wanted:
+                raise MrisrInputError(
+                    None,
+                    f"the residual formulation with residual_condition={residual_condition} needs a net with "
+                    f"in_channels = {wanted}, got {net.in_channels}",
+                    f"set net.in_channels={wanted} (model=palette_residual does); a residual checkpoint written before "
+                    "residual_condition existed needs model.residual_condition=true",
+                )
+        if not 0 <= val_time_bins <= num_train_timesteps:
+            raise MrisrInputError(
+                None, f"val_time_bins must be in [0, {num_train_timesteps}], got {val_time_bins}", "use e.g. 4"
+            )
         self.formulation = formulation
         if sampler is None:
             sampler = DDIMSampler() if formulation == "ddpm" else ResidualSampler()
@@ -155,11 +194,21 @@ class DiffusionSR(SRSystem):
         )
         self.save_hyperparameters(ignore=["net", "sampler", "optimizer", "scheduler", "loss"])
         self.net = net
-        self.ema = EMA(net, decay=ema_decay, every=ema_every)
+        self.ema = EMA(net, decay=ema_decay, every=ema_every, warmup=ema_warmup)
         self.train_scheduler = ddpm_scheduler(num_train_timesteps, beta_start, beta_end, prediction_type)
         self.residual_sigma = float(residual_sigma)
         self.residual_prediction: ResidualPrediction = residual_prediction
+        self.residual_condition = bool(residual_condition)
         self.val_mse, self.val_mse_input = MeanMetric(), MeanMetric()
+        self.val_time_bins = int(val_time_bins)
+        # Per quantity of time_bin_errors and bin: running means of the model's and of the trivial predictor's MSE.
+        self.val_bins = nn.ModuleDict(
+            {
+                f"{name}_{kind}": nn.ModuleList(MeanMetric() for _ in range(self.val_time_bins))
+                for name in self.time_bin_quantities()
+                for kind in ("model", "trivial")
+            }
+        )
 
     # ---------------------------------------------------------------- options
     def validate_inference_options(self) -> None:
@@ -197,12 +246,25 @@ class DiffusionSR(SRSystem):
     def forward(self, x_t: torch.Tensor, condition: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         return self.net(x_t, condition, timesteps)
 
-    def objective(
-        self, net: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Training loss of ``net`` on a batch of [0, 1] (HR, LR) planes ``(B, 1, H, W)``.
+    def training_pair(
+        self,
+        batch: dict[str, torch.Tensor],
+        generator: torch.Generator | None = None,
+        t: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Network input and target of one training step on a batch of [0, 1] (HR, LR) planes ``(B, 1, H, W)``.
 
-        Noise and times are drawn from ``generator`` (validation) or the global RNG (training, seeded by Lightning).
+        Args:
+            batch: ``hr`` and ``lr`` planes in [0, 1].
+            generator: source of the noise and of t (validation); ``None`` = global RNG (training, seeded by
+                Lightning).
+            t: times per sample, (B,), instead of drawing them: integers in [0, T − 1] for ``"ddpm"``, floats in
+                [0, 1] for ``"residual"``.
+
+        Returns:
+            ``x_t``, ``condition``, ``timesteps`` (what the network gets; the condition has zero channels for the
+            residual formulation without ``residual_condition``), ``target`` (what it regresses), and ``hr``,
+            ``lr``, ``noise``, ``t`` (signed HR and LR planes, the noise drawn, the times).
         """
         hr, lr = to_signed(batch["hr"].float()), to_signed(batch["lr"].float())
         batch_size = hr.shape[0]
@@ -210,16 +272,104 @@ class DiffusionSR(SRSystem):
         noise = torch.randn(hr.shape, generator=generator, device=device).to(hr)
         if self.formulation == "ddpm":
             total = int(self.train_scheduler.config.num_train_timesteps)
-            t = torch.randint(0, total, (batch_size,), generator=generator, device=noise.device).to(hr.device)
+            if t is None:
+                t = torch.randint(0, total, (batch_size,), generator=generator, device=noise.device)
+            t = t.to(hr.device)
             x_t, target = diffusion_training_target(self.train_scheduler, hr, noise, t)
             timesteps = t
         else:
-            t = torch.rand((batch_size,), generator=generator, device=noise.device).to(hr.device)
+            if t is None:
+                t = torch.rand((batch_size,), generator=generator, device=noise.device)
+            t = t.to(hr.device)
             x_t, target = residual_training_target(
                 hr, lr, t, noise if self.residual_sigma > 0 else None, self.residual_sigma, self.residual_prediction
             )
             timesteps = residual_timesteps(t)
-        return self.criterion(net(x_t, lr, timesteps).float(), target)
+        condition = lr if self.formulation == "ddpm" or self.residual_condition else lr[:, :0]
+        return {
+            "x_t": x_t,
+            "condition": condition,
+            "timesteps": timesteps,
+            "target": target,
+            "hr": hr,
+            "lr": lr,
+            "noise": noise,
+            "t": t,
+        }
+
+    def objective(
+        self, net: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Training loss of ``net`` on a batch of [0, 1] (HR, LR) planes ``(B, 1, H, W)``.
+
+        Noise and times are drawn from ``generator`` (validation) or the global RNG (training, seeded by Lightning).
+        """
+        pair = self.training_pair(batch, generator)
+        return self.criterion(net(pair["x_t"], pair["condition"], pair["timesteps"]).float(), pair["target"])
+
+    def time_bin_names(self) -> list[str]:
+        """Labels of the validation time bins: ``t0-250`` … (DDPM, integer t) or ``t0.00-0.25`` … (residual)."""
+        bins = self.val_time_bins
+        if self.formulation == "ddpm":
+            total = int(self.train_scheduler.config.num_train_timesteps)
+            return [f"t{k * total // bins}-{(k + 1) * total // bins}" for k in range(bins)]
+        return [f"t{k / bins:.2f}-{(k + 1) / bins:.2f}" for k in range(bins)]
+
+    def time_bin_quantities(self) -> tuple[str, ...]:
+        """What :meth:`time_bin_errors` scores: ``("eps", "x0")`` for DDPM, ``("x0",)`` for the residual path."""
+        return ("eps", "x0") if self.formulation == "ddpm" else ("x0",)
+
+    @torch.no_grad()
+    def time_bin_errors(
+        self, net: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator
+    ) -> dict[str, list[tuple[float, float]]]:
+        """Errors of ``net`` and of a trivial predictor in each of ``val_time_bins`` equal bins of t.
+
+        Every sample of the batch is evaluated once per bin, at a t drawn uniformly inside the bin. Quantities:
+
+        - ``"eps"`` (DDPM): the output turned into ε̂ (:func:`~mrisr.diffusion.schedulers.epsilon_and_sample`, any
+          prediction type); error MSE(ε̂, ε), trivial predictor ε̂ = 0 with MSE(0, ε) ≈ 1. Near t = T − 1, where
+          x_t ≈ ε, a small ratio is easy to reach and says little about sampling.
+        - ``"x0"``: the clean-image estimate x̂ (DDPM: from ε̂, clipped to [−1, 1] as the samplers clip it, so the
+          last bin scores what a one-step sample from t ≈ T − 1 returns; residual: x̂ = output for ``"sample"``,
+          x_t − t·v̂ for ``"velocity"``); error MSE(x̂, HR), trivial predictor x̂ = the condition (the interpolated
+          LR plane) with MSE(LR, HR).
+
+        Args:
+            net: the network to score (validation passes the EMA copy).
+            batch: ``hr`` and ``lr`` planes in [0, 1], (B, 1, H, W).
+            generator: seeded source of the noise and of t.
+
+        Returns:
+            Per quantity (:meth:`time_bin_quantities`), one ``(model MSE, trivial MSE)`` pair per bin, lowest t first;
+            images in the signed [−1, 1] scale.
+        """
+        batch_size, bins = batch["hr"].shape[0], self.val_time_bins
+        out: dict[str, list[tuple[float, float]]] = {name: [] for name in self.time_bin_quantities()}
+        for k in range(bins):
+            u = torch.rand((batch_size,), generator=generator, device=generator.device)
+            if self.formulation == "ddpm":
+                total = int(self.train_scheduler.config.num_train_timesteps)
+                low, high = k * total // bins, (k + 1) * total // bins
+                t = (low + (u * (high - low)).floor().long()).clamp(low, high - 1)
+            else:
+                t = ((k + u) / bins).clamp(0.0, 1.0)
+            pair = self.training_pair(batch, generator, t)
+            output = net(pair["x_t"], pair["condition"], pair["timesteps"]).float()
+            if self.formulation == "ddpm":
+                alpha_bar = self.train_scheduler.alphas_cumprod.to(output.device)[pair["t"]].view(-1, 1, 1, 1)
+                prediction_type = self.train_scheduler.config.prediction_type
+                eps_hat, x_hat = epsilon_and_sample(output, pair["x_t"], alpha_bar, prediction_type)
+                x_hat = x_hat.clamp(-1.0, 1.0)
+                out["eps"].append(
+                    (float(torch.mean((eps_hat - pair["noise"]) ** 2)), float(torch.mean(pair["noise"] ** 2)))
+                )
+            else:
+                tt = pair["t"].view(-1, 1, 1, 1).to(output)
+                x_hat = output if self.residual_prediction == "sample" else pair["x_t"] - tt * output
+            trivial = torch.mean((pair["lr"] - pair["hr"]) ** 2)
+            out["x0"].append((float(torch.mean((x_hat - pair["hr"]) ** 2)), float(trivial)))
+        return out
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.objective(self.net, batch)
@@ -241,11 +391,25 @@ class DiffusionSR(SRSystem):
         hr = batch["hr"].float().clamp(0, 1)
         self.val_mse.update(torch.mean((pred - hr) ** 2), weight=batch_size)
         self.val_mse_input.update(torch.mean((batch["lr"].float().clamp(0, 1) - hr) ** 2), weight=batch_size)
+        if self.val_time_bins:
+            for name, errors in self.time_bin_errors(self.ema.module, batch, generator).items():
+                for k, (model, trivial) in enumerate(errors):
+                    self.val_bins[f"{name}_model"][k].update(model, weight=batch_size)
+                    self.val_bins[f"{name}_trivial"][k].update(trivial, weight=batch_size)
 
     def on_validation_epoch_end(self) -> None:
         for name, metric in (("val/psnr", self.val_mse), ("val/psnr_input", self.val_mse_input)):
             self.log(name, -10 * torch.log10(metric.compute().clamp_min(1e-12)))
             metric.reset()
+        for name in self.time_bin_quantities() if self.val_time_bins else ():
+            for k, label in enumerate(self.time_bin_names()):
+                model_metric, trivial_metric = self.val_bins[f"{name}_model"][k], self.val_bins[f"{name}_trivial"][k]
+                model, trivial = model_metric.compute(), trivial_metric.compute()
+                self.log(f"val/{name}_mse_{label}", model)
+                self.log(f"val/{name}_mse_trivial_{label}", trivial)
+                self.log(f"val/{name}_mse_ratio_{label}", model / trivial.clamp_min(1e-12))
+                model_metric.reset()
+                trivial_metric.reset()
 
     # ---------------------------------------------------------------- sampling
     @staticmethod
@@ -273,6 +437,7 @@ class DiffusionSR(SRSystem):
                 sigma=self.residual_sigma,
                 prediction=self.residual_prediction,
                 autocast_dtype=self.autocast_dtype,
+                conditioned=self.residual_condition,
             )
         return sample(
             self.ema.module,
