@@ -4,6 +4,10 @@
 volume); ``tests/test_golden_inference.py`` rebuilds every model from its config, loads the frozen weights and checks
 that today's code reproduces the stored output to 1e-6. Weights are drawn from a seeded normal distribution (not the
 nets' own initialisation, which zero-initialises some output layers), so every output depends on every layer.
+
+The stored outputs were computed by the code before inference became its own layer (commit 51b4597, with this file's
+``run`` adapted to that code's ``run_on_volume`` keywords); the cases pin settings whose meaning did not change since
+(DDIM-20 with leading spacing; the LR-conditioned residual network).
 """
 
 from __future__ import annotations
@@ -44,6 +48,17 @@ def randomise(module: nn.Module, seed: int, scale: float = 0.05) -> None:
                 param.copy_(torch.randn(param.shape, generator=generator) * scale)
 
 
+DIFFUSION = "mrisr.systems.diffusion.DiffusionSR"
+
+
+def _accepts(target: str, argument: str) -> bool:
+    import inspect
+
+    from hydra.utils import get_class
+
+    return argument in inspect.signature(get_class(target)).parameters
+
+
 def _compose_model(name: str, overrides: list[str] | None = None, intensity: str = "default") -> Any:
     from hydra.utils import instantiate
 
@@ -68,14 +83,22 @@ def adversarial() -> tuple[Any, dict[str, Any]]:
     return model, {"nets": {"net": model.net}}
 
 
+def _has_field(target: str, field: str) -> bool:
+    import dataclasses
+
+    from hydra.utils import get_class
+
+    return field in {f.name for f in dataclasses.fields(get_class(target))}
+
+
 def diffusion_ddpm() -> tuple[Any, dict[str, Any]]:
+    # DDIM-20 with Graf's leading spacing (950 … 0): the same schedule before and after few-step samplers moved to
+    # trailing spacing.
+    ddim = "mrisr.diffusion.schedulers.DDIMSampler"
+    leading = ["model.sampler.timestep_spacing=leading"] if _has_field(ddim, "timestep_spacing") else []
     model = _compose_model(
         "palette_tiny",
-        [
-            "model.sampler._target_=mrisr.diffusion.schedulers.DDIMSampler",
-            "model.sampler.steps=3",
-            "model.progress=false",
-        ],
+        [f"model.sampler._target_={ddim}", "model.sampler.steps=20", "model.progress=false", *leading],
     )
     return model, {"nets": {"net": model.net}}
 
@@ -90,6 +113,9 @@ def diffusion_residual() -> tuple[Any, dict[str, Any]]:
             "model.net.time_embedding_dim=32",
             "model.net.layers_per_block=1",
             "model.net.add_attention=false",
+            # The LR-conditioned residual network (two input channels), as before the InDI formulation without it.
+            "model.net.in_channels=2",
+            *(["model.residual_condition=true"] if _accepts(DIFFUSION, "residual_condition") else []),
             "model.samples=2",
             "model.passes=2",
             "model.progress=false",
@@ -163,9 +189,9 @@ def run(model: Any) -> Volume:
     return run_on_volume(model, phantom(), InferenceSettings(axis=2, seed=0, estimate_thickness=False)).sr
 
 
-def main() -> None:
+def main(cases: list[str] | None = None) -> None:
     DATA.mkdir(parents=True, exist_ok=True)
-    for case in CASES:
+    for case in cases or CASES:
         model = build(case)
         weights = net_weights(case, model)
         sr = run(model)
@@ -177,4 +203,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1:] or None)
