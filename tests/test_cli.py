@@ -139,7 +139,17 @@ def test_unknown_config_key_fails_loudly(tmp_path: Path, spine_lr: tuple[Path, P
 # ----------------------------------------------------------------------------------------------------------------
 # The tools: package layout, console scripts, dispatcher, --help
 
-TOOLS = ("simulate", "evaluate", "segment", "mucca", "longitudinal", "report", "estimate_profile", "export_prior")
+TOOLS = (
+    "simulate",
+    "evaluate",
+    "segment",
+    "mucca",
+    "longitudinal",
+    "report",
+    "estimate_profile",
+    "export_prior",
+    "export_weights",
+)
 
 
 def report_cli_available() -> bool:
@@ -180,11 +190,14 @@ def test_console_scripts_resolve_to_callables() -> None:
     from conftest import REPO_ROOT
 
     scripts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert set(scripts) == {"mrisr", *(f"mrisr-{tool.replace('_', '-')}" for tool in TOOLS)}
+    applications = {"mrisr-train": "mrisr.app.train", "mrisr-infer": "mrisr.app.infer"}
+    assert set(scripts) == {"mrisr", *applications, *(f"mrisr-{tool.replace('_', '-')}" for tool in TOOLS)}
     for name, target in scripts.items():
         module_name, _, attr = target.partition(":")
         assert callable(getattr(importlib.import_module(module_name), attr)), name
-        if name != "mrisr":
+        if name in applications:
+            assert module_name == applications[name] and attr == "run"
+        elif name != "mrisr":
             assert module_name == f"mrisr.cli.{name.removeprefix('mrisr-').replace('-', '_')}" and attr == "run"
 
 
@@ -198,6 +211,7 @@ HELP_CASES = {
     "report": (["-m", "mrisr.cli.report", "--help"], "alpha: 0.05"),
     "estimate_profile": (["-m", "mrisr.cli.estimate_profile", "--help"], "slab_compensation: false"),
     "export_prior": (["-m", "mrisr.cli.export_prior", "--help"], "dtype: float16"),
+    "export_weights": (["-m", "mrisr.cli.export_weights", "--help"], "dtype: float16"),
     "dispatcher": (["-m", "mrisr.cli", "mucca", "--help"], "c2_label: 2"),
     "train.py": (["train.py", "--help"], "max_epochs: 6"),
     "infer.py": (["infer.py", "-h", "model=smore"], "max_steps: 20000"),

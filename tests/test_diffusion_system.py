@@ -13,13 +13,22 @@ import pytest
 import torch
 
 from conftest import run_command
+from mrisr.core.errors import MrisrInputError
 from mrisr.diffusion import DDIMSampler, DPMSolverSampler, sample
-from mrisr.inference import interpolate_volume, output_grid, run_on_volume, set_inference_options
-from mrisr.io.errors import MrisrInputError
+from mrisr.diffusion.sampling import from_signed, to_signed
+from mrisr.inference import (
+    InferenceOutput,
+    InferenceSettings,
+    interpolate_volume,
+    output_grid,
+    run_on_volume,
+    set_inference_options,
+)
+from mrisr.inference.diffusion import stack_axes
 from mrisr.io.geometry import detect_slice_axis
 from mrisr.io.nifti import Volume
 from mrisr.nets.diffusion_unet import TINY_UNET, ConditionalUNet
-from mrisr.systems.diffusion import DiffusionSR, ResidualSampler, from_signed, to_signed
+from mrisr.systems.diffusion import DiffusionSR, ResidualSampler
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -56,10 +65,14 @@ def axial_volume(shape: tuple[int, int, int] = (14, 12, 5), thickness: float = 3
     return Volume(data=data.astype(np.float32), affine=affine, header=nib.Nifti1Header(), path=None)
 
 
-def run(model: DiffusionSR, volume: Volume, seed: int) -> Volume:
+def infer(model: DiffusionSR, volume: Volume, seed: int) -> InferenceOutput:
     geometry = detect_slice_axis(volume)
     grid = output_grid(geometry, volume.shape[geometry.axis])
-    return model.super_resolve(volume, geometry, grid, generator=torch.Generator().manual_seed(seed))
+    return model.inferer()(volume, geometry, grid, torch.Generator().manual_seed(seed))
+
+
+def run(model: DiffusionSR, volume: Volume, seed: int) -> Volume:
+    return infer(model, volume, seed).sr
 
 
 def test_signed_mapping_round_trips_unit_interval() -> None:
@@ -268,7 +281,7 @@ def test_one_noise_map_per_volume_makes_batching_irrelevant(monkeypatch: pytest.
     # Equal up to float32 reassociation in batched convolutions, which the first step from t = 999 amplifies
     # 1/√ᾱ = 156-fold in x̂₀ (a random net's ε̂ is not consistent with x_t); a real coupling between planes would
     # show as O(0.1) of the intensity scale.
-    scale = model.intensity_scaling(volume).scale
+    scale = model.intensity.scaling(volume.data).scale
     np.testing.assert_allclose(small_batches.data, one_batch.data, rtol=0, atol=2e-4 * scale)
 
 
@@ -277,13 +290,13 @@ def test_output_lies_on_the_grid_with_the_cubic_affine() -> None:
     volume = axial_volume()
     geometry = detect_slice_axis(volume)
     grid = output_grid(geometry, volume.shape[geometry.axis])
-    sr = model.super_resolve(volume, geometry, grid, generator=torch.Generator().manual_seed(0))
+    sr = model.inferer()(volume, geometry, grid, torch.Generator().manual_seed(0)).sr
     cubic = interpolate_volume(volume, grid, order=3)
     assert geometry.axis == 2 and sr.shape == (14, 12, 15) == cubic.shape
     np.testing.assert_array_equal(sr.affine, cubic.affine)
     assert np.isfinite(sr.data).all() and sr.data.dtype == np.float32
     # Sagittal planes (stacked along the L–R axis) first; the second pass adds the coronal ones.
-    assert model.stack_axes(volume, 2, 1) == [0] and model.stack_axes(volume, 2, 2) == [0, 1]
+    assert stack_axes(volume, 2, 1) == [0] and stack_axes(volume, 2, 2) == [0, 1]
 
 
 def test_two_passes_and_residual_formulation_keep_geometry() -> None:
@@ -296,14 +309,13 @@ def test_two_passes_and_residual_formulation_keep_geometry() -> None:
 def test_samples_give_a_standard_deviation_map() -> None:
     model = tiny_system(samples=3)
     volume = axial_volume()
-    sr = run(model, volume, 0)
-    sd = model.last_uncertainty
+    output = infer(model, volume, 0)
+    sr, sd = output.sr, output.uncertainty
     assert sd is not None and sd.shape == sr.shape
     np.testing.assert_array_equal(sd.affine, sr.affine)
     assert (sd.data >= 0).all() and sd.data.max() > 0
     model.samples = 1
-    run(model, volume, 0)
-    assert model.last_uncertainty is None
+    assert infer(model, volume, 0).uncertainty is None
 
 
 def test_nested_sampler_options_are_applied() -> None:
@@ -348,7 +360,7 @@ def test_palette_configs_choose_the_sampler_spacing_and_residual_inputs() -> Non
 
 
 def test_run_on_volume_records_the_method() -> None:
-    result = run_on_volume(tiny_system(method="palette_tiny"), axial_volume(), seed=3)
+    result = run_on_volume(tiny_system(method="palette_tiny"), axial_volume(), InferenceSettings(seed=3))
     assert result.record["method"] == "palette_tiny" and result.sr.shape == (14, 12, 15)
 
 
@@ -426,8 +438,8 @@ def test_an_oracle_denoiser_reproduces_the_cubic_condition(passes: int) -> None:
     volume = axial_volume((15, 13, 5))  # odd sizes: reflection padding to multiples of 2 and cropping back
     geometry = detect_slice_axis(volume)
     grid = output_grid(geometry, volume.shape[geometry.axis])
-    sr = model.super_resolve(volume, geometry, grid, generator=torch.Generator().manual_seed(0))
+    sr = model.inferer()(volume, geometry, grid, torch.Generator().manual_seed(0)).sr
     cubic = interpolate_volume(volume, grid, order=3).data
-    scale = model.intensity_scaling(volume).scale
+    scale = model.intensity.scaling(volume.data).scale
     expected = np.clip(cubic, 0, scale)  # the model's range is [0, robust max]
     np.testing.assert_allclose(sr.data, expected, rtol=0, atol=1e-3 * scale)

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from conftest import REPO_ROOT, run_command
 from mrisr.app.models import build_inference_model
 from mrisr.core.errors import MrisrInputError
-from mrisr.inference import InferenceProtocol, run_on_volume
+from mrisr.inference import InferenceProtocol, InferenceSettings, run_on_volume
 from mrisr.io.nifti import Volume
 from mrisr.systems.base import SRSystem
 from mrisr.utils.config import compose
@@ -104,10 +104,10 @@ def test_per_volume_fit_draws_from_the_generator_and_leaves_global_rng_alone() -
     volume = _phantom()
     cfg = compose("infer", ["model=smore_smoke", "model.max_steps=3"])
     state = torch.get_rng_state()
-    a = run_on_volume(instantiate(cfg.model), volume, seed=1)
+    a = run_on_volume(instantiate(cfg.model), volume, InferenceSettings(seed=1, estimate_thickness=False))
     assert torch.equal(torch.get_rng_state(), state)
-    b = run_on_volume(instantiate(cfg.model), volume, seed=1)
-    c = run_on_volume(instantiate(cfg.model), volume, seed=2)
+    b = run_on_volume(instantiate(cfg.model), volume, InferenceSettings(seed=1, estimate_thickness=False))
+    c = run_on_volume(instantiate(cfg.model), volume, InferenceSettings(seed=2, estimate_thickness=False))
     np.testing.assert_array_equal(a.sr.data, b.sr.data)
     assert not np.array_equal(a.sr.data, c.sr.data)
     assert a.fit is not None and a.record["method"] == "smore_smoke" and a.record["seed"] == 1

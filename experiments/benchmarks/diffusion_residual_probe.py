@@ -44,13 +44,13 @@ from typing import Any
 import torch
 from hydra.utils import instantiate
 
+from mrisr.core.atomic import write_rows_atomic
+from mrisr.core.errors import MrisrInputError
 from mrisr.diffusion.ema import EMA
 from mrisr.diffusion.residual import sample_residual
-from mrisr.diffusion.sampling import sample
+from mrisr.diffusion.sampling import from_signed, sample, to_signed
 from mrisr.diffusion.schedulers import DDIMSampler
-from mrisr.io.errors import MrisrInputError
-from mrisr.systems.diffusion import DiffusionSR, ResidualSampler, from_signed, to_signed
-from mrisr.utils.atomic import write_rows_atomic
+from mrisr.systems.diffusion import DiffusionSR, ResidualSampler
 from mrisr.utils.config import compose
 
 REPO = Path(__file__).resolve().parents[2]

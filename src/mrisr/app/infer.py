@@ -348,12 +348,19 @@ def forward_check(
     from mrisr.eval.consistency import forward_consistency
     from mrisr.inference.acquisition import resolve_acquisition
 
-    acquisition = result.acquisition or resolve_acquisition(source, volume, result.geometry, None, estimate)
+    note = None
+    try:
+        acquisition = result.acquisition or resolve_acquisition(source, volume, result.geometry, None, estimate)
+    except MrisrInputError as err:  # the image estimate cannot be made (e.g. too few voxels): T = S, said so
+        acquisition = resolve_acquisition(source, volume, result.geometry, None, estimate=False)
+        note = f"the slice thickness could not be estimated ({err.problem}): the forward check assumed T = S"
     report = forward_consistency(
         result.sr, volume, float(acquisition.thickness_mm), geometry=result.geometry, keep_resimulated=True
     )
     summary = report.as_dict()
     summary.update(thickness_mm=float(acquisition.thickness_mm), thickness_source=acquisition.thickness_source)
+    if note is not None:
+        summary["note"] = note
     residual = None
     if report.resimulated is not None:
         residual = Volume((report.resimulated - volume.data).astype(np.float32), volume.affine, volume.header, None)
@@ -432,6 +439,8 @@ def super_resolve_file(built: BuiltModel, job: Job, cfg: DictConfig, command: st
     residual = None
     if cfg.forward_check:
         record["forward_consistency"], residual = forward_check(source, volume, result, bool(cfg.estimate_thickness))
+        if "note" in record["forward_consistency"]:
+            warnings.append(record["forward_consistency"]["note"])
         if record["forward_consistency"]["warn"]:
             warnings.append(
                 f"the output re-acquired with T = {record['forward_consistency']['thickness_mm']:.3g} mm matches its "
