@@ -173,8 +173,8 @@ def benchmark(
         system.samples, system.passes, system.progress = 1, 1, False
         system.validate_inference_options()
         with torch.inference_mode():
-            sr = system.inferer()(lr, geometry, grid, torch.Generator().manual_seed(seed)).sr
-        row(name, int(sampler.steps), sr, float(system.last_seconds))
+            output = system.inferer()(lr, geometry, grid, torch.Generator().manual_seed(seed))
+        row(name, int(sampler.steps), output.sr, float(output.details["sampling_seconds"]))
     return rows
 
 
