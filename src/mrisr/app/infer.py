@@ -44,7 +44,7 @@ from mrisr.app.models import build_inference_model, resolve_device
 from mrisr.core.atomic import check_output_folder, write_json_atomic, write_rows_atomic
 from mrisr.core.errors import MrisrInputError
 from mrisr.inference import InferenceResult, InferenceSettings, VolumeSuperResolver, run_on_volume
-from mrisr.io.nifti import Volume, as_volume, same_file, save_volume
+from mrisr.io.nifti import Volume, as_volume, check_shape, same_file, save_volume
 from mrisr.utils.progress import progress_bar
 
 log = logging.getLogger("mrisr.infer")
@@ -263,16 +263,16 @@ def check_input(source: Path) -> None:
     from mrisr.io.sidecar import read_sidecar
     from mrisr.io.sidecar import sidecar_path as bids_sidecar
 
+    if source.is_dir():
+        raise MrisrInputError(source, "is a directory, not a NIfTI file", "pass the .nii or .nii.gz file inside it")
     if not source.is_file():
         raise MrisrInputError(source, "input file not found", "check the path (inputs= glob, manifest or folder)")
     try:
         image = nib.load(str(source))
     except Exception as err:
-        raise MrisrInputError(
-            source, f"not a readable NIfTI file ({type(err).__name__})", "pass a .nii/.nii.gz"
-        ) from err
-    if len(image.shape) not in (3, 4) or (len(image.shape) == 4 and image.shape[3] != 1):
-        raise MrisrInputError(source, f"image of shape {image.shape} is not 3-D", "extract one 3-D volume first")
+        problem = f"not a readable NIfTI file ({type(err).__name__})"
+        raise MrisrInputError(source, problem, "pass a .nii/.nii.gz image") from err
+    check_shape(tuple(int(n) for n in image.shape), source)
     side = bids_sidecar(source)
     if side.is_file():
         read_sidecar(side)

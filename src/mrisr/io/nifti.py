@@ -33,7 +33,16 @@ from nibabel.filebasedimages import ImageFileError
 from mrisr.core.atomic import atomic_path
 from mrisr.core.errors import MrisrInputError
 
-__all__ = ["Volume", "as_volume", "header_to_mm", "load_volume", "same_file", "save_volume", "volume_from_image"]
+__all__ = [
+    "Volume",
+    "as_volume",
+    "check_shape",
+    "header_to_mm",
+    "load_volume",
+    "same_file",
+    "save_volume",
+    "volume_from_image",
+]
 
 _LOG = logging.getLogger(__name__)
 
@@ -299,7 +308,7 @@ def volume_from_image(
             f"is a {type(img).__name__}, not a NIfTI image",
             "convert it to NIfTI (.nii/.nii.gz) first, e.g. with mri_convert or nibabel",
         )
-    shape3 = _check_shape(tuple(int(s) for s in img.shape), label)
+    shape3 = check_shape(tuple(int(s) for s in img.shape), label)
     header = _as_nifti1_header(img.header)
     header.set_data_shape(shape3)
     affine = np.array(img.affine, dtype=np.float64, copy=True)
@@ -337,7 +346,8 @@ def as_volume(image: PathLike | nib.Nifti1Image | nib.Nifti2Image | Volume, allo
     return load_volume(image, allow_constant=allow_constant)
 
 
-def _check_shape(shape: tuple[int, ...], label: Path | None) -> tuple[int, int, int]:
+def check_shape(shape: tuple[int, ...], label: Path | None) -> tuple[int, int, int]:
+    """The 3-D shape of an image of ``shape`` (trailing singleton dimensions dropped); anything else is refused."""
     if len(shape) < 3:
         raise MrisrInputError(
             label,

@@ -239,6 +239,8 @@ class ZeroShotSR:
         self.net_factory = net
         self.optimizer_factory = optimizer
         self.max_lr, self.pct_start = max_lr, pct_start
+        if loss is not None and not isinstance(loss, nn.Module):
+            raise ValueError(f"loss must be a torch module config such as {{_target_: torch.nn.L1Loss}}, got {loss!r}")
         self.criterion = loss or nn.L1Loss()
         self.method = method or type(self).__name__
         self.thickness_mm, self.profile, self.fwhm_convention = thickness_mm, profile, fwhm_convention
