@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import csv
 import importlib.util
-import sys
 
 import numpy as np
 import pytest
 import torch
 from scipy import ndimage
 
-from conftest import REPO_ROOT
 from mrisr.callbacks import PatchMetricsCallback
 from mrisr.degradations import DegradationStack, Downsample, SliceProfile
 from mrisr.eval.patches import PATCH_METRICS, patch_metrics, volume_patches
 from mrisr.inference import output_grid
 from mrisr.io.geometry import detect_slice_axis
-from mrisr.io.intensity import IntensityScaling
+from mrisr.io.intensity import PRETTIER_RULE
 from mrisr.io.nifti import Volume
 from mrisr.utils.config import compose
 
@@ -96,16 +94,14 @@ class _StubTrainer:
 
 
 class _StubSystem:
-    """What the callback reads from a system at test: ``in_channels``, ``intensity_scaling`` and ``log``."""
+    """What the callback reads from a system at test: ``in_channels``, ``intensity`` and ``log``."""
 
     in_channels = 3
     device = torch.device("cpu")
+    intensity = PRETTIER_RULE
 
     def __init__(self) -> None:
         self.logged: dict[str, float] = {}
-
-    def intensity_scaling(self, volume: Volume) -> IntensityScaling:
-        return IntensityScaling(0.0, 1.25 * float(np.percentile(volume.data[volume.data > 0], 99.5)))
 
     def log(self, name: str, value: torch.Tensor, **kwargs) -> None:
         self.logged[name] = float(value)
@@ -138,8 +134,7 @@ def test_test_stage_scores_volume_tiles_of_sr_and_the_cubic_baseline(tmp_path) -
 
 
 def test_smoke_experiment_logs_patch_metrics_in_validation(tmp_path) -> None:
-    sys.path.insert(0, str(REPO_ROOT))
-    from train import train
+    from mrisr.app.train import train
 
     cfg = compose(
         "train",
@@ -155,7 +150,7 @@ def test_smoke_experiment_logs_patch_metrics_in_validation(tmp_path) -> None:
             f"paths.output_dir={tmp_path / 'run'}",
         ],
     )
-    metrics = train(cfg)
+    metrics = train(cfg).metrics
     for name in PATCH_METRICS:
         assert np.isfinite(metrics[f"val/patch_{name}"]), name
     assert 0 < metrics["val/patch_ssim"] <= 1 and metrics["val/patch_psnr"] < 80
@@ -163,8 +158,7 @@ def test_smoke_experiment_logs_patch_metrics_in_validation(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_smoke_experiment_logs_patch_metrics_in_test(tmp_path) -> None:
-    sys.path.insert(0, str(REPO_ROOT))
-    from train import train
+    from mrisr.app.train import train
 
     cfg = compose(
         "train",
@@ -180,7 +174,7 @@ def test_smoke_experiment_logs_patch_metrics_in_test(tmp_path) -> None:
             f"paths.output_dir={tmp_path / 'run'}",
         ],
     )
-    metrics = train(cfg)
+    metrics = train(cfg).metrics
     for name in PATCH_METRICS:
         assert np.isfinite(metrics[f"val/patch_{name}"]), name
         assert np.isfinite(metrics[f"test/patch_{name}"]), name

@@ -119,7 +119,7 @@ def train(cfg: DictConfig) -> TrainResult:
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     if cfg.train:
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=False)
     elif cfg.ckpt_path:
         # Evaluate a trained checkpoint (e.g. under another strategy) without training.
         trainer.validate(model=model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=False)

@@ -429,6 +429,7 @@ class ZeroShotSR:
         head = float(np.mean(losses[: max(1, len(losses) // 10)])) if losses else math.nan
         tail = float(np.mean(losses[-max(1, len(losses) // 10) :])) if losses else math.nan
         record = {
+            **acquisition.as_record(),  # what this fit trained on, so the fit summary stands alone
             "scale": scale,
             "init_weights": self.init_weights,
             "separation_mm": separation,
