@@ -2,26 +2,40 @@
 
 * :func:`git_commit` and :func:`host_record`: what a results folder's ``run.json`` records about the checkout and the
   machine;
-* :func:`fit_system`: instantiate ``cfg.data`` and ``cfg.model`` of a composed ``train`` config and fit the system
-  for a fixed number of optimiser steps (reproducible under a seed, whatever the load of the machine) or a wall-time
-  budget, without checkpoints, loggers or the test stage.
+* :func:`load_scale`: an experiment's scale file (``experiments/<paper>/scales/<scale>.yaml``: step budget,
+  validation passes, overrides per method);
+* :func:`train_model`: train one model through :func:`mrisr.app.train.train` (the one training path: same trainer
+  config, checkpoints and best-checkpoint selection) with an optimiser-step budget (reproducible under a seed,
+  whatever the load of the machine), its run folder (checkpoints, ``metrics.json``) where the experiment says.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import platform
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["append_invocation", "fit_system", "git_commit", "host_record"]
+from mrisr.core.errors import MrisrInputError
+
+__all__ = [
+    "TrainedModel",
+    "append_invocation",
+    "git_commit",
+    "host_record",
+    "load_scale",
+    "scale_names",
+    "table_parser",
+    "table_paths",
+    "train_model",
+]
 
 
 def git_commit(repo: Path) -> dict[str, object]:
@@ -47,58 +61,132 @@ def host_record() -> dict[str, object]:
     }
 
 
-def fit_system(
-    cfg: Any,
-    seed: int,
-    root: Path,
-    max_steps: int | None = None,
-    max_time_s: float | None = None,
-    val_batches: int = 1,
-    accelerator: str = "cpu",
-    trainer_options: Mapping[str, Any] | None = None,
-) -> tuple[Any, float, int]:
-    """Fit ``instantiate(cfg.model)`` on ``instantiate(cfg.data)``; returns (system in eval mode, seconds, steps).
+#: Keys of an experiment scale file (``experiments/<paper>/scales/<scale>.yaml``); ``methods`` maps a method to the
+#: Hydra overrides of its training config (empty for methods that are not trained, e.g. cubic).
+SCALE_KEYS = ("description", "max_steps", "validations", "common", "methods")
 
-    Args:
-        cfg: a composed ``train`` config (:func:`mrisr.utils.config.compose`).
-        seed: seed of Lightning's ``seed_everything`` (data order, initial weights, degradations drawn).
-        root: Lightning's ``default_root_dir`` (nothing is written there without loggers and checkpoints).
-        max_steps: optimiser-step budget (Lightning ``global_step``; adversarial systems count the generator and
-            the discriminator step of a batch separately). With it the run is deterministic.
-        max_time_s: wall-time budget (s) when ``max_steps`` is None.
-        val_batches: validation batches per epoch.
-        accelerator: Lightning accelerator.
-        trainer_options: further ``lightning.Trainer`` arguments (e.g. ``precision``, ``gradient_clip_val``).
+
+def load_scale(experiment_folder: Path, scale: str) -> dict[str, Any]:
+    """The scale file ``<experiment_folder>/scales/<scale>.yaml`` as a plain dict.
+
+    A scale file holds ``description`` (text), ``max_steps`` (optimiser steps per trained model), ``validations``
+    (validation passes spread over the budget; the best checkpoint is chosen among them), ``common`` (Hydra
+    overrides of every trained method) and ``methods`` (method → its own overrides); experiments may add keys of
+    their own (e.g. a zero-shot model and its budget).
 
     Raises:
-        ValueError: neither budget given.
+        MrisrInputError: no such file, or a key of :data:`SCALE_KEYS` missing.
     """
-    import lightning as L
-    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
 
-    if max_steps is None and max_time_s is None:
-        raise ValueError("fit_system needs max_steps or max_time_s")
-    L.seed_everything(seed, workers=True)
-    datamodule = instantiate(cfg.data)
-    system = instantiate(cfg.model)
-    trainer = L.Trainer(
-        accelerator=accelerator,
-        max_epochs=-1,
-        max_steps=-1 if max_steps is None else int(max_steps),
-        max_time=None if max_steps is not None else datetime.timedelta(seconds=float(max_time_s)),
-        deterministic=max_steps is not None,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=val_batches,
-        num_sanity_val_steps=0,
-        default_root_dir=root,
-        **dict(trainer_options or {}),
-    )
+    path = Path(experiment_folder) / "scales" / f"{scale}.yaml"
+    if not path.exists():
+        names = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise MrisrInputError(path, f"no scale file {scale!r}", f"choose one of {names}")
+    spec = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    missing = [k for k in SCALE_KEYS if not isinstance(spec, dict) or k not in spec]
+    if missing:
+        raise MrisrInputError(path, f"the scale file lacks {missing}", f"a scale file needs {list(SCALE_KEYS)}")
+    return dict(spec)
+
+
+def scale_names(experiment_folder: Path) -> list[str]:
+    """The scales of an experiment (stems of ``scales/*.yaml``)."""
+    return sorted(p.stem for p in (Path(experiment_folder) / "scales").glob("*.yaml"))
+
+
+@dataclass
+class TrainedModel:
+    """A model trained by :func:`train_model`.
+
+    Attributes:
+        model: the system with its best checkpoint's weights (eval mode).
+        seconds: wall time of training (s).
+        steps: optimiser steps taken (Lightning ``global_step``; adversarial systems count the generator and the
+            discriminator step of a batch).
+        best_checkpoint: the checkpoint chosen by the monitored validation metric (``None`` when none was written).
+        record: JSON-ready summary (steps, seconds, monitor, best score and checkpoint name, run folder).
+    """
+
+    model: Any
+    seconds: float
+    steps: int
+    best_checkpoint: Path | None
+    record: dict[str, Any]
+
+
+def train_model(
+    overrides: Sequence[str], output_dir: Path, max_steps: int, seed: int, validations: int = 1
+) -> TrainedModel:
+    """Train through :func:`mrisr.app.train.train` (the one training path) with an optimiser-step budget.
+
+    The ``train`` config is composed from ``overrides`` plus the budget (``trainer.max_steps``; no epoch or time
+    limit), the seed and the run folder ``output_dir`` (``paths.output_dir``: checkpoints and ``metrics.json``);
+    no logger, no test stage. An epoch is ``data.patches_per_epoch`` patches (no batch limit); it is set so that
+    the budget holds ``validations`` epochs, each ending in a validation pass (adversarial systems, whose generator
+    and discriminator steps both count, get half the batches per step). Of the callbacks only the config's
+    ``model_checkpoint`` is kept (added when the config has none): it keeps the best checkpoint by the monitored
+    validation metric (the config's ``monitor``, or the model's own), whose weights the returned model carries.
+    """
+    from omegaconf import OmegaConf, open_dict
+
+    from mrisr.app.train import train
+    from mrisr.utils.config import compose
+
+    budget = [
+        f"paths.output_dir={output_dir}",
+        f"seed={seed}",
+        f"++trainer.max_steps={int(max_steps)}",
+        "++trainer.max_epochs=-1",
+        "++trainer.max_time=null",
+        "++trainer.limit_train_batches=null",
+        "++trainer.check_val_every_n_epoch=1",
+        "test=false",
+        "logger=none",
+        "print_config=false",
+    ]
+    cfg = compose("train", [*overrides, *budget])
+    checkpoint = dict(OmegaConf.to_container(cfg.callbacks, resolve=False) or {}).get("model_checkpoint") or {
+        "_target_": "lightning.pytorch.callbacks.ModelCheckpoint",
+        "monitor": None,
+    }
+    checkpoint.update(dirpath=str(Path(output_dir) / "checkpoints"), save_last=True, save_top_k=1,
+                      filename="step{step:06d}", auto_insert_metric_name=False)  # fmt: skip
+    steps_per_batch = 2 if cfg.model.get("discriminator") is not None else 1
+    batches = max(1, -(-int(max_steps) // (steps_per_batch * max(1, int(validations)))))
+    with open_dict(cfg):
+        cfg.data.patches_per_epoch = batches * int(cfg.data.batch_size)
+        cfg.callbacks = {"model_checkpoint": checkpoint}
+        cfg.trainer.enable_progress_bar = False
+        cfg.trainer.enable_model_summary = False
     start = time.perf_counter()
-    trainer.fit(system, datamodule=datamodule)
-    return system.eval(), time.perf_counter() - start, int(trainer.global_step)
+    result = train(cfg)
+    seconds = time.perf_counter() - start
+    node = cfg.callbacks.model_checkpoint
+    best = result.best_checkpoint
+    record = {
+        "steps": result.global_step,
+        "validations": int(validations),
+        "patches_per_epoch": int(cfg.data.patches_per_epoch),
+        "train_s": round(seconds, 1),
+        "monitor": node.monitor,
+        "mode": node.get("mode", "min"),
+        "best_checkpoint": best.name if best else None,
+        "best_score": result.metrics.get(str(node.monitor)) if best is None else _best_score(best, str(node.monitor)),
+        "run_folder": str(output_dir),
+    }
+    return TrainedModel(result.model, seconds, int(result.global_step), best, record)
+
+
+def _best_score(checkpoint: Path, monitor: str) -> float | None:
+    """The monitored value stored in a checkpoint's ModelCheckpoint state (``None`` when absent)."""
+    import torch
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    for key, value in state.get("callbacks", {}).items():
+        if "ModelCheckpoint" in str(key) and value.get("best_model_score") is not None:
+            return float(value["best_model_score"])
+    return None
 
 
 def append_invocation(record_path: Path, invocation: dict[str, object]) -> dict[str, object]:
@@ -122,7 +210,7 @@ def table_parser(description: str) -> argparse.ArgumentParser:
     Add experiment-specific options to the returned parser, then call :func:`table_paths` on the parsed arguments.
     """
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--scale", choices=["smoke", "paper"], default="smoke")
+    parser.add_argument("--scale", default="smoke", help="scale whose results are tabulated (smoke, paper)")
     parser.add_argument("--csv", type=Path, default=None, help="tidy rows (default results/<scale>/rows.csv)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default results/<scale>)")
     return parser
