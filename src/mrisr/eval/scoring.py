@@ -50,6 +50,7 @@ __all__ = [
     "bandlimit",
     "cord_reference",
     "foreground_std_ratio",
+    "mask_mucca",
     "reference_volumes",
     "score_volume",
 ]
@@ -83,6 +84,16 @@ def _mucca(mask: np.ndarray, affine: np.ndarray, reference: CordReference) -> tu
     return float(result.mucca_mm2), result.status if result.status == "ok" else f"{result.status}: {result.reason}"
 
 
+def _mask_on_hr(mask: Volume, hr: Volume) -> np.ndarray:
+    """A cord mask on the HR grid (nearest neighbour), as bool."""
+    return (resample_to_reference(mask, hr, order=0) if not same_grid(mask, hr) else mask.data) > 0.5
+
+
+def mask_mucca(mask: Volume, hr: Volume, reference: CordReference) -> tuple[float, str]:
+    """MUCCA (mm²) and status of a given cord mask (e.g. a manual one), put on the HR grid, at the C2 landmark."""
+    return _mucca(_mask_on_hr(mask, hr).astype(np.float32), hr.affine, reference)
+
+
 def cord_reference(
     hr: Volume, segmenter: Any, c2_mm: np.ndarray, manual: np.ndarray | None = None, window: str = "dewey2024_text"
 ) -> tuple[CordReference, dict[str, float]]:
@@ -93,8 +104,7 @@ def cord_reference(
     """
     from mrisr.eval.lesions import dice
 
-    mask = segmenter.segment(hr)
-    mask_hr = (resample_to_reference(mask, hr, order=0) if not same_grid(mask, hr) else mask.data) > 0.5
+    mask_hr = _mask_on_hr(segmenter.segment(hr), hr)
     reference = CordReference(segmenter, np.asarray(c2_mm, dtype=float), None, manual, window)
     mucca, _ = _mucca(mask_hr.astype(np.float32), hr.affine, reference)
     reference.hr_mucca_mm2 = mucca
@@ -181,7 +191,7 @@ def _cord_rows(sr: Volume, hr: Volume, cord: CordReference) -> list[tuple[str, f
         if cord.manual is not None:
             out.append(("cord_dice_manual", 0.0, status, backend))
         return out
-    mask_hr = (resample_to_reference(mask, hr, order=0) if not same_grid(mask, hr) else mask.data) > 0.5
+    mask_hr = _mask_on_hr(mask, hr)
     mucca, status = _mucca(mask_hr.astype(np.float32), hr.affine, cord)
     out = [("mucca_mm2", mucca, status, backend)]
     if cord.hr_mucca_mm2 is not None:

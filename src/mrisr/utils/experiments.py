@@ -63,16 +63,18 @@ def host_record() -> dict[str, object]:
 
 #: Keys of an experiment scale file (``experiments/<paper>/scales/<scale>.yaml``); ``methods`` maps a method to the
 #: Hydra overrides of its training config (empty for methods that are not trained, e.g. cubic).
-SCALE_KEYS = ("description", "max_steps", "validations", "common", "methods")
+SCALE_KEYS = ("description", "max_steps")
+#: Optional keys of a scale file and their defaults.
+SCALE_DEFAULTS: dict[str, Any] = {"validations": 1, "common": [], "methods": {}}
 
 
 def load_scale(experiment_folder: Path, scale: str) -> dict[str, Any]:
     """The scale file ``<experiment_folder>/scales/<scale>.yaml`` as a plain dict.
 
-    A scale file holds ``description`` (text), ``max_steps`` (optimiser steps per trained model), ``validations``
-    (validation passes spread over the budget; the best checkpoint is chosen among them), ``common`` (Hydra
-    overrides of every trained method) and ``methods`` (method → its own overrides); experiments may add keys of
-    their own (e.g. a zero-shot model and its budget).
+    A scale file holds ``description`` (text) and ``max_steps`` (optimiser steps per trained or fitted model), and
+    for trained models ``validations`` (validation passes spread over the budget; the best checkpoint is chosen
+    among them; default 1), ``common`` (Hydra overrides of every trained method) and ``methods`` (method → its own
+    overrides); experiments may add keys of their own (e.g. a zero-shot model and its wall-time cap).
 
     Raises:
         MrisrInputError: no such file, or a key of :data:`SCALE_KEYS` missing.
@@ -87,7 +89,7 @@ def load_scale(experiment_folder: Path, scale: str) -> dict[str, Any]:
     missing = [k for k in SCALE_KEYS if not isinstance(spec, dict) or k not in spec]
     if missing:
         raise MrisrInputError(path, f"the scale file lacks {missing}", f"a scale file needs {list(SCALE_KEYS)}")
-    return dict(spec)
+    return {**SCALE_DEFAULTS, **spec}
 
 
 def scale_names(experiment_folder: Path) -> list[str]:
