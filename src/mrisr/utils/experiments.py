@@ -157,7 +157,7 @@ def train_model(
     steps_per_batch = 2 if cfg.model.get("discriminator") is not None else 1
     batches = max(1, -(-int(max_steps) // (steps_per_batch * max(1, int(validations)))))
     with open_dict(cfg):
-        cfg.data.patches_per_epoch = batches * int(cfg.data.batch_size)
+        cfg.data.patches_per_epoch = batches * _batch_size(cfg.data)
         cfg.callbacks = {"model_checkpoint": checkpoint}
         cfg.trainer.enable_progress_bar = False
         cfg.trainer.enable_model_summary = False
@@ -178,6 +178,18 @@ def train_model(
         "run_folder": str(output_dir),
     }
     return TrainedModel(result.model, seconds, int(result.global_step), best, record)
+
+
+def _batch_size(data_cfg: Any) -> int:
+    """``batch_size`` of a data-module config, or the data module's default when the config leaves it out."""
+    import inspect
+
+    from hydra.utils import get_class
+
+    if data_cfg.get("batch_size") is not None:
+        return int(data_cfg.batch_size)
+    default = inspect.signature(get_class(data_cfg._target_)).parameters["batch_size"].default
+    return int(default)
 
 
 def _best_score(checkpoint: Path, monitor: str) -> float | None:
