@@ -53,6 +53,7 @@ from mrisr.core.errors import MrisrInputError
 from mrisr.diffusion.schedulers import DDIMSampler, DPMSolverSampler, UniPCSampler
 from mrisr.eval.image import normalize_intensity, psnr, ssim
 from mrisr.inference import interpolate_volume, output_grid
+from mrisr.inference.diffusion import stack_axes
 from mrisr.io.geometry import detect_slice_axis
 from mrisr.io.nifti import Volume, as_volume
 from mrisr.io.regrid import resample_to_reference, same_grid
@@ -90,7 +91,7 @@ def crop_planes(hr: Volume, axis: int, planes: int) -> tuple[Volume, int]:
     Returns:
         ``(crop, stack_axis)``.
     """
-    stack_axis = DiffusionSR.stack_axes(hr, axis, 1)[0]
+    stack_axis = stack_axes(hr, axis, 1)[0]
     size = hr.shape[stack_axis]
     if not 1 <= planes <= size:
         raise MrisrInputError(hr.path, f"--planes {planes} outside [1, {size}]", f"choose 1 … {size} planes")
@@ -166,9 +167,10 @@ def benchmark(
         system.sampler = sampler
         system.samples, system.passes, system.progress = 1, 1, False
         system.validate_inference_options()
+        started = time.perf_counter()
         with torch.inference_mode():
-            sr = system.super_resolve(lr, geometry, grid, generator=torch.Generator().manual_seed(seed))
-        row(name, int(sampler.steps), sr, float(system.last_seconds))
+            output = system.inferer()(lr, geometry, grid, torch.Generator().manual_seed(seed))
+        row(name, int(sampler.steps), output.sr, time.perf_counter() - started)
     return rows
 
 
