@@ -53,6 +53,8 @@ __all__ = [
     "mask_mucca",
     "reference_volumes",
     "score_volume",
+    "segment_cord",
+    "segmenter_backend",
 ]
 
 BACKEND = "mrisr.eval.scoring"
@@ -177,14 +179,29 @@ def _on_hr_grid(sr: Volume, hr: Volume, min_coverage: float = 0.9) -> Volume:
     return Volume(data=resample_to_reference(sr, hr, order=3).astype(np.float32), affine=hr.affine)
 
 
+def segment_cord(segmenter: Any, volume: Volume) -> tuple[Volume | None, str]:
+    """``(cord mask, "ok")``, or ``(None, "segmentation failed: <reason>")`` when the segmenter finds no cord.
+
+    The one rule for a failed segmentation: the scorers record it as a status (and count the cord as missed, Dice 0)
+    instead of stopping.
+    """
+    try:
+        return segmenter.segment(volume), "ok"
+    except (MrisrInputError, ValueError) as err:
+        return None, f"segmentation failed: {err}"
+
+
+def segmenter_backend(segmenter: Any) -> str:
+    """The ``backend`` of rows measured on a segmenter's masks (``mrisr.eval.cord/<name>``)."""
+    return f"mrisr.eval.cord/{getattr(segmenter, 'name', type(segmenter).__name__)}"
+
+
 def _cord_rows(sr: Volume, hr: Volume, cord: CordReference) -> list[tuple[str, float, str, str]]:
     from mrisr.eval.lesions import dice
 
-    backend = f"mrisr.eval.cord/{getattr(cord.segmenter, 'name', type(cord.segmenter).__name__)}"
-    try:
-        mask = cord.segmenter.segment(sr)
-    except (MrisrInputError, ValueError) as err:
-        status = f"segmentation failed: {err}"
+    backend = segmenter_backend(cord.segmenter)
+    mask, status = segment_cord(cord.segmenter, sr)
+    if mask is None:
         out = [("mucca_mm2", math.nan, status, backend)]
         if cord.hr_mucca_mm2 is not None:
             out.append(("mucca_abs_err_mm2", math.nan, status, backend))
