@@ -262,8 +262,10 @@ def image_methods_table(rows: pd.DataFrame) -> pd.DataFrame:
     image = rows[rows["metric"].isin(["psnr", "ssim"]) & rows["method"].isin(["LR", "SR", *REFERENCE_METHODS])]
     summary = report.summarize(image, reference=None)
     frame = method_rows(summary, ["psnr", "ssim"], ["LR", "SR", *REFERENCE_METHODS])
-    flags = method_flags(rows, degenerate_results(rows))
-    return frame.assign(degenerate=frame["method"].map(lambda m: flags.get(m, "–")))
+    flags = method_flags(rows, degenerate_results(rows), by_setting=True)
+    settings = frame["setting"] if "setting" in frame else pd.Series(settings_of(image) * len(frame), index=frame.index)
+    keys = zip(settings.astype(str), frame["method"].astype(str), strict=True)
+    return frame.assign(degenerate=[flags.get(key, "–") for key in keys])
 
 
 def _goals(rows: pd.DataFrame) -> pd.DataFrame:

@@ -17,6 +17,7 @@ checks leave their results out and say how many were left out and why (:func:`ex
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -90,14 +91,23 @@ def exclude_degenerate(rows: pd.DataFrame, degenerate: pd.DataFrame | None = Non
     return rows[keep], degenerate
 
 
-def method_flags(rows: pd.DataFrame, degenerate: pd.DataFrame) -> dict[str, str]:
-    """Per judged method of ``rows``: ``k/n`` (degenerate results / results), e.g. ``{"edsr": "0/3"}``."""
-    flags: dict[str, str] = {}
+def method_flags(rows: pd.DataFrame, degenerate: pd.DataFrame, by_setting: bool = False) -> dict[Any, str]:
+    """Per judged method of ``rows`` (per (setting, method) with ``by_setting``): ``k/n`` degenerate results / results.
+
+    E.g. ``{"edsr": "0/3"}``, or ``{("3||1", "SR"): "1/6"}`` with ``by_setting``.
+    """
+    flags: dict[Any, str] = {}
     judged = rows[~rows["method"].isin(NOT_JUDGED)]
-    for method, part in judged.groupby("method", sort=False):
+    keys = ["setting", "method"] if by_setting else ["method"]
+    for key, part in judged.groupby(keys, sort=False):
         n = part[["subject", "setting"]].drop_duplicates().shape[0]
-        k = int((degenerate["method"] == method).sum()) if not degenerate.empty else 0
-        flags[str(method)] = f"{k}/{n}"
+        k = 0
+        if not degenerate.empty:
+            hit = degenerate["method"] == part["method"].iloc[0]
+            if by_setting:
+                hit &= degenerate["setting"] == part["setting"].iloc[0]
+            k = int(hit.sum())
+        flags[tuple(map(str, key)) if by_setting else str(key[0] if isinstance(key, tuple) else key)] = f"{k}/{n}"
     return flags
 
 
