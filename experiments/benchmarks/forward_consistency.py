@@ -64,16 +64,16 @@ def main() -> None:
         lr = as_volume(path)
         geometry = detect_slice_axis(lr)
         resolution = resolve_acquisition(path, lr, geometry, estimate=False)  # sidecar, else the separation
-        thickness = resolution.thickness_mm
+        thickness, source = resolution.thickness_mm, resolution.thickness_source
         sr = as_volume(super_resolve(lr, model="cubic"))
         step = round(geometry.factor)
         estimate = estimate_volume_profile(lr).fwhm_mm
         variants = [
-            ("cubic", sr, thickness, resolution.thickness_source),
-            ("cubic_shift_1_sr_voxel", shifted(sr, geometry.axis, 1), thickness, resolution.thickness_source),
-            (f"cubic_shift_1_slice_{step}_voxels", shifted(sr, geometry.axis, step), thickness, resolution.thickness_source),
-            ("cubic_thickness_x2", sr, 2.0 * thickness, "2 x " + resolution.thickness_source),
-            ("cubic_thickness_x0.5", sr, 0.5 * thickness, "0.5 x " + resolution.thickness_source),
+            ("cubic", sr, thickness, source),
+            ("cubic_shift_1_sr_voxel", shifted(sr, geometry.axis, 1), thickness, source),
+            (f"cubic_shift_1_slice_{step}_voxels", shifted(sr, geometry.axis, step), thickness, source),
+            ("cubic_thickness_x2", sr, 2.0 * thickness, "2 x " + source),
+            ("cubic_thickness_x0.5", sr, 0.5 * thickness, "0.5 x " + source),
             ("cubic_thickness_estimated", sr, estimate, "estimate"),
         ]
         for name, volume, t, source in variants:
