@@ -129,8 +129,5 @@ def exclusion_note(degenerate: pd.DataFrame, names: dict[str, str] | None = None
     for method, part in degenerate.groupby("method", sort=False):
         reasons = "; ".join(dict.fromkeys(f"{r.subject} {r.setting}: {r.reason}" for r in part.itertuples()))
         parts.append(f"{names.get(str(method), method)} ({len(part)}: {reasons})")
-    return (
-        f"{len(degenerate)} degenerate result(s) flagged † and excluded from the goal checks ({rule}): "
-        + "; ".join(parts)
-        + "."
-    )
+    head = f"{len(degenerate)} degenerate result(s) flagged (column degenerate, never bold) and excluded from the goal"
+    return f"{head} checks ({rule}): " + "; ".join(parts) + "."
