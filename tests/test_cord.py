@@ -16,6 +16,7 @@ import torch
 
 from conftest import run_command
 from mrisr.callbacks.cord import CordMorphometryCallback
+from mrisr.core.errors import MrisrInputError
 from mrisr.degradations.thick_slice import ThickSlice
 from mrisr.eval.cord import (
     WINDOW_PRESETS,
@@ -29,6 +30,7 @@ from mrisr.eval.cord import (
 )
 from mrisr.inference import interpolate_volume, output_grid
 from mrisr.io import Volume, detect_slice_axis
+from mrisr.io.rows import ROW_FIELDS
 from mrisr.segmentation.classical import ClassicalSegmenter
 from support.replay import ReplayModule
 
@@ -380,7 +382,7 @@ def test_cord_callback_rows_for_hr_lr_sr(tmp_path: Path) -> None:
     callback = CordMorphometryCallback(output_dir=str(tmp_path), segmenter=ClassicalSegmenter(), baselines=["linear"])
     run_test_callbacks([make_test_item()], [callback], tmp_path)
     rows = list(csv.DictReader((tmp_path / "cord_metrics.csv").open()))
-    assert set(rows[0]) == {"subject", "setting", "method", "metric", "value", "backend", "status"}
+    assert tuple(rows[0]) == ROW_FIELDS  # the one tidy schema (mrisr.io.rows)
     value = {(r["method"], r["metric"]): float(r["value"]) for r in rows}
     area = math.pi * 5.0 * 3.5
     # HR: the (partial-volume) annotation mask; LR (3 mm axial slices) and SR: segmented on their grids.
@@ -396,6 +398,31 @@ def test_cord_callback_rows_for_hr_lr_sr(tmp_path: Path) -> None:
     perslice = list(csv.DictReader((tmp_path / "cord_perslice.csv").open()))
     assert {r["method"] for r in perslice} == {"HR", "LR", "Cubic", "linear"}
     assert (tmp_path / "cord_qc_phantom.png").stat().st_size > 5000
+
+
+class _FailsExceptOnHR:
+    """Segments only volumes on the HR grid (``shape``); every other volume raises, as when no cord is found."""
+
+    name = "stub"
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape, self.inner = shape, ClassicalSegmenter()
+
+    def segment(self, volume):
+        if volume.shape != self.shape:
+            raise MrisrInputError(None, "no cord-like structure found", "check the image")
+        return self.inner.segment(volume)
+
+
+def test_cord_callback_counts_a_failed_segmentation_as_dice_zero_with_its_status(tmp_path: Path) -> None:
+    item = make_test_item()
+    callback = CordMorphometryCallback(str(tmp_path), segmenter=_FailsExceptOnHR(item["hr"].shape), qc_plots=False)
+    run_test_callbacks([item], [callback], tmp_path)
+    rows = list(csv.DictReader((tmp_path / "cord_metrics.csv").open()))
+    lr = {r["metric"]: r for r in rows if r["method"] == "LR"}
+    assert float(lr["dice_vs_hr"]["value"]) == 0.0 and lr["dice_vs_hr"]["status"].startswith("segmentation failed")
+    assert math.isnan(float(lr["mucca_mm2"]["value"])) and "no cord-like" in lr["mucca_mm2"]["status"]
+    assert {r["status"] for r in rows if r["method"] == "HR"} == {"ok"}
 
 
 def test_cord_callback_without_annotations_warns_once_and_keeps_landmark_free_metrics(

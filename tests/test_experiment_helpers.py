@@ -1,4 +1,5 @@
-"""Helpers of the experiment scripts: frame tables, method rows, ordering goals, fitting budgets, RRDBNet sizes."""
+"""Helpers of the experiment scripts: frame tables, method rows, ordering goals, scale files, the training path,
+RRDBNet sizes."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import REPO_ROOT
+from mrisr.core.errors import MrisrInputError
+from mrisr.experiment.helpers import git_commit, load_scale, scale_names, train_model
 from mrisr.nets.rrdbnet import RRDBNet
 from mrisr.report import summarize
 from mrisr.report.export import format_cell, method_rows, ordering_goals, write_frame_table
-from mrisr.utils.experiments import fit_system, git_commit
 
 
 def tidy(values: dict[str, list[float]], metric: str = "psnr") -> pd.DataFrame:
@@ -46,11 +49,35 @@ def test_frame_table_writes_three_formats(tmp_path: Path):
     assert format_cell(1e-5) == "1.00e-05" and format_cell(float("inf")) == "–" and format_cell(1234.5) == "1234"
 
 
-def test_fit_system_needs_a_budget_and_git_commit_reports_errors(tmp_path: Path):
-    with pytest.raises(ValueError, match="max_steps or max_time_s"):
-        fit_system(None, 0, tmp_path)
+def test_git_commit_reports_errors(tmp_path: Path):
     record = git_commit(tmp_path)  # not a checkout
     assert record["commit"] is None and "error" in record
+
+
+@pytest.mark.parametrize("paper", ["dewey2024", "giraldo2024", "graf2024"])
+def test_every_paper_has_smoke_and_paper_scale_files(paper: str):
+    folder = REPO_ROOT / "experiments" / paper
+    assert scale_names(folder) == ["paper", "smoke"]
+    smoke, full = load_scale(folder, "smoke"), load_scale(folder, "paper")
+    assert smoke["description"] and isinstance(smoke["max_steps"], int)
+    assert full["max_steps"] is None or full["max_steps"] > smoke["max_steps"]
+    assert set(smoke["methods"]) == set(full["methods"])  # the same trained methods at both scales
+    with pytest.raises(MrisrInputError, match="no scale file"):
+        load_scale(folder, "huge")
+
+
+def test_train_model_keeps_the_step_budget_validates_and_loads_the_best_checkpoint(tmp_path: Path):
+    torch.set_num_threads(1)
+    overrides = ["++data.batch_size=2", "++data.val_patches=2", "trainer.precision=32-true",
+                 "trainer.limit_val_batches=1", "trainer.deterministic=true"]  # fmt: skip
+    trained = train_model(overrides, tmp_path / "run", max_steps=4, seed=0, validations=2)
+    assert trained.steps == 4 and trained.record["patches_per_epoch"] == 4  # 2 batches of 2 per validation
+    best = trained.best_checkpoint
+    assert best is not None and best.parent == tmp_path / "run" / "checkpoints" and best.exists()
+    assert (tmp_path / "run" / "metrics.json").exists() and trained.record["monitor"] == "val/loss"
+    state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+    for name, value in trained.model.state_dict().items():
+        assert torch.equal(value, state[name]), name  # the returned model carries the best checkpoint's weights
 
 
 @pytest.mark.parametrize("scale", [1, 2])
@@ -68,7 +95,7 @@ def test_rrdbnet_accepts_planes_of_any_size_at_scales_1_and_2(scale: int):
 
 
 def test_append_invocation_accumulates_records(tmp_path: Path):
-    from mrisr.utils.experiments import append_invocation
+    from mrisr.experiment.helpers import append_invocation
 
     path = tmp_path / "run.json"
     append_invocation(path, {"scale": "smoke", "wall_s": 1.0})

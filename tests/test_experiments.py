@@ -36,7 +36,7 @@ def planted_rows(sr_better: bool, n_mucca: int = 4, n_image_only: int = 1, seed:
     def add(subject: str, setting: str, method: str, metric: str, value: float) -> None:
         steps = 300 if method == "SR" else None
         rows.append({"subject": subject, "setting": setting, "method": method, "metric": metric, "value": value,
-                     "seconds": 1.0, "steps": steps, "seg_seconds": 0.5, "status": "ok"})  # fmt: skip
+                     "status": "ok", "backend": "test", "seconds": 1.0, "steps": steps})  # fmt: skip
 
     sign = 1.0 if sr_better else -1.0
     for i in range(n_mucca + n_image_only):
@@ -124,3 +124,34 @@ def test_synthetic_analyses_are_labelled_and_recover_planted_effects(tables: dic
     assert "SYNTHETIC" in (tmp_path / "synthetic_longitudinal.md").read_text()
     coef, _ = result["time_coef_p"]["SR + image_2d"]
     assert abs(coef - result["planted_time"]) < 0.6  # planted −0.8 mm²/year
+
+
+def test_a_degenerate_sr_result_is_flagged_and_left_out_of_the_goals(tables: dict, tmp_path: Path):
+    rows = planted_rows(sr_better=True)
+    extra = []
+    for (subject, setting), _ in rows[rows["setting"] != "HR"].groupby(["subject", "setting"]):
+        for method, psnr, ssim in (("floor_zero", 12.0, 0.2), ("floor_mean", 14.0, 0.3)):
+            for metric, value in (("psnr", psnr), ("ssim", ssim), ("fg_std_ratio", 0.0)):
+                extra.append({"subject": subject, "setting": setting, "method": method, "metric": metric,
+                              "value": value, "status": "ok"})  # fmt: skip
+    rows = pd.concat([rows, pd.DataFrame(extra)], ignore_index=True)
+    # The SR of s00 at 3||1 is a constant volume: PSNR at the floor. It would fail "SR > LR for every pair".
+    hit = (rows["subject"] == "s00") & (rows["setting"] == "3||1") & (rows["method"] == "SR")
+    rows.loc[hit & (rows["metric"] == "psnr"), "value"] = 12.0
+    rows = pd.concat([rows, pd.DataFrame([{"subject": "s00", "setting": "3||1", "method": "SR",
+                                           "metric": "fg_std_ratio", "value": 0.0, "status": "ok"}])])  # fmt: skip
+    prepared = tables["prepare_rows"](rows)
+    goals = tables["goal_checks"](prepared).set_index("goal")
+    image = goals.loc["SR > LR in psnr for every subject and setting"]
+    assert image["passed"] == True and image["SR"] == "19/19 pairs"  # noqa: E712 — the degenerate pair is left out
+    assert image["excluded (degenerate)"] == 1
+    methods = tables["image_methods_table"](prepared).set_index(["setting", "method"])
+    assert methods.loc[("3||1", "SR"), "degenerate"] == "1/5" and methods.loc[("3||0", "SR"), "degenerate"] == "0/5"
+    assert methods.loc[("3||1", "LR"), "degenerate"] == "0/5"
+    assert methods.loc[("3||1", "floor_zero"), "degenerate"] == "–"
+    csv = tmp_path / "rows.csv"
+    rows.to_csv(csv, index=False)
+    tables["main"](["--csv", str(csv), "--out", str(tmp_path), "--synthetic-subjects", "0"])
+    assert "1 degenerate result(s)" in (tmp_path / "goals.md").read_text()
+    summary = pd.read_csv(tmp_path / "table_image_metrics.csv")
+    assert not summary.loc[summary["method"].isin(["SR", "floor_zero", "floor_mean"]), "best"].any()

@@ -1,21 +1,33 @@
-"""Pure parts of experiments/benchmarks/prettier_brain.py: 1 mm grid, brain-mask rules, scoring, CSV rows."""
+"""Pure parts of the PRETTIER held-out experiment (experiments/benchmarks/prettier_brain.py, experiments/giraldo2024):
+1 mm grid, brain-mask rules, scoring through the one scoring function, resumable tidy rows, method labels."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from mrisr.core.errors import MrisrInputError
+from mrisr.eval.prettier import PATCH_METRICS, brain_mask
+from mrisr.eval.scoring import score_volume
+from mrisr.experiment.prettier import method_label
 from mrisr.io.nifti import Volume
-from mrisr.io.regrid import resample_to_reference
+from mrisr.io.regrid import isotropic_grid, resample_to_reference
+from mrisr.io.rows import ROW_FIELDS, RowStore
 
-_PATH = Path(__file__).resolve().parents[1] / "experiments" / "benchmarks" / "prettier_brain.py"
-_SPEC = importlib.util.spec_from_file_location("prettier_brain", _PATH)
-bench = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(bench)
+
+def _score(sr: np.ndarray, hr: np.ndarray, mask: np.ndarray, axis: int) -> dict[str, float]:
+    """score_volume as the PRETTIER experiment calls it (mask = normalisation region), as {metric: value}."""
+    as_vol = lambda a: Volume(data=np.asarray(a, np.float32), affine=np.eye(4))  # noqa: E731
+    region = as_vol(mask)
+    rows = score_volume(as_vol(sr), as_vol(hr), "v", "prettier", "m", mask=region, normalization_mask=region,
+                        patch_axis=axis, patch_metrics=PATCH_METRICS)  # fmt: skip
+    return {r["metric"]: r["value"] for r in rows}
+
+
+bench = SimpleNamespace(isotropic_grid=isotropic_grid, brain_mask=brain_mask, score=_score)
 
 
 def head_phantom(shape: tuple[int, int, int] = (40, 40, 30)) -> np.ndarray:
@@ -90,16 +102,25 @@ def test_score_is_perfect_for_identical_volumes_and_drops_with_noise() -> None:
     assert worse["ssim_mask"] < 0.99 and worse["patch_psnr"] < 60 and worse["patch_vif_p"] < same["patch_vif_p"]
 
 
-def test_rows_carry_every_field_rounded_and_resume_keys_match() -> None:
-    mask = np.zeros((4, 4, 4), bool)
-    mask[1:3] = True
-    metrics = {f: 0.123456 for f in bench.FIELDS if f.startswith(("psnr", "ssim", "patch_"))}
-    metrics["patch_slices"] = 7
-    row = bench.build_row("flair", "edsr_smoke", 1.5, ["t1", "mni152"], "nonzero", mask, metrics, 12.345, 9.87, 42)
-    assert list(row) == bench.FIELDS
-    assert row["mask_voxels"] == 32 and row["train_sources"] == "t1+mni152" and row["psnr_mask"] == 0.1235
-    assert row["wall_s"] == 12.3 and row["train_s"] == 9.9 and row["steps"] == 42 and row["patch_slices"] == 7
-    as_read = {k: str(v) for k, v in row.items()}  # csv.DictReader gives strings
-    assert bench.row_key(as_read) == bench.row_key(row) == ("flair", "edsr_smoke", 1.5)
-    with pytest.raises(ValueError, match="lack"):
-        bench.build_row("flair", "cubic", 0, [], "nonzero", mask, {"psnr_mask": 1.0}, 0.0)
+def test_row_store_resumes_and_refuses_other_layouts(tmp_path: Path) -> None:
+    store = RowStore(tmp_path / "rows.csv")
+    assert store.done() == set() and list(store.read().columns) == list(ROW_FIELDS)
+    hr = Volume(data=np.random.default_rng(0).random((12, 12, 12)).astype(np.float32) + 0.5, affine=np.eye(4))
+    store.append(score_volume(hr, hr, "flair", "prettier", "cubic", seconds=1.234, steps=None))
+    store.append(score_volume(hr, hr, "flair", "prettier", "edsr_smoke", seconds=2.0, steps=42))
+    assert store.done() == {("flair", "prettier", "cubic"), ("flair", "prettier", "edsr_smoke")}
+    rows = store.read()
+    assert list(rows.columns) == list(ROW_FIELDS)
+    edsr = rows[rows["method"] == "edsr_smoke"]
+    assert set(edsr["steps"]) == {42} and set(edsr["seconds"]) == {2.0} and set(edsr["status"]) == {"ok"}
+    assert rows.loc[rows["method"] == "cubic", "seconds"].iloc[0] == 1.23
+    with pytest.raises(ValueError, match="outside the schema"):
+        store.append([{**score_volume(hr, hr, "t1", "p", "m")[0], "train_minutes": 1.0}])
+    (tmp_path / "old.csv").write_text("held_out,method,psnr_mask\nflair,cubic,19.0\n")
+    with pytest.raises(MrisrInputError, match="tidy schema"):
+        RowStore(tmp_path / "old.csv").read()
+
+
+def test_method_labels_name_the_model_config() -> None:
+    assert method_label(["experiment=prettier_edsr_smoke", "model=edsr_smoke"], "edsr") == "edsr_smoke"
+    assert method_label(["experiment=x"], "realesrgan") == "realesrgan"

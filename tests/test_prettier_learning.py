@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from scipy import ndimage
 
-from mrisr.callbacks.learning_curve import LearningCurve
 from mrisr.core.errors import MrisrInputError
 from mrisr.data.prettier import (
     PrettierPairsDataModule,
@@ -21,7 +20,9 @@ from mrisr.data.prettier import (
     thick_slice_pair,
 )
 from mrisr.degradations import DegradationStack, Downsample, RandomSliceProfile, SliceProfile
-from mrisr.eval.prettier import held_out_case, score_held_out
+from mrisr.experiment.held_out import held_out_case, score_held_out
+from mrisr.experiment.helpers import train_model
+from mrisr.experiment.learning_curve import LearningCurve
 from mrisr.io.nifti import Volume, save_volume
 from mrisr.losses import ContentLoss, MRIFeatures, PerceptualLoss
 from mrisr.nets.edsr import EDSR
@@ -30,7 +31,6 @@ from mrisr.nets.rrdbnet import RRDBNet
 from mrisr.nets.skip import InterpolationSkip
 from mrisr.systems.prettier import PrettierSR, resize_patch
 from mrisr.utils.config import compose
-from mrisr.utils.experiments import fit_system
 
 
 # ---------------------------------------------------------------- helpers
@@ -280,11 +280,12 @@ def test_learning_curve_scores_the_held_out_volume_at_the_requested_steps(hr_fil
     cfg = compose(
         "train",
         ["experiment=prettier_edsr_smoke", f"data.train=[{hr_files[1]}]", f"data.val=[{hr_files[2]}]", "data.test=[]",
-         "data.hr_patch=24"],
+         "data.hr_patch=24", "~eval.patch_metrics"],
     )  # fmt: skip
     rows: list[dict] = []
     curve = LearningCurve([case], [0, 2, 4], on_row=rows.append)
-    system, _, steps = fit_system(cfg, 0, tmp_path, max_steps=4, val_batches=0, trainer_options={"callbacks": [curve]})
+    trained = train_model(cfg, tmp_path, max_steps=4, seed=0, callbacks=[curve])
+    system, steps = trained.model, trained.steps
     assert steps == 4 and [r["step"] for r in rows] == [0, 2, 4] and rows == curve.rows
     assert rows[0]["train_s"] == 0.0 <= rows[1]["train_s"] <= rows[2]["train_s"]
     assert np.isnan(rows[0]["loss"]) and np.isfinite(rows[2]["loss"])

@@ -34,7 +34,7 @@ def test_smoke_run_writes_metrics_checkpoint_and_montage(smoke_run: Path) -> Non
     rows = list(csv.DictReader((smoke_run / "test_metrics.csv").open()))
     methods = {row["method"] for row in rows}
     assert {"edsr_small", "nearest", "linear", "cubic"} <= methods
-    assert {row["metric"] for row in rows} == {"psnr", "ssim"}
+    assert {row["metric"] for row in rows} == {"psnr", "ssim", "fg_std_ratio"}  # the last feeds the degenerate guard
     for row in rows:
         assert np.isfinite(float(row["value"]))
     psnr = {row["method"]: float(row["value"]) for row in rows if row["metric"] == "psnr"}

@@ -22,10 +22,9 @@ import numpy as np
 from mrisr.api import super_resolve
 from mrisr.core.atomic import write_rows_atomic
 from mrisr.eval.consistency import forward_consistency
-from mrisr.inference.acquisition import estimate_volume_profile
+from mrisr.inference.acquisition import estimate_volume_profile, resolve_acquisition
 from mrisr.io.geometry import detect_slice_axis
 from mrisr.io.nifti import Volume, as_volume
-from mrisr.io.sidecar import resolve_thickness
 
 REPO = Path(__file__).resolve().parents[2]
 FIELDS = (
@@ -64,17 +63,17 @@ def main() -> None:
             continue
         lr = as_volume(path)
         geometry = detect_slice_axis(lr)
-        resolution = resolve_thickness(path, lr, geometry)
-        thickness = resolution.thickness_mm
+        resolution = resolve_acquisition(path, lr, geometry, estimate=False)  # sidecar, else the separation
+        thickness, source = resolution.thickness_mm, resolution.thickness_source
         sr = as_volume(super_resolve(lr, model="cubic"))
         step = round(geometry.factor)
         estimate = estimate_volume_profile(lr).fwhm_mm
         variants = [
-            ("cubic", sr, thickness, resolution.source),
-            ("cubic_shift_1_sr_voxel", shifted(sr, geometry.axis, 1), thickness, resolution.source),
-            (f"cubic_shift_1_slice_{step}_voxels", shifted(sr, geometry.axis, step), thickness, resolution.source),
-            ("cubic_thickness_x2", sr, 2.0 * thickness, "2 x " + resolution.source),
-            ("cubic_thickness_x0.5", sr, 0.5 * thickness, "0.5 x " + resolution.source),
+            ("cubic", sr, thickness, source),
+            ("cubic_shift_1_sr_voxel", shifted(sr, geometry.axis, 1), thickness, source),
+            (f"cubic_shift_1_slice_{step}_voxels", shifted(sr, geometry.axis, step), thickness, source),
+            ("cubic_thickness_x2", sr, 2.0 * thickness, "2 x " + source),
+            ("cubic_thickness_x0.5", sr, 0.5 * thickness, "0.5 x " + source),
             ("cubic_thickness_estimated", sr, estimate, "estimate"),
         ]
         for name, volume, t, source in variants:

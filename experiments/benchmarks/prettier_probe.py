@@ -3,10 +3,10 @@
 Measures what a CPU-scale PRETTIER recipe should be (docs/models.md §2; the goal: EDSR ≥ cubic + 1 dB PSNR and
 + 0.05 SSIM in the brain mask, 5 mm SLR slices every 6 mm along axis 2, within 60 min of training on 2 CPU cores).
 Every probe is a step-bounded training run (deterministic under ``--seed``) of ``mrisr.systems.prettier.PrettierSR``
-through Lightning (:func:`mrisr.utils.experiments.fit_system`), scored at ``eval_steps`` on the whole held-out volume
-by :class:`mrisr.callbacks.learning_curve.LearningCurve`: the LR of the ``prettier`` preset (seed 0), super-resolved
-by the system at that step, masked PSNR / SSIM as in ``prettier_brain.py`` (same volumes, crops and mask rules:
-FLAIR mask = voxels > 0, T1 mask = head mask).
+through the one training path (:func:`mrisr.experiment.helpers.train_model`; one validation pass at the end), scored at
+``eval_steps`` on the whole held-out volume by :class:`mrisr.experiment.learning_curve.LearningCurve`: the LR of the
+``prettier`` preset (seed 0), super-resolved by the system at that step, masked PSNR / SSIM as in ``prettier_brain.py``
+(same volumes, crops and mask rules: FLAIR mask = voxels > 0, T1 mask = head mask).
 
 Training data (``sources``): ``target`` = the other brain volume + the MNI152 template (as ``prettier_brain.py``);
 ``all`` = the six cervical spines (spine_hr/errsm_*), the lumbar spine, both brains and MNI152, with the held-out
@@ -43,13 +43,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from mrisr.callbacks.learning_curve import LearningCurve
 from mrisr.core.atomic import write_rows_atomic
-from mrisr.eval.prettier import HeldOutCase, held_out_case, score_held_out
+from mrisr.experiment.held_out import HeldOutCase, held_out_case, score_held_out
+from mrisr.experiment.helpers import train_model
+from mrisr.experiment.learning_curve import LearningCurve
 from mrisr.io.nifti import load_volume
 from mrisr.io.regrid import resample_isotropic
 from mrisr.utils.config import compose
-from mrisr.utils.experiments import fit_system
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).parent / "results"
@@ -351,10 +351,8 @@ def run_probe(
                 )
 
             curve = LearningCurve([case], steps, on_row, step_offset=offset_steps, time_offset_s=offset_s)
-            system, _, done = fit_system(
-                cfg, seed, Path(tmp) / f"stage{index}", max_steps=stage.steps, val_batches=0,
-                trainer_options={"callbacks": [curve]},
-            )  # fmt: skip
+            trained = train_model(cfg, Path(tmp) / f"stage{index}", stage.steps, seed, callbacks=[curve])
+            system, done = trained.model, trained.steps
             if done != stage.steps:
                 raise RuntimeError(f"{probe.name}: stage {index} stopped after {done} of {stage.steps} steps")
             state = copy.deepcopy(system.net.state_dict())
@@ -383,7 +381,7 @@ def run_timing(probe: Probe, table: Table, data: Path, held_name: str, seed: int
         cfg = build_config(probe, replace(stage, steps=steps + 3), data, held_name, seed)
         timer = _StepTimer(3)
         with tempfile.TemporaryDirectory() as tmp:
-            fit_system(cfg, seed, Path(tmp), max_steps=steps + 3, val_batches=0, trainer_options={"callbacks": [timer]})
+            train_model(cfg, Path(tmp), steps + 3, seed, callbacks=[timer])
         times = sorted(timer.times)
         row = {
             "probe": probe.name,

@@ -38,7 +38,7 @@ from hydra.utils import instantiate
 from mrisr.api import simulate, super_resolve
 from mrisr.core.atomic import write_atomic
 from mrisr.eval.image import image_metrics
-from mrisr.inference import run_on_volume
+from mrisr.inference import InferenceSettings, run_on_volume
 from mrisr.io.nifti import as_volume
 from mrisr.utils.config import compose
 
@@ -60,10 +60,11 @@ def zero_shot(lr: nib.Nifti1Image, model: str, budget_s: float, seed: int, thick
     start = time.perf_counter()
     given = {"given": 3.0, "estimate": None, "separation": None}[thickness]
     system = instantiate(cfg.model, max_time_s=budget_s, thickness_mm=given, seed=seed, progress_bar=False)
-    result = run_on_volume(system, as_volume(lr), seed=seed, estimate_thickness=thickness == "estimate")
+    settings = InferenceSettings(seed=seed, estimate_thickness=thickness == "estimate")
+    result = run_on_volume(system, as_volume(lr), settings)
     wall = time.perf_counter() - start
     return result.sr, {
-        "steps": result.fit["steps"],
+        "steps": result.fit.record["steps"],
         "thickness_mm": result.record["thickness_mm"],
         "thickness_source": result.record["thickness_source"],
         "wall_s": wall,

@@ -31,7 +31,7 @@ from mrisr.api import simulate, super_resolve
 from mrisr.core.atomic import write_atomic
 from mrisr.data.zero_shot import PatchGeometry, SelfTrainingPairs
 from mrisr.eval.image import image_metrics
-from mrisr.inference import output_grid
+from mrisr.inference import InferenceSettings, run_on_volume
 from mrisr.io.geometry import detect_slice_axis
 from mrisr.io.nifti import as_volume
 from mrisr.systems.zero_shot import ZeroShotSR
@@ -59,16 +59,17 @@ class PairSourceSR(ZeroShotSR):
 
     source = "lr_inplane"
     hr_data: np.ndarray | None = None  # HR volume with the LR volume's axis order (thick-slice axis last)
+    lr_data: np.ndarray | None = None  # the LR volume (its intensity scaling is applied to the HR data too)
 
-    def training_pairs(self, data: torch.Tensor, patch: PatchGeometry) -> SelfTrainingPairs:
+    def training_pairs(self, data: torch.Tensor, kernel: np.ndarray, patch: PatchGeometry) -> SelfTrainingPairs:
         if self.source == "lr_inplane":
-            return super().training_pairs(data, patch)
-        assert self.hr_data is not None and self.kernel is not None
-        low, high = self._normalisation  # the LR volume's, so intensities match the test input
-        hr = torch.from_numpy(((self.hr_data - low) / (high - low)).astype(np.float32))
+            return super().training_pairs(data, kernel, patch)
+        assert self.hr_data is not None and self.lr_data is not None
+        scaling = self.intensity.scaling(self.lr_data)  # the LR volume's, so intensities match the test input
+        hr = torch.from_numpy(scaling.apply(self.hr_data).astype(np.float32))
         if self.source == "hr_inplane":
-            return SelfTrainingPairs(hr, self.kernel, patch, self.sampling, self.sampling_sigma)
-        return FirstAxisPairs(hr.permute(2, 1, 0).contiguous(), self.kernel, patch, self.sampling, self.sampling_sigma)
+            return SelfTrainingPairs(hr, kernel, patch, self.sampling, self.sampling_sigma)
+        return FirstAxisPairs(hr.permute(2, 1, 0).contiguous(), kernel, patch, self.sampling, self.sampling_sigma)
 
 
 def main() -> None:
@@ -86,7 +87,6 @@ def main() -> None:
     hr = as_volume(args.data / "spine_hr" / args.subject / "t2.nii.gz")
     lr = as_volume(simulate(hr, thickness_mm=3.0, separation_mm=4.0, axis=2, seed=args.seed))
     geometry = detect_slice_axis(lr)
-    grid = output_grid(geometry, lr.shape[geometry.axis])
     cubic = image_metrics(as_volume(super_resolve(lr, model="cubic")), hr)
     rows = []
     for source in SOURCES:
@@ -96,8 +96,9 @@ def main() -> None:
         start = time.perf_counter()
         system = instantiate(model_cfg, max_time_s=args.budget, thickness_mm=3.0, seed=args.seed, progress_bar=False)
         system.source, system.hr_data = source, np.moveaxis(hr.data.astype(np.float32), geometry.axis, -1)
-        summary = system.fit_volume(lr, geometry, grid)
-        sr = system.super_resolve(lr, geometry, grid)
+        system.lr_data = lr.data.astype(np.float32)
+        result = run_on_volume(system, lr, InferenceSettings(axis=geometry.axis, seed=args.seed))
+        summary, sr = result.fit.record, result.sr
         wall = time.perf_counter() - start
         metrics = image_metrics(sr, hr)
         rows.append(

@@ -21,7 +21,7 @@ from PIL import Image
 
 from mrisr.app.models import build_inference_model
 from mrisr.core.atomic import write_json_atomic
-from mrisr.inference import interpolate_volume, run_on_volume
+from mrisr.inference import InferenceSettings, interpolate_volume, run_on_volume
 from mrisr.io.geometry import detect_slice_axis
 from mrisr.io.nifti import as_volume
 from mrisr.report.plotting import pyplot, save_and_close
@@ -59,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         geometry = detect_slice_axis(volume)
         options = {"max_time_s": args.budget_s, "max_steps": args.max_steps, "progress_bar": False}
         start = time.perf_counter()
-        result = run_on_volume(build_inference_model(cfg.model, None, options), volume, seed=args.seed)
+        model = build_inference_model(cfg.model, None, options)
+        result = run_on_volume(model, volume, InferenceSettings(axis=geometry.axis, seed=args.seed))
         seconds = time.perf_counter() - start
         cubic = interpolate_volume(volume, result.grid, order=3)
         nearest = interpolate_volume(volume, result.grid, order=0)

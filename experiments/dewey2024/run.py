@@ -12,14 +12,19 @@ axis 2, seed 0; docs/physics.md §1):
 * for the subjects with a C2 landmark (errsm_11/18/21): C2-referenced MUCCA (window ``dewey2024_text``) of HR, LR
   and SR, all segmented by the same classical segmenter, and of the manual mask (reference).
 
-Rows are written to a tidy CSV (``subject, setting, method, metric, value`` plus ``seconds``, ``steps``,
-``seg_seconds``, ``status``); HR and manual rows have setting ``HR``. A (subject, setting, method) already in the CSV
+Every output is scored by :func:`mrisr.eval.scoring.score_volume` (the one scoring function; MUCCA of the mask put
+onto the HR grid by nearest neighbour), and every (subject, setting) gets the reference rows ``floor_zero``,
+``floor_mean`` (an all-zero output and the LR mean everywhere: what a model that learned nothing scores) and
+``ceiling_bandlimit`` (HR band-limited to the setting's slice Nyquist frequency along axis 2), image metrics only.
+
+Rows are written to a tidy CSV (:mod:`mrisr.io.rows`: ``subject, setting, method, metric, value, status,
+backend, seconds, steps``); HR and manual rows have setting ``HR``. A (subject, setting, method) already in the CSV
 is skipped, so an interrupted run resumes. ``run.json`` beside the CSV records the commit, the configuration and the
 wall times of every invocation.
 
-Scales: ``smoke`` (``smore_fast``, 200 optimiser steps per volume, at most 600 s for fit + inference) and ``paper``
-(``smore``, 300 s per volume on CPU; ``--model smore_v4 --budget-s 0`` for the step-limited reference settings,
-26 000 steps, on a GPU).
+Scales (``scales/<scale>.yaml``): ``smoke`` (``smore_fast``, 200 optimiser steps per volume, at most 600 s for fit +
+inference) and ``paper`` (``smore``, 300 s per volume on CPU; ``--model smore_v4 --budget-s 0`` for the step-limited
+reference settings, 26 000 steps, on a GPU).
 """
 
 from __future__ import annotations
@@ -32,22 +37,21 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 from omegaconf import OmegaConf
 
 from mrisr.api import simulate, super_resolve
 from mrisr.app.models import build_inference_model
-from mrisr.core.atomic import write_atomic, write_json_atomic
+from mrisr.core.atomic import write_json_atomic
 from mrisr.core.errors import MrisrInputError
-from mrisr.eval.cord import compute_mucca, landmark_point
-from mrisr.eval.image import image_metrics
-from mrisr.inference import run_on_volume
+from mrisr.eval.cord import landmark_point
+from mrisr.eval.scoring import CordReference, cord_reference, mask_mucca, reference_volumes, score_volume
+from mrisr.experiment.helpers import git_commit as experiment_commit
+from mrisr.experiment.helpers import host_record, load_scale, scale_names
+from mrisr.inference import InferenceSettings, run_on_volume
 from mrisr.io.nifti import Volume, as_volume, load_volume
+from mrisr.io.rows import REFERENCE_METHODS, RowStore, make_row
 from mrisr.segmentation.classical import ClassicalSegmenter
 from mrisr.utils.config import compose
-from mrisr.utils.experiments import git_commit as experiment_commit
-from mrisr.utils.experiments import host_record
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -59,75 +63,12 @@ AXIS = 2
 SUBJECTS = ("errsm_11", "errsm_18", "errsm_21", "errsm_20", "errsm_22", "errsm_30")
 LANDMARKS = "t2_landmarks_C2_T2_center.nii.gz"
 MANUAL = "t2_manual_segmentation.nii.gz"
-
-#: Zero-shot model, optimiser-step budget and wall-time cap (s, fit + inference) per scale. The smoke scale is
-#: step-limited (200 steps, about 10 s per volume on 2 idle cores) so that its result does not depend on the load of
-#: the machine: under a 20 s wall-time budget a loaded machine leaves the fit a handful of steps, and a barely
-#: trained residual network is worse than the cubic interpolation it starts from. The cap only bounds the wall time.
-SCALES: dict[str, dict[str, object]] = {
-    "smoke": {"model": "smore_fast", "max_steps": 200, "budget_s": 600.0},
-    "paper": {"model": "smore", "max_steps": None, "budget_s": 300.0},
-}
-
-COLUMNS = ["subject", "setting", "method", "metric", "value", "seconds", "steps", "seg_seconds", "status"]
+SEGMENTER_BACKEND = "mrisr.eval.cord/classical"
 
 
 def git_commit() -> dict[str, object]:
     """HEAD commit of the checkout and whether tracked files differ from it."""
     return experiment_commit(REPO)
-
-
-def read_rows(path: Path) -> pd.DataFrame:
-    """The tidy rows written so far (empty frame when the file does not exist yet)."""
-    if not path.exists():
-        return pd.DataFrame(columns=COLUMNS)
-    return pd.read_csv(path, keep_default_na=True)
-
-
-def append_rows(path: Path, rows: Sequence[dict[str, object]]) -> None:
-    """Append ``rows`` to the CSV atomically (the whole file is rewritten, so a crash never leaves half a row)."""
-    frame = pd.concat([read_rows(path), pd.DataFrame(rows, columns=COLUMNS)], ignore_index=True)
-    write_atomic(path, lambda handle: frame.to_csv(handle, index=False))
-
-
-def mucca_row(
-    subject: str, setting: str, method: str, mask: Volume, c2_mm: np.ndarray, seconds: float, seg_seconds: float
-) -> dict[str, object]:
-    """C2-referenced MUCCA (mm²) of a cord mask as one tidy row (NaN with the reason when the window does not fit)."""
-    result = compute_mucca(mask.data, mask.affine, c2_mm=c2_mm)
-    status = result.status if result.status == "ok" else f"{result.status}: {result.reason}"
-    return {
-        "subject": subject, "setting": setting, "method": method, "metric": "mucca_mm2",
-        "value": result.mucca_mm2, "seconds": round(seconds, 2), "seg_seconds": round(seg_seconds, 2),
-        "status": status,
-    }  # fmt: skip
-
-
-def segment_mucca(
-    segmenter: ClassicalSegmenter, image: Volume, subject: str, setting: str, method: str, c2_mm: np.ndarray,
-    seconds: float,
-) -> dict[str, object]:  # fmt: skip
-    """Segment ``image`` with the classical segmenter and measure its MUCCA; a failed segmentation is a NaN row."""
-    start = time.perf_counter()
-    try:
-        mask = segmenter.segment(image)
-    except (MrisrInputError, ValueError) as err:
-        return {"subject": subject, "setting": setting, "method": method, "metric": "mucca_mm2", "value": np.nan,
-                "seconds": round(seconds, 2), "seg_seconds": round(time.perf_counter() - start, 2),
-                "status": f"segmentation failed: {err}"}  # fmt: skip
-    return mucca_row(subject, setting, method, mask, c2_mm, seconds, time.perf_counter() - start)
-
-
-def image_rows(
-    subject: str, setting: str, method: str, image: Volume, hr: Volume, seconds: float, steps: int | None
-) -> list[dict[str, object]]:
-    """PSNR (dB) and mean SSIM of ``image`` against ``hr`` on the HR grid."""
-    metrics = image_metrics(image, hr)
-    return [
-        {"subject": subject, "setting": setting, "method": method, "metric": name, "value": float(metrics[name]),
-         "seconds": round(seconds, 2), "steps": steps, "status": "ok"}
-        for name in ("psnr", "ssim")
-    ]  # fmt: skip
 
 
 def zero_shot(
@@ -139,56 +80,57 @@ def zero_shot(
     if max_steps is not None:
         options["max_steps"] = max_steps
     model = build_inference_model(model_cfg, None, options)
-    result = run_on_volume(model, lr, axis=AXIS, seed=seed)
-    return result.sr, dict(result.fit or {}), time.perf_counter() - start
+    result = run_on_volume(model, lr, InferenceSettings(axis=AXIS, seed=seed))
+    return result.sr, dict(result.fit.record if result.fit else {}), time.perf_counter() - start
 
 
 def run_subject(
     subject: str, settings: Sequence[str], args: argparse.Namespace, model_cfg: object, done: set[tuple[str, str, str]]
 ) -> None:
-    """All missing rows of one subject (HR and manual MUCCA, then LR and SR per setting)."""
+    """All missing rows of one subject (HR and manual MUCCA, then references, LR and SR per setting)."""
     base = args.data / "spine_hr" / subject
     hr = as_volume(base / "t2.nii.gz")
-    segmenter = ClassicalSegmenter()
-    c2 = None
+    store = RowStore(args.out)
+    cord: CordReference | None = None
     if (base / LANDMARKS).exists():
         labels = load_volume(base / LANDMARKS, allow_constant=True)
         c2 = landmark_point(labels.data, labels.affine, 2)
-    if c2 is not None and (subject, "HR", "HR") not in done:
-        append_rows(args.out, [segment_mucca(segmenter, hr, subject, "HR", "HR", c2, 0.0)])
-    if c2 is not None and (base / MANUAL).exists() and (subject, "HR", "manual") not in done:
-        manual = load_volume(base / MANUAL)
-        append_rows(args.out, [mucca_row(subject, "HR", "manual", manual, c2, 0.0, 0.0)])
+        cord, hr_values = cord_reference(hr, ClassicalSegmenter(), c2)
+        if (subject, "HR", "HR") not in done:
+            store.append([make_row(subject, "HR", "HR", "mucca_mm2", hr_values["mucca_mm2"], "ok", SEGMENTER_BACKEND,
+                                   0.0)])  # fmt: skip
+        if (base / MANUAL).exists() and (subject, "HR", "manual") not in done:
+            manual = load_volume(base / MANUAL)
+            mucca, status = mask_mucca(manual, hr, cord)
+            store.append([make_row(subject, "HR", "manual", "mucca_mm2", mucca, status, "manual mask", 0.0)])
     for setting in settings:
-        missing = [m for m in ("LR", "SR") if (subject, setting, m) not in done]
+        missing = [m for m in ("LR", "SR", *REFERENCE_METHODS) if (subject, setting, m) not in done]
         if not missing:
             continue
         lr = as_volume(simulate(hr, thickness_mm=THICKNESS_MM, separation_mm=SETTINGS[setting], axis=AXIS,
                                 seed=args.seed))  # fmt: skip
+        references = reference_volumes(hr, lr, AXIS) if set(missing) & set(REFERENCE_METHODS) else {}
+        for method in (m for m in REFERENCE_METHODS if m in missing):
+            store.append(score_volume(references[method], hr, subject, setting, method, seconds=0.0))
         if "LR" in missing:
             start = time.perf_counter()
             cubic = as_volume(super_resolve(lr, model="cubic", axis=AXIS))
             seconds = time.perf_counter() - start
-            rows = image_rows(subject, setting, "LR", cubic, hr, seconds, None)
-            if c2 is not None:
-                rows.append(segment_mucca(segmenter, cubic, subject, setting, "LR", c2, seconds))
-            append_rows(args.out, rows)
+            rows = score_volume(cubic, hr, subject, setting, "LR", cord=cord, seconds=seconds)
+            store.append(rows)
             print(subject, setting, "LR", {r["metric"]: round(float(r["value"]), 4) for r in rows}, flush=True)
         if "SR" in missing:
             sr, fit, seconds = zero_shot(lr, model_cfg, args.budget_s, args.max_steps, args.seed)
             steps = int(fit["steps"]) if "steps" in fit else None
-            rows = image_rows(subject, setting, "SR", sr, hr, seconds, steps)
-            if c2 is not None:
-                row = segment_mucca(segmenter, sr, subject, setting, "SR", c2, seconds)
-                rows.append({**row, "steps": steps})
-            append_rows(args.out, rows)
+            rows = score_volume(sr, hr, subject, setting, "SR", cord=cord, seconds=seconds, steps=steps)
+            store.append(rows)
             print(subject, setting, "SR", f"{seconds:.0f} s, {steps} steps",
                   {r["metric"]: round(float(r["value"]), 4) for r in rows}, flush=True)  # fmt: skip
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", choices=sorted(SCALES), default="smoke")
+    parser.add_argument("--scale", choices=scale_names(HERE), default="smoke", help="scales/<scale>.yaml")
     parser.add_argument("--subjects", nargs="+", default=list(SUBJECTS))
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--out", type=Path, default=None, help="tidy CSV (default results/<scale>/rows.csv)")
@@ -198,7 +140,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, default=None, help="optimiser steps per volume (0: the model's)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    scale = SCALES[args.scale]
+    scale = load_scale(HERE, args.scale)
     args.model = args.model or str(scale["model"])
     budget = float(scale["budget_s"]) if args.budget_s is None else args.budget_s
     args.budget_s = None if budget <= 0 else budget
@@ -216,13 +158,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if unknown:
         raise MrisrInputError(args.data / "spine_hr", f"no t2.nii.gz for {unknown}", f"choose among {list(SUBJECTS)}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    done = {(r.subject, r.setting, r.method) for r in read_rows(args.out).itertuples()}
+    done = RowStore(args.out).done()
     started, start, commit = datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter(), git_commit()
     for subject in args.subjects:
         run_subject(subject, args.settings, args, cfg.model, done)
     record_path = args.out.with_name("run.json")
     record = json.loads(record_path.read_text()) if record_path.exists() else {"invocations": []}
-    rows = read_rows(args.out)
+    rows = RowStore(args.out).read()
     sr = rows[(rows["method"] == "SR") & (rows["metric"] == "psnr")]
     host = host_record()
     record["invocations"].append(
@@ -243,7 +185,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             "max_steps": args.max_steps,
             "model_config": OmegaConf.to_container(cfg.model, resolve=True),
             "segmenter": "mrisr.segmentation.classical.ClassicalSegmenter()",
-            "mucca": "compute_mucca(window='dewey2024_text', c2_mm=C2 landmark)",
+            "scoring": "mrisr.eval.scoring.score_volume (MUCCA window dewey2024_text at the C2 landmark, mask on the "
+            "HR grid)",
             "csv": os.path.relpath(args.out, record_path.parent),
             "host": host,
         }

@@ -18,6 +18,13 @@ Written into ``results/<scale>/`` (or ``--out``):
   regression slopes, Williams' test against HR, bootstrap of 50-subject subsamples on the randomised-resolution
   cohort), ``synthetic_longitudinal.{md,csv}`` (T1w → T2w correction and mixed-effects atrophy models, Tables 1–2).
 
+Reference rows (written by ``run.py``, scored by the same function, image metrics only): ``floor_zero`` and
+``floor_mean`` (an all-zero output and the LR mean everywhere: what a model that learned nothing scores) and
+``ceiling_bandlimit`` (HR band-limited to the setting's slice Nyquist frequency) appear in
+``table_image_metrics`` and ``table_image_methods`` (mean PSNR / SSIM per setting and method with a ``degenerate``
+column, ``k/n`` results flagged by :mod:`mrisr.report.guard`); they are never bold. Degenerate results are left out
+of the goal checks, and the goals say how many and why.
+
 Statistics: :mod:`mrisr.eval.stats`; tables and figures: :mod:`mrisr.report`. MUCCA comparisons use the MUCCA of
 the classical segmenter on HR as reference (the same segmenter as LR and SR), as the paper compares SCT on HR.
 """
@@ -44,11 +51,13 @@ from mrisr.eval.clinical import (
     load_clinical_table,
     longitudinal_analysis,
 )
+from mrisr.experiment.helpers import table_parser, table_paths
+from mrisr.io.rows import REFERENCE_METHODS
 from mrisr.report.export import format_cell as _fmt
-from mrisr.report.export import write_frame_table
+from mrisr.report.export import method_rows, write_frame_table
 from mrisr.report.export import write_summary_table as write_summary
+from mrisr.report.guard import degenerate_methods, degenerate_results, exclude_degenerate, exclusion_note, method_flags
 from mrisr.report.summary import natural_key
-from mrisr.utils.experiments import table_parser, table_paths
 
 HERE = Path(__file__).resolve().parent
 LABEL = "dewey2024"
@@ -235,8 +244,31 @@ def goal_checks(rows: pd.DataFrame) -> pd.DataFrame:
     * ``mucca_error`` (per setting): mean |MUCCA(SR) − MUCCA(HR)| ≤ ½ · mean |MUCCA(LR) − MUCCA(HR)|;
     * ``consistency``: mean over subjects of the SD of MUCCA across settings is smaller for SR than for LR.
 
-    A goal without data has ``passed`` = NA (missing, not failed).
+    Degenerate results (:mod:`mrisr.report.guard`) are left out; ``excluded (degenerate)`` counts the LR and SR
+    results left out in a goal's scope. A goal without data has ``passed`` = NA (missing, not failed).
     """
+    kept, degenerate = exclude_degenerate(rows)
+    goals = _goals(kept)
+    judged = degenerate[degenerate["method"].isin(["LR", "SR"])] if not degenerate.empty else degenerate
+    goals["excluded (degenerate)"] = [
+        len(judged) if scope == "all" or "subjects" in str(scope) else int((judged["setting"] == scope).sum())
+        for scope in goals["scope"]
+    ]
+    return goals
+
+
+def image_methods_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Mean PSNR / SSIM per setting and method (LR, SR and the reference rows) with the ``degenerate`` count."""
+    image = rows[rows["metric"].isin(["psnr", "ssim"]) & rows["method"].isin(["LR", "SR", *REFERENCE_METHODS])]
+    summary = report.summarize(image, reference=None)
+    frame = method_rows(summary, ["psnr", "ssim"], ["LR", "SR", *REFERENCE_METHODS])
+    flags = method_flags(rows, degenerate_results(rows), by_setting=True)
+    settings = frame["setting"] if "setting" in frame else pd.Series(settings_of(image) * len(frame), index=frame.index)
+    keys = zip(settings.astype(str), frame["method"].astype(str), strict=True)
+    return frame.assign(degenerate=[flags.get(key, "–") for key in keys])
+
+
+def _goals(rows: pd.DataFrame) -> pd.DataFrame:
     records: list[dict[str, object]] = []
     for metric in ("psnr", "ssim"):
         table = wide(rows, metric, ["LR", "SR"]).dropna()
@@ -273,9 +305,18 @@ def real_data_outputs(rows: pd.DataFrame, out: Path) -> dict[str, list[str]]:
     """All tables and figures of the real (simulated thick-slice) spines."""
     written: dict[str, list[str]] = {}
     image = rows[rows["metric"].isin(["psnr", "ssim"]) & rows["method"].isin(["LR", "SR"])]
+    degenerate = degenerate_results(rows)
+    note = exclusion_note(degenerate)
     if not image.empty:
         written["fig3"] = [str(report.plot_boxplots(image, m, out / f"fig3_boxplot_{m}.png")) for m in ("psnr", "ssim")]
-        written["fig3"] += map(str, write_summary(report.summarize(image, reference="LR"), out / "table_image_metrics"))
+        with_refs = rows[rows["metric"].isin(["psnr", "ssim"]) & rows["method"].isin(["LR", "SR", *REFERENCE_METHODS])]
+        unranked = [*REFERENCE_METHODS, *degenerate_methods(degenerate)]
+        summary = report.summarize(with_refs, reference="LR", unranked_methods=unranked)
+        written["fig3"] += map(str, write_summary(summary, out / "table_image_metrics", note))
+        caption = ("Mean PSNR (dB) / SSIM per setting: LR (cubic), SR and the reference rows (floor_zero: all-zero "
+                   "output, floor_mean: the LR mean everywhere, ceiling_bandlimit: HR band-limited to the LR Nyquist "
+                   "frequency); degenerate = k/n results flagged. " + note)  # fmt: skip
+        written["fig3"] += map(str, write_table(image_methods_table(rows), out / "table_image_methods", caption))
         caption = "Paired t-test of SR against LR per setting (subjects paired)."
         written["fig3"] += map(str, write_table(image_ttests(image), out / "table_image_ttests", caption))
     mucca = rows[(rows["metric"] == "mucca_mm2") & rows["method"].isin(["HR", "LR", "SR"])]
@@ -303,7 +344,8 @@ def real_data_outputs(rows: pd.DataFrame, out: Path) -> dict[str, list[str]]:
                                                            "SD and range (mm²) of each subject's MUCCA across the "
                                                            "simulated settings.")))  # fmt: skip
     goals = goal_checks(rows)
-    written["goals"] = list(map(str, write_table(goals, out / "goals", "Reproduction goals on the shared spines.")))
+    caption = "Reproduction goals on the shared spines. " + exclusion_note(degenerate_results(rows))
+    written["goals"] = list(map(str, write_table(goals, out / "goals", caption)))
     return written
 
 

@@ -4,24 +4,27 @@ Leave one volume out over ``<data>/brain`` (``flair_1mm_skullstripped``: T2w FLA
 onto 1 mm): the held-out HR volume is degraded by the ``prettier`` preset (5 mm SLR slices every 6 mm, along axis 2),
 then reconstructed by cubic B-spline ("bicubic"), by PRETTIER EDSR and RealESRGAN trained on the *other* volume + the
 MNI152 template, and by the zero-shot model (``smore_fast``, SMORE-style, fitted on the LR volume itself; the paper's
-Table 3 compares SMORE v4). Scores (docs/evaluation.md §1, :mod:`mrisr.eval.prettier`): volume PSNR / SSIM inside the
-brain mask (Table 3) and the offline piq patch metrics over the HR slices along the degraded axis (Table 2).
+Table 3 compares SMORE v4). The computation is :func:`mrisr.experiment.prettier.run_held_out` (shared with
+``experiments/benchmarks/prettier_brain.py``): models are trained by the one training path
+(:func:`mrisr.experiment.helpers.train_model`: an optimiser-step budget, validation passes, the best checkpoint by the
+model's validation metric; run folders ``results/<scale>/train/<volume>/<method>/``), every output and the reference
+rows (``floor_zero``, ``floor_mean``, ``ceiling_bandlimit``) are scored by :func:`mrisr.eval.scoring.score_volume`:
+volume PSNR / SSIM inside the brain mask (Table 3) and the offline piq patch metrics over the HR slices along the
+degraded axis (Table 2).
 
-The computation is that of ``experiments/benchmarks/prettier_brain.py`` (:func:`run_held_out`, imported from it), run
-with an optimiser-step budget per model so that reruns reproduce; this script fixes the scale, records provenance in
-``run.json`` beside the CSV (commit, configuration, wall time) and ``tables.py`` lays the rows out as the paper's
-tables.
+Rows (:mod:`mrisr.io.rows`; subject = held-out volume, setting ``prettier``) go to ``results/<scale>/rows.csv``
+(present results are skipped: an interrupted run resumes); ``run.json`` beside it records provenance (commit, scale,
+model configurations, training records, wall time) and ``tables.py`` lays the rows out as the paper's tables.
 
-Scales: ``smoke`` (tiny nets ``edsr_smoke`` / ``realesrgan_smoke``, random perceptual trunk, 150 optimiser steps each,
-``smore_fast`` 150 steps; minutes on CPU) and ``paper`` (the full nets ``edsr`` / ``realesrgan`` with the paper's
-data sizes, 100 epochs of 2220 patches at batch 6 = 37 000 steps, for a GPU with natural-image and VGG-19 weights
-set in the model configs; not run here).
+Scales (``scales/<scale>.yaml``): ``smoke`` (tiny nets ``edsr_smoke`` / ``realesrgan_smoke``, random perceptual
+trunk, 150 optimiser steps each, ``smore_fast`` 150 steps; minutes on CPU) and ``paper`` (the full nets ``edsr`` /
+``realesrgan`` with the paper's data sizes, 37 000 steps, for a GPU with natural-image and VGG-19 weights set in the
+model configs; not run here).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
@@ -32,53 +35,19 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from mrisr.core.errors import MrisrInputError
+from mrisr.experiment.helpers import append_invocation, git_commit, load_scale, scale_names
+from mrisr.experiment.prettier import VOLUMES, method_label, run_held_out
 from mrisr.utils.config import compose
-from mrisr.utils.experiments import append_invocation, git_commit
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-BENCHMARK = REPO / "experiments" / "benchmarks" / "prettier_brain.py"
-
-#: Per scale: model configs, experiment configs (data settings), data-size overrides, optimiser steps per model and
-#: the wall-time cap (minutes) per model. RealESRGAN's Lightning step counts its generator and discriminator step.
-SCALES: dict[str, dict[str, object]] = {
-    "smoke": {
-        "edsr": "edsr_smoke",
-        "realesrgan": "realesrgan_smoke",
-        "edsr_experiment": "prettier_edsr_smoke",
-        "realesrgan_experiment": "prettier_realesrgan_smoke",
-        "data_overrides": ["data.batch_size=4", "data.patches_per_epoch=64", "data.val_patches=4"],
-        "max_steps": 150,
-        "cap_minutes": 10.0,
-    },
-    "paper": {
-        "edsr": "edsr",
-        "realesrgan": "realesrgan",
-        "edsr_experiment": "prettier_edsr",
-        "realesrgan_experiment": "prettier_realesrgan",
-        "data_overrides": [],
-        "max_steps": 37000,
-        "cap_minutes": 600.0,
-    },
-}
 METHODS = ("cubic", "smore_fast", "edsr", "realesrgan")
-
-
-def load_benchmark() -> object:
-    """The module ``experiments/benchmarks/prettier_brain.py`` (experiments are files, not a package)."""
-    spec = importlib.util.spec_from_file_location("prettier_brain", BENCHMARK)
-    if spec is None or spec.loader is None:
-        raise MrisrInputError(BENCHMARK, "cannot load the PRETTIER benchmark", "run from a complete checkout")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", choices=sorted(SCALES), default="smoke")
-    parser.add_argument("--held-out", nargs="+", default=["flair", "t1"], choices=["flair", "t1"])
+    parser.add_argument("--scale", choices=scale_names(HERE), default="smoke", help="scales/<scale>.yaml")
+    parser.add_argument("--held-out", nargs="+", default=list(VOLUMES), choices=list(VOLUMES))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--max-steps", type=int, default=None, help="optimiser steps per model (default: the scale's)")
     parser.add_argument("--data", type=Path, default=None, help="data root (default: the config's paths.data)")
@@ -94,21 +63,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Barely trained nets drift into denormal floats, which slow CPU arithmetic by an order of magnitude or more
     # (measured: 20 diffusion steps 145 s → 12 s); flushing them to zero changes no result beyond float32 noise.
     torch.set_flush_denormal(True)
-    scale = dict(SCALES[args.scale])
+    scale = load_scale(HERE, args.scale)
     max_steps = int(args.max_steps if args.max_steps is not None else scale["max_steps"])
-    cfg = compose("train", [])
-    data = Path(args.data or cfg.paths.data)
-    bench = load_benchmark()
+    data = Path(args.data or compose("train", []).paths.data)
     started, start, commit = datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter(), git_commit(REPO)
-    rows = bench.run_held_out(
-        data, args.held_out, args.methods, float(scale["cap_minutes"]), args.out,
-        edsr=str(scale["edsr"]), realesrgan=str(scale["realesrgan"]), axis=2, seed=args.seed, max_steps=max_steps,
-        log=lambda line: print(line, flush=True), edsr_experiment=str(scale["edsr_experiment"]),
-        realesrgan_experiment=str(scale["realesrgan_experiment"]), data_overrides=list(scale["data_overrides"]),
+    rows = run_held_out(
+        data, args.held_out, args.methods, args.out, trained=scale["methods"], common=scale["common"],
+        max_steps=max_steps, validations=int(scale["validations"]), zero_shot_model=scale["zero_shot"]["model"],
+        zero_shot_cap_s=scale["zero_shot"]["cap_s"], axis=2, seed=args.seed, train_root=args.out.parent / "train",
+        log=lambda line: print(line, flush=True),
     )  # fmt: skip
     models = {
-        m: OmegaConf.to_container(compose("train", [f"model={scale[m]}"]).model, resolve=True)
-        for m in ("edsr", "realesrgan")
+        method_label(overrides, m): OmegaConf.to_container(compose("train", list(overrides)).model, resolve=True)
+        for m, overrides in scale["methods"].items()
     }
     record_path = args.out.with_name("run.json")
     append_invocation(
@@ -124,11 +91,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             "held_out": args.held_out,
             "methods": args.methods,
             "max_steps": max_steps,
-            "cap_minutes": scale["cap_minutes"],
             "degradation": "prettier (SLR 5 mm every 6 mm, axis 2, seed)",
             "seed": args.seed,
             "scale_config": scale,
             "model_configs": models,
+            "training": rows.attrs.get("run_records", {}),
+            "scoring": "mrisr.eval.scoring.score_volume (mask = normalisation region = brain mask; patch metrics "
+            "along axis 2)",
             "csv": "rows.csv" if args.out.parent == record_path.parent else str(args.out),
         },
     )

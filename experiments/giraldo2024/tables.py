@@ -9,6 +9,12 @@ Written into ``results/<scale>/`` (or ``--out``):
 * ``fig_table3_volume_metrics.png``: the Table 3 numbers as bars;
 * ``goals.{md,tex,csv}``: EDSR ≥ RealESRGAN ≥ bicubic on PSNR / SSIM (volume and patch), each pass/fail.
 
+Every table carries the reference rows written by ``run.py`` (scored by the same function): ``floor (zeros)``,
+``floor (mean)`` — what a model that learned nothing scores — and ``ceiling (band-limit)`` — HR band-limited to the
+LR Nyquist frequency along the degraded axis; they are never bold. Results flagged degenerate
+(:mod:`mrisr.report.guard`) are counted in a ``degenerate`` column (``k/n``) and a footnote, never bold, and left
+out of the goal checks (the goals say how many and why).
+
 Tables go through :func:`mrisr.report.summarize` and :mod:`mrisr.report.export`; with one volume per sequence there
 is no SD and no paired test (n = 1).
 """
@@ -25,9 +31,10 @@ import pandas as pd
 
 from mrisr import report
 from mrisr.core.errors import MrisrInputError
+from mrisr.experiment.helpers import table_parser, table_paths
 from mrisr.report.export import method_rows, ordering_goals, write_frame_table, write_summary_table
+from mrisr.report.guard import degenerate_methods, degenerate_results, exclude_degenerate, exclusion_note, method_flags
 from mrisr.report.plotting import pyplot, save_and_close
-from mrisr.utils.experiments import table_parser, table_paths
 
 HERE = Path(__file__).resolve().parent
 LABEL = "giraldo2024"
@@ -41,25 +48,31 @@ METHODS = {
     "edsr_smoke": "EDSR",
     "edsr": "EDSR",
     "smore_fast": "zero-shot",
+    "floor_zero": "floor (zeros)",
+    "floor_mean": "floor (mean)",
+    "ceiling_bandlimit": "ceiling (band-limit)",
 }
-ORDER = ("bicubic", "RealESRGAN", "EDSR", "zero-shot")
+REFERENCES = ("floor (zeros)", "floor (mean)", "ceiling (band-limit)")
+ORDER = ("bicubic", "RealESRGAN", "EDSR", "zero-shot", *REFERENCES)
 PATCH = {"patch_psnr": "PSNR (dB)", "patch_ssim": "SSIM", "patch_vif_p": "VIF-p", "patch_fsim": "FSIM",
          "patch_haarpsi": "HaarPSI", "patch_vsi": "VSI"}  # fmt: skip
 VOLUME = {"psnr_mask": "PSNR brain (dB)", "ssim_mask": "SSIM brain"}
-REQUIRED = ("held_out", "method", *PATCH, *VOLUME)
+REQUIRED = ("subject", "setting", "method", "metric", "value")
 
 
 def load_rows(path: Path) -> pd.DataFrame:
-    """The rows of ``run.py`` (the PRETTIER benchmark's CSV layout) as tidy rows (:func:`tidy`)."""
+    """The tidy rows of ``run.py`` (:mod:`mrisr.io.rows`) prepared for the tables (:func:`tidy`)."""
     if not path.exists():
         raise MrisrInputError(path, "no such rows file", "run experiments/giraldo2024/run.py first or pass --csv")
     return tidy(pd.read_csv(path), path)
 
 
 def tidy(rows: pd.DataFrame, path: Path | None = None) -> pd.DataFrame:
-    """One row per held-out volume, method and metric: ``label, run, subject, setting, method, metric, value``.
+    """Rows with ``label, run, subject, setting, method, metric, value`` and a ``degenerate`` flag per row.
 
-    ``setting`` is the sequence (T2w FLAIR, T1w), ``method`` the paper's name, ``metric`` the paper's IQM name.
+    ``setting`` becomes the sequence (T2w FLAIR, T1w) of the held-out volume (``subject``), ``method`` the paper's
+    name, ``metric`` the paper's IQM name; degenerate results (:mod:`mrisr.report.guard`, judged on the CSV's own
+    names) are marked in the ``degenerate`` column.
     """
     missing = [c for c in REQUIRED if c not in rows.columns]
     if missing:
@@ -67,33 +80,50 @@ def tidy(rows: pd.DataFrame, path: Path | None = None) -> pd.DataFrame:
     unknown = sorted(set(rows["method"]) - set(METHODS))
     if unknown:
         raise MrisrInputError(path, f"unknown methods {unknown}", f"methods are {sorted(METHODS)}")
+    rows = rows.assign(subject=rows["subject"].astype(str), setting=rows["setting"].astype(str))
+    rows["value"] = pd.to_numeric(rows["value"], errors="coerce")
+    bad = degenerate_results(rows)
+    kept = exclude_degenerate(rows, bad)[0]
     names = {**PATCH, **VOLUME}
-    long = rows.melt(id_vars=["held_out", "method"], value_vars=list(names), var_name="metric", value_name="value")
+    long = rows[rows["metric"].isin(list(names))].copy()
+    long["degenerate"] = ~long.index.isin(kept.index)
     long = long.assign(
         label=LABEL,
         run=LABEL,
-        subject=long["held_out"].astype(str),
-        setting=long["held_out"].map(SEQUENCES).fillna(long["held_out"].astype(str)),
+        setting=long["subject"].map(SEQUENCES).fillna(long["subject"]),
         method=long["method"].map(METHODS),
         metric=long["metric"].map(names),
-        value=pd.to_numeric(long["value"], errors="coerce"),
     )
     long["order"] = long["method"].map({m: i for i, m in enumerate(ORDER)})
-    return long.sort_values(["order", "setting"], kind="stable").drop(columns=["order", "held_out"])
+    long = long.sort_values(["order", "setting"], kind="stable").drop(columns=["order"])
+    long.attrs["degenerate"] = bad.assign(method=bad["method"].map(METHODS))
+    long.attrs["flags"] = {METHODS[m]: f for m, f in method_flags(rows, bad).items()}
+    return long
 
 
 def table(long: pd.DataFrame, metrics: Sequence[str], methods: Sequence[str]) -> pd.DataFrame:
     """summarize over the chosen metrics and methods (reference bicubic), rows in paper order."""
     part = long[long["metric"].isin(metrics) & long["method"].isin(methods)]
-    return report.summarize(part, reference="bicubic", metrics=list(metrics))
+    degenerate = long.attrs.get("degenerate")
+    unranked = [*REFERENCES, *(degenerate_methods(degenerate) if degenerate is not None else [])]
+    return report.summarize(part, reference="bicubic", metrics=list(metrics), unranked_methods=unranked)
 
 
 def goal_checks(long: pd.DataFrame) -> pd.DataFrame:
     """EDSR ≥ RealESRGAN ≥ bicubic (and EDSR ≥ bicubic) on volume and patch PSNR / SSIM, per sequence."""
     metrics = ["PSNR brain (dB)", "SSIM brain", "PSNR (dB)", "SSIM"]
-    summary = table(long, metrics, ORDER)
+    kept = long[~long["degenerate"]]
+    kept.attrs = dict(long.attrs)
+    summary = table(kept, metrics, ORDER)
     chain = [("RealESRGAN", "≤", "EDSR"), ("bicubic", "≤", "RealESRGAN"), ("bicubic", "≤", "EDSR")]
-    return ordering_goals(summary, chain, metrics, lower_is_better=())
+    goals = ordering_goals(summary, chain, metrics, lower_is_better=())
+    excluded = long[long["degenerate"]].drop_duplicates(["subject", "setting", "method"])
+    counts = excluded.groupby(["setting", "method"]).size().to_dict()
+    goals["excluded (degenerate)"] = [
+        sum(counts.get((rec.setting, side.strip()), 0) for side in rec.goal.replace("≤", "<").split("<"))
+        for rec in goals.itertuples()
+    ]
+    return goals
 
 
 def plot_volume_metrics(long: pd.DataFrame, path: Path) -> Path:
@@ -125,16 +155,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, list[str]]:
     args.out.mkdir(parents=True, exist_ok=True)
     long = load_rows(args.csv)
     written: dict[str, list[str]] = {}
-    patch = table(long, list(PATCH.values()), ("bicubic", "RealESRGAN", "EDSR", "zero-shot"))
-    written["table2"] = list(map(str, write_summary_table(patch, args.out / "table2_patch_metrics")))
-    volume = table(long, list(VOLUME.values()), ("zero-shot", "RealESRGAN", "EDSR", "bicubic"))
-    written["table3"] = list(map(str, write_summary_table(volume, args.out / "table3_volume_metrics")))
-    caption = "Table 3 layout: volume PSNR / SSIM inside the brain mask (FLAIR: voxels > 0; T1w: head mask)."
-    wide = method_rows(volume, list(VOLUME.values()), ("zero-shot", "RealESRGAN", "EDSR", "bicubic"))
+    note = exclusion_note(long.attrs["degenerate"])
+    patch = table(long, list(PATCH.values()), ("bicubic", "RealESRGAN", "EDSR", "zero-shot", *REFERENCES))
+    written["table2"] = list(map(str, write_summary_table(patch, args.out / "table2_patch_metrics", note)))
+    table3_order = ("zero-shot", "RealESRGAN", "EDSR", "bicubic", *REFERENCES)
+    volume = table(long, list(VOLUME.values()), table3_order)
+    written["table3"] = list(map(str, write_summary_table(volume, args.out / "table3_volume_metrics", note)))
+    caption = ("Table 3 layout: volume PSNR / SSIM inside the brain mask (FLAIR: voxels > 0; T1w: head mask); "
+               "reference rows: floor = all-zero output / the LR mean everywhere, ceiling = HR band-limited to the LR "
+               "Nyquist frequency along the degraded axis (never bold); degenerate = k/n results flagged. "
+               + note)  # fmt: skip
+    wide = method_rows(volume, list(VOLUME.values()), table3_order)
+    flags = long.attrs["flags"]
+    wide = wide.assign(degenerate=wide["method"].map(lambda m: flags.get(m, "–")))
     written["table3"] += map(str, write_frame_table(wide, args.out / "table3_by_method", caption, SOURCE))
     written["fig"] = [str(plot_volume_metrics(long, args.out / "fig_table3_volume_metrics.png"))]
     goals = goal_checks(long)
-    caption = "Goal: EDSR ≥ RealESRGAN ≥ bicubic on PSNR / SSIM (volume in the mask, patch mean over slices)."
+    caption = ("Goal: EDSR ≥ RealESRGAN ≥ bicubic on PSNR / SSIM (volume in the mask, patch mean over slices). "
+               + note)  # fmt: skip
     written["goals"] = list(map(str, write_frame_table(goals, args.out / "goals", caption, SOURCE)))
     passed = f"{int(goals['passed'].eq(True).sum())}/{len(goals)}"
     print(json.dumps({"out": str(args.out), "goals_passed": passed, "outputs": written}))

@@ -27,11 +27,20 @@ view of the thick stack (``psnr_fov``, ``ssim_fov``; docs/evaluation.md §1), an
 segmenter (``mrisr.segmentation.classical``, as experiments/dewey2024): C2-referenced MUCCA (mm², window
 ``dewey2024_text``), its absolute error against the same segmenter on HR, and the cord Dice against the manual mask.
 
-Rows (``subject, method, metric, value, seconds, steps, status``) go to ``results/<scale>/rows.csv``; present
-(subject, method) pairs are skipped, so an interrupted run resumes. ``run.json`` records the commit, the composed
-configurations, the drawn test acquisitions and the wall times. Scales: ``smoke`` (tiny nets, 300 optimiser steps
-each, 32² crops, CPU) and ``paper`` (``experiment=palette``: 160² crops, batch 32, 195 312 steps, DDIM-20, full
-RRDBNet / EDSR; a GPU; not run here).
+All scores come from :func:`mrisr.eval.scoring.score_volume` (the one scoring function), with the reference rows of
+every subject beside the methods: ``floor_zero`` and ``floor_mean`` (an all-zero output and the input's mean: what a
+model that learned nothing scores) and ``ceiling_bandlimit`` (HR band-limited to the thick stack's Nyquist
+frequency along the I–S axis). Every trained model is trained by :func:`mrisr.experiment.helpers.train_model` (the one
+training path, :func:`mrisr.app.train.train`): an optimiser-step budget, validation passes spread over it, and the
+best checkpoint by the model's validation loss; its run folder (checkpoints, ``metrics.json``) is
+``results/<scale>/train/<method>/``.
+
+Rows (the tidy schema of :mod:`mrisr.io.rows`: ``subject, setting, method, metric, value, status, backend,
+seconds, steps``; setting ``graf_eval``) go to ``results/<scale>/rows.csv``; present (subject, setting, method) results
+are skipped, so an interrupted run resumes. ``run.json`` records the commit, the scale, the composed model
+configurations, the training records (best checkpoint and its score), the drawn test acquisitions and the wall times.
+Scales: ``scales/smoke.yaml`` (tiny nets, 300 optimiser steps each, 32² crops, CPU) and ``scales/paper.yaml``
+(``experiment=palette``: 160² crops, batch 32, 195 312 steps, DDIM-20, full RRDBNet / EDSR; a GPU; not run here).
 """
 
 from __future__ import annotations
@@ -39,7 +48,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -47,25 +55,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from mrisr.api import super_resolve
-from mrisr.core.atomic import write_atomic
 from mrisr.core.errors import MrisrInputError
 from mrisr.data.pairs import crop_volume
 from mrisr.degradations.stack import DegradationStack
-from mrisr.eval.cord import compute_mucca, landmark_point
-from mrisr.eval.image import image_metrics
-from mrisr.eval.lesions import dice
+from mrisr.eval.cord import landmark_point
+from mrisr.eval.scoring import cord_reference, reference_volumes, score_volume
+from mrisr.experiment.helpers import append_invocation, git_commit, load_scale, scale_names, train_model
 from mrisr.io.nifti import Volume, as_volume, load_volume
-from mrisr.io.regrid import field_of_view_mask, on_grid
+from mrisr.io.regrid import field_of_view_mask
+from mrisr.io.rows import REFERENCE_METHODS, RowStore, metric_rows
 from mrisr.segmentation.classical import ClassicalSegmenter
 from mrisr.systems.supervised import SupervisedSR
 from mrisr.utils.config import compose
-from mrisr.utils.experiments import append_invocation, fit_system, git_commit
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -74,6 +79,7 @@ TRAIN = ("errsm_20", "errsm_22")
 VAL = ("errsm_30",)
 TEST = ("errsm_11", "errsm_18", "errsm_21")
 AXIS = 1  # I–S voxel axis of the shared PSR spines: an axial acquisition
+SETTING = "graf_eval"
 LANDMARKS = "t2_landmarks_C2_T2_center.nii.gz"
 MANUAL = "t2_manual_segmentation.nii.gz"
 #: Voxels kept along the A–P axis (0) of the test volumes: all of the neck (anatomy spans voxels 62–319 in the
@@ -81,7 +87,6 @@ MANUAL = "t2_manual_segmentation.nii.gz"
 AP_CROP = (64, 320)
 ROWS = tuple(range(2, 9))
 METHODS = ("cubic", "rrdbnet", "edsr", *(f"diffusion_row{n}" for n in ROWS))
-COLUMNS = ["subject", "method", "metric", "value", "seconds", "steps", "status"]
 
 #: 1-channel, scale-1 plane networks (the PRETTIER nets at their smoke sizes refine cubic-interpolated planes).
 PLANE_NET_OVERRIDES = {
@@ -90,67 +95,23 @@ PLANE_NET_OVERRIDES = {
     "edsr": ["model.net.in_channels=1", "model.net.out_channels=1", "model.net.upscale=1", "model.net_range=1.0"],
 }  # fmt: skip
 
-#: Per scale: configs of each model family and the optimiser-step budget. Smoke: the CPU sizes of
-#: ``experiment=palette_smoke`` (32² crops, batch 8, DDIM-2) with a longer step budget; paper: ``experiment=palette``.
-SCALES: dict[str, dict[str, Any]] = {
-    "smoke": {
-        "max_steps": 300,
-        "diffusion": ["experiment=palette_smoke", "model.ema_decay=0.95"],
-        "rrdbnet": ["data=spine_diffusion", "model=realesrgan_smoke"],
-        "edsr": ["data=spine_diffusion", "model=edsr_smoke"],
-        "data": ["data.patch_size=32", "data.batch_size=8", "++data.val_patches=8"],
-        "accelerator": "cpu",
-        "trainer": {},
-    },
-    "paper": {
-        "max_steps": 195312,
-        "diffusion": ["experiment=palette"],
-        "rrdbnet": ["data=spine_diffusion", "model=realesrgan", "++data.num_workers=8"],
-        "edsr": ["data=spine_diffusion", "model=edsr", "++data.num_workers=8"],
-        "data": [],
-        "accelerator": "gpu",
-        # experiment=palette's trainer settings (manual-optimisation RRDBNet cannot take gradient_clip_val).
-        "trainer": {"diffusion": {"precision": "bf16-mixed", "gradient_clip_val": 1.0}},
-    },
-}
+
+def family(method: str) -> str:
+    """The scale file's method entry of ``method`` (``diffusion`` for every ``diffusion_row<N>``)."""
+    return "diffusion" if method.startswith("diffusion_row") else method
 
 
-def read_rows(path: Path) -> pd.DataFrame:
-    """The tidy rows written so far (empty frame when the file does not exist yet)."""
-    return pd.read_csv(path) if path.exists() else pd.DataFrame(columns=COLUMNS)
-
-
-def append_rows(path: Path, rows: Sequence[dict[str, object]]) -> None:
-    """Append ``rows`` to the CSV atomically (the whole file is rewritten)."""
-    frame = pd.concat([read_rows(path), pd.DataFrame(rows, columns=COLUMNS)], ignore_index=True)
-    write_atomic(path, lambda handle: frame.to_csv(handle, index=False))
-
-
-def training_config(method: str, scale: str, seed: int, data: Path) -> Any:
-    """The composed ``train`` config of a trained method (its preset, model and the scale's data sizes)."""
-    spec = SCALES[scale]
+def training_overrides(method: str, scale: dict[str, Any], data: Path) -> list[str]:
+    """The ``train`` overrides of a trained method: its scale entry, the row's preset on axis 1, the common ones."""
     row = int(method.removeprefix("diffusion_row")) if method.startswith("diffusion_row") else 8
-    family = "diffusion" if method.startswith("diffusion_row") else method
-    steps = int(spec["max_steps"])
-    overrides = [
-        *spec[family],
+    return [
+        *scale["methods"][family(method)],
         f"degradation=graf_table2_row{row}",
         f"++degradation.axis={AXIS}",
-        *spec["data"],
+        *scale["common"],
         f"paths.data={data}",
-        f"seed={seed}",
-        *PLANE_NET_OVERRIDES.get(family, []),
+        *PLANE_NET_OVERRIDES.get(family(method), []),
     ]
-    cfg = compose("train", overrides)
-    # One epoch holds the whole step budget, so validation runs once, at the end.
-    cfg.data.patches_per_epoch = steps * int(cfg.data.batch_size) * (2 if family == "rrdbnet" else 1)
-    return cfg
-
-
-def trainer_options(method: str, scale: str) -> dict[str, Any]:
-    """Lightning Trainer arguments of a method's family at ``scale`` (none at the smoke scale)."""
-    family = "diffusion" if method.startswith("diffusion_row") else method
-    return dict(SCALES[scale]["trainer"].get(family, {}))
 
 
 def test_acquisition(scale_seed: int, index: int) -> tuple[DegradationStack, int]:
@@ -168,39 +129,6 @@ def inference_model(method: str, system: Any) -> Any:
     return SupervisedSR(net=system.generator(), method=method).eval()
 
 
-def score_rows(
-    subject: str, method: str, sr: Volume, hr: Volume, fov: Volume, seconds: float, steps: int | None,
-    cord: dict[str, Any],
-) -> list[dict[str, object]]:  # fmt: skip
-    """Image metrics on the HR grid (whole volume and thick-stack field of view) and cord metrics of one output."""
-    metrics = image_metrics(sr, hr, mask=fov)
-    values = {"psnr": metrics["psnr"], "ssim": metrics["ssim"], "psnr_fov": metrics["psnr_mask"],
-              "ssim_fov": metrics["ssim_mask"]}  # fmt: skip
-    rows = [{"subject": subject, "method": method, "metric": k, "value": float(v), "seconds": round(seconds, 2),
-             "steps": steps, "status": "ok"} for k, v in values.items()]  # fmt: skip
-    start = time.perf_counter()
-    try:
-        mask = cord["segmenter"].segment(sr)
-    except (MrisrInputError, ValueError) as err:
-        # No cord found: MUCCA is missing and the cord counts as missed (Dice 0), as a missed vertebra counts as an
-        # error in Graf et al.
-        failed = {"seconds": round(seconds, 2), "steps": steps, "status": f"segmentation failed: {err}"}
-        missed = (("mucca_mm2", np.nan), ("mucca_abs_err_mm2", np.nan), ("cord_dice_manual", 0.0))
-        return [*rows, *({"subject": subject, "method": method, "metric": k, "value": v, **failed} for k, v in missed)]
-    mask_hr = Volume(data=on_grid(mask, hr, order=0).astype(np.float32), affine=hr.affine)
-    result = compute_mucca(mask_hr.data, hr.affine, c2_mm=cord["c2"])
-    status = result.status if result.status == "ok" else f"{result.status}: {result.reason}"
-    extra = {
-        "mucca_mm2": result.mucca_mm2,
-        "mucca_abs_err_mm2": abs(result.mucca_mm2 - cord["hr_mucca"]) if cord.get("hr_mucca") is not None else np.nan,
-        "cord_dice_manual": dice(mask_hr.data, cord["manual"]) if cord.get("manual") is not None else np.nan,
-    }
-    seg_s = round(time.perf_counter() - start, 2)
-    rows += [{"subject": subject, "method": method, "metric": k, "value": float(v), "seconds": seg_s,
-              "steps": steps, "status": status} for k, v in extra.items()]  # fmt: skip
-    return rows
-
-
 def subject_inputs(data: Path, subjects: Sequence[str], seed: int) -> dict[str, dict[str, Any]]:
     """Per test subject: HR, the thick axial LR, its field-of-view mask, cord references and the drawn acquisition."""
     out: dict[str, dict[str, Any]] = {}
@@ -214,11 +142,8 @@ def subject_inputs(data: Path, subjects: Sequence[str], seed: int) -> dict[str, 
         labels = load_volume(base / LANDMARKS, allow_constant=True)
         c2 = landmark_point(labels.data, labels.affine, 2)
         manual = crop_volume(load_volume(base / MANUAL), 0, *AP_CROP).data > 0.5
-        hr_mask = segmenter.segment(hr)
-        hr_mucca = compute_mucca(hr_mask.data, hr_mask.affine, c2_mm=c2).mucca_mm2
-        cord = {"segmenter": segmenter, "c2": c2, "manual": manual, "hr_mucca": hr_mucca,
-                "hr_dice_manual": dice(hr_mask.data, manual)}  # fmt: skip
-        out[subject] = {"hr": hr, "lr": lr, "fov": fov, "cord": cord, "seed": subject_seed,
+        cord, hr_values = cord_reference(hr, segmenter, c2, manual)
+        out[subject] = {"hr": hr, "lr": lr, "fov": fov, "cord": cord, "hr_values": hr_values, "seed": subject_seed,
                         "acquisition": stack.last_record, "lr_shape": list(lr.shape),
                         "lr_zooms": [float(z) for z in lr.zooms]}  # fmt: skip
     return out
@@ -226,7 +151,7 @@ def subject_inputs(data: Path, subjects: Sequence[str], seed: int) -> dict[str, 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", choices=sorted(SCALES), default="smoke")
+    parser.add_argument("--scale", choices=scale_names(HERE), default="smoke", help="scales/<scale>.yaml")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--subjects", nargs="+", default=list(TEST), choices=list(TEST))
     parser.add_argument("--max-steps", type=int, default=None, help="optimiser steps per model (default: the scale's)")
@@ -235,13 +160,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     args.out = args.out or HERE / "results" / args.scale / "rows.csv"
+    args.scale_spec = load_scale(HERE, args.scale)
     if args.max_steps is not None:
-        SCALES[args.scale]["max_steps"] = int(args.max_steps)
+        args.scale_spec["max_steps"] = int(args.max_steps)
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    scale = args.scale_spec
     # Barely trained nets drift into denormal floats, which slow CPU arithmetic by an order of magnitude or more
     # (measured: 20 diffusion steps 145 s → 12 s); flushing them to zero changes no result beyond float32 noise.
     torch.set_flush_denormal(True)
@@ -249,46 +176,49 @@ def main(argv: Sequence[str] | None = None) -> None:
     missing = [s for s in (*TRAIN, *VAL, *args.subjects) if not (data / "spine_hr" / s / "t2.nii.gz").exists()]
     if missing:
         raise MrisrInputError(data / "spine_hr", f"no t2.nii.gz for {missing}", "point --data at the shared data")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    store = RowStore(args.out)
     started, start, commit = datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter(), git_commit(REPO)
     inputs = subject_inputs(data, args.subjects, args.seed)
-    done = {(r.subject, r.method) for r in read_rows(args.out).itertuples()}
-    hr_rows = [
-        {"subject": s, "method": "HR", "metric": m, "value": float(v), "seconds": 0.0, "steps": None, "status": "ok"}
-        for s, x in inputs.items()
-        if (s, "HR") not in done
-        for m, v in (("mucca_mm2", x["cord"]["hr_mucca"]), ("cord_dice_manual", x["cord"]["hr_dice_manual"]))
-    ]
-    if hr_rows:
-        append_rows(args.out, hr_rows)
-    configs: dict[str, Any] = {}
-    timings: dict[str, dict[str, float | int]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for method in args.methods:
-            todo = [s for s in args.subjects if (s, method) not in done]
-            if not todo:
+    done = store.done()
+    for subject, x in inputs.items():
+        if (subject, SETTING, "HR") not in done:
+            store.append(metric_rows(subject, SETTING, "HR", x["hr_values"], backend="mrisr.eval.cord/classical",
+                                     seconds=0.0))  # fmt: skip
+        references = None
+        for method in REFERENCE_METHODS:
+            if (subject, SETTING, method) in done:
                 continue
-            model: Any = "cubic"
-            steps, train_s = None, 0.0
-            if method != "cubic":
-                cfg = training_config(method, args.scale, args.seed, data)
-                configs[method] = OmegaConf.to_container(cfg.model, resolve=True)
-                system, train_s, steps = fit_system(cfg, args.seed, Path(tmp) / method,
-                                                    max_steps=int(SCALES[args.scale]["max_steps"]),
-                                                    accelerator=SCALES[args.scale]["accelerator"],
-                                                    trainer_options=trainer_options(method, args.scale))  # fmt: skip
-                model = inference_model(method, system)
-            timings[method] = {"train_s": round(train_s, 1), "steps": steps if steps is not None else 0}
-            for subject in todo:
-                x = inputs[subject]
-                t0 = time.perf_counter()
-                sr = as_volume(super_resolve(x["lr"].to_nifti(), model=model, axis=AXIS, seed=args.seed))
-                seconds = time.perf_counter() - t0
-                rows = score_rows(subject, method, sr, x["hr"], x["fov"], seconds, steps, x["cord"])
-                append_rows(args.out, rows)
-                timings[method][f"infer_s_{subject}"] = round(seconds, 1)
-                shown = {r["metric"]: round(float(r["value"]), 3) for r in rows}
-                print(subject, method, f"train {train_s:.0f} s, infer {seconds:.0f} s", shown, flush=True)
+            references = references or reference_volumes(x["hr"], x["lr"], AXIS)
+            store.append(score_volume(references[method], x["hr"], subject, SETTING, method, fov=x["fov"],
+                                      cord=x["cord"], seconds=0.0))  # fmt: skip
+    configs: dict[str, Any] = {}
+    training: dict[str, dict[str, Any]] = {}
+    timings: dict[str, dict[str, float]] = {}
+    for method in args.methods:
+        todo = [s for s in args.subjects if (s, SETTING, method) not in done]
+        if not todo:
+            continue
+        model: Any = "cubic"
+        steps: int | None = None
+        if method != "cubic":
+            overrides = training_overrides(method, scale, data)
+            configs[method] = overrides
+            trained = train_model(overrides, args.out.parent / "train" / method, int(scale["max_steps"]), args.seed,
+                                  int(scale["validations"]))  # fmt: skip
+            training[method] = trained.record
+            model, steps = inference_model(method, trained.model), trained.steps
+        timings[method] = {}
+        for subject in todo:
+            x = inputs[subject]
+            t0 = time.perf_counter()
+            sr = as_volume(super_resolve(x["lr"].to_nifti(), model=model, axis=AXIS, seed=args.seed))
+            seconds = time.perf_counter() - t0
+            rows = score_volume(sr, x["hr"], subject, SETTING, method, fov=x["fov"], cord=x["cord"], seconds=seconds,
+                                steps=steps)  # fmt: skip
+            store.append(rows)
+            timings[method][f"infer_s_{subject}"] = round(seconds, 1)
+            shown = {r["metric"]: round(float(r["value"]), 3) for r in rows}
+            print(subject, method, f"infer {seconds:.0f} s", shown, flush=True)
     record_path = args.out.with_name("run.json")
     append_invocation(
         record_path,
@@ -301,20 +231,21 @@ def main(argv: Sequence[str] | None = None) -> None:
             "split": {"train": list(TRAIN), "val": list(VAL), "test": args.subjects},
             "axis": AXIS,
             "methods": args.methods,
-            "max_steps": SCALES[args.scale]["max_steps"],
             "seed": args.seed,
-            "scale_config": SCALES[args.scale],
+            "scale_config": scale,
             "test_acquisitions": {
                 s: {k: x[k] for k in ("seed", "lr_shape", "lr_zooms", "acquisition")} for s, x in inputs.items()
             },
-            "model_configs": configs,
+            "training_overrides": configs,
+            "training": training,
             "timings": timings,
             "segmenter": "mrisr.segmentation.classical.ClassicalSegmenter()",
-            "mucca": "compute_mucca(window='dewey2024_text', c2_mm=C2 landmark) on the HR grid",
+            "scoring": "mrisr.eval.scoring.score_volume (fov = thick-stack field of view; MUCCA window "
+            "dewey2024_text at the C2 landmark on the HR grid)",
             "csv": "rows.csv",
         },
     )
-    print(json.dumps({"csv": str(args.out), "rows": len(read_rows(args.out)), "run_json": str(record_path)}))
+    print(json.dumps({"csv": str(args.out), "rows": len(store.read()), "run_json": str(record_path)}))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ Best checkpoint: the ``model_checkpoint`` callback monitors the model's own sele
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,8 +82,13 @@ def _monitor_checkpoints(group: DictConfig | None, model: Any) -> None:
                 node.monitor, node.mode = metric, mode
 
 
-def train(cfg: DictConfig) -> TrainResult:
+def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> TrainResult:
     """Fit ``cfg.model`` on ``cfg.data``, then test the best checkpoint (module docstring).
+
+    Args:
+        cfg: the composed ``train`` config.
+        callbacks: callbacks added to those of the config (objects a config cannot hold, e.g. a learning curve
+            scored on volumes in memory).
 
     Raises:
         MrisrInputError: a model that is not trained by ``train`` (interpolation, per-volume models), or
@@ -110,7 +116,7 @@ def train(cfg: DictConfig) -> TrainResult:
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
     callbacks_cfg = cfg.get("callbacks")
     _monitor_checkpoints(callbacks_cfg, model)
-    callbacks = instantiate_group(callbacks_cfg) + instantiate_group(cfg.get("eval"))
+    callbacks = instantiate_group(callbacks_cfg) + instantiate_group(cfg.get("eval")) + list(callbacks)
     if cfg.get("qc"):
         from mrisr.callbacks.qc import QCReportCallback
 

@@ -29,13 +29,15 @@ from mrisr.core.atomic import write_rows_atomic
 from mrisr.core.errors import MrisrInputError
 from mrisr.inference import OutputGrid, interpolate_volume
 from mrisr.io.nifti import Volume
+from mrisr.io.rows import ROW_FIELDS
 
 log = logging.getLogger(__name__)
 
-#: Columns of the tidy metric tables: one row per (subject, setting, method, metric).
-TIDY_FIELDS: tuple[str, ...] = ("subject", "setting", "method", "metric", "value", "backend")
-#: Tidy columns plus ``status`` (``ok``, ``failed``, ``empty``…) for metrics that can fail per volume.
-STATUS_FIELDS: tuple[str, ...] = (*TIDY_FIELDS, "status")
+#: Columns of the tidy metric tables: the one schema of mrisr's results (:data:`mrisr.io.rows.ROW_FIELDS`: one
+#: row per subject, setting, method and metric, with status, backend, seconds and steps).
+TIDY_FIELDS: tuple[str, ...] = ROW_FIELDS
+#: The same schema (``status`` is part of it: ``ok``, ``failed``, ``empty``… for metrics that can fail per volume).
+STATUS_FIELDS: tuple[str, ...] = ROW_FIELDS
 #: Interpolation baselines and their spline orders (:func:`mrisr.inference.interpolate_volume`).
 INTERPOLATION_ORDERS: dict[str, int] = {"nearest": 0, "linear": 1, "cubic": 3}
 
@@ -245,6 +247,7 @@ class EvaluationCallback(L.Callback):
         self.tables = dict(tables)
         self.records: list[ItemRecord] = []
         self._current: ItemRecord | None = None
+        self._steps: int | None = None
         self._seen: dict[tuple[int, str, str], int] = {}
         self._warned: set[str] = set()
         self._log = logging.getLogger(type(self).__module__)
@@ -255,10 +258,16 @@ class EvaluationCallback(L.Callback):
         raise NotImplementedError
 
     def add_row(self, row: dict[str, Any], table: str | None = None) -> None:
-        """Add ``row`` to ``table`` (default: the main table) for the volume being evaluated."""
+        """Add ``row`` to ``table`` (default: the main table) for the volume being evaluated.
+
+        Rows of a table with the tidy schema (:data:`TIDY_FIELDS`) get the columns they leave out: ``status`` ``ok``,
+        an empty ``backend`` and ``seconds``, and ``steps`` = the model's optimiser steps (``global_step``).
+        """
         name = table or next(iter(self.tables))
         if name not in self.tables:
             raise KeyError(f"{type(self).__name__} has no table {name!r}; tables: {sorted(self.tables)}")
+        if self.tables[name].fields == TIDY_FIELDS:
+            row = {"status": "ok", "backend": "", "seconds": None, "steps": self._steps, **row}
         self._current_record().rows.setdefault(name, []).append(row)
 
     def log_metric(self, name: str, value: float) -> None:
@@ -316,6 +325,7 @@ class EvaluationCallback(L.Callback):
         if record is None:
             return
         self._current = record
+        self._steps = int(getattr(trainer, "global_step", 0) or 0)
         try:
             self.evaluate(trainer, pl_module, outputs)
             self.records.append(self._current)

@@ -19,7 +19,6 @@ import numpy as np
 
 from mrisr.callbacks.base import STATUS_FIELDS, EvaluationCallback, Table, check_baselines, safe_name
 from mrisr.core.atomic import save_figure_atomic
-from mrisr.core.errors import MrisrInputError
 from mrisr.eval.cord import (
     C2_LABEL,
     C2_OFFSET_MM,
@@ -31,6 +30,7 @@ from mrisr.eval.cord import (
     landmark_point,
 )
 from mrisr.eval.lesions import dice
+from mrisr.eval.scoring import segment_cord, segmenter_backend
 from mrisr.io.nifti import Volume
 from mrisr.io.regrid import resample_to_reference
 from mrisr.segmentation import CordSegmenter
@@ -142,8 +142,7 @@ class CordMorphometryCallback(EvaluationCallback):
     @property
     def backend(self) -> str:
         """Backend tag of segmenter-made masks."""
-        name = getattr(self.segmenter, "name", type(self.segmenter).__name__) if self.segmenter else "none"
-        return f"mrisr.eval.cord/{name}"
+        return segmenter_backend(self.segmenter) if self.segmenter else "mrisr.eval.cord/none"
 
     def _landmark(self, annotations: dict[str, Any]) -> tuple[str, np.ndarray] | None:
         labels = annotations.get("landmarks")
@@ -168,15 +167,15 @@ class CordMorphometryCallback(EvaluationCallback):
         value = self.pmj_label if kind == "pmj" else self.c2_label
         return kind, landmark_point(data, labels.affine, value)
 
-    def _segment(self, volume: Volume, method: str) -> Volume | None:
+    def _segment(self, volume: Volume, method: str) -> tuple[Volume | None, str]:
+        """The cord mask of ``volume`` and ``ok``, or ``None`` and why (no segmenter, or a failed segmentation)."""
         if self.segmenter is None:
             self.warn_once("segmenter", "cord morphometry: no segmenter configured; only the HR annotation is used")
-            return None
-        try:
-            return self.segmenter.segment(volume)
-        except MrisrInputError as err:
-            self.warn_once(f"segment-{method}", "cord morphometry: segmentation of %s failed: %s", method, err)
-            return None
+            return None, "no segmenter"
+        mask, status = segment_cord(self.segmenter, volume)
+        if mask is None:
+            self.warn_once(f"segment-{method}", "cord morphometry: %s of %s", status, method)
+        return mask, status
 
     def _mean_csa(self, mask: Volume, lo_mm: float, hi_mm: float) -> float:
         profile = csa_per_slice(mask.data, mask.affine, angle_mode=self.angle_mode)
@@ -198,7 +197,7 @@ class CordMorphometryCallback(EvaluationCallback):
         else:
             if self.hr_mask == "annotation":
                 self.warn_once("cord_mask", "cord morphometry: no HR cord mask in the test data; segmenting HR")
-            hr_mask = self._segment(hr, "HR")
+            hr_mask, _ = self._segment(hr, "HR")
             hr_backend = self.backend
         if hr_mask is None or not np.any(np.asarray(hr_mask.data) > 0):
             self.warn_once("no-hr", "cord morphometry: no HR cord mask for %s; skipped", subject)
@@ -208,12 +207,21 @@ class CordMorphometryCallback(EvaluationCallback):
         for name in self.baselines:
             volumes[name] = self.baseline(trainer, outputs, name)
         masks: dict[str, tuple[Volume, str]] = {"HR": (hr_mask, hr_backend)}
+        failed: dict[str, str] = {}
         for method, volume in volumes.items():
-            mask = self._segment(volume, method)
+            mask, status = self._segment(volume, method)
             if mask is not None:
                 masks[method] = (mask, self.backend)
+            elif self.segmenter is not None:
+                failed[method] = status
 
         landmark = self._landmark(annotations)
+        for method, status in failed.items():
+            # A missed cord is an error, not a gap: Dice 0 and no MUCCA, with the reason as status.
+            row = {"subject": subject, "setting": setting, "method": method, "backend": self.backend, "status": status}
+            self.add_row({**row, "metric": "dice_vs_hr", "value": 0.0})
+            if landmark is not None:
+                self.add_row({**row, "metric": "mucca_mm2", "value": math.nan})
         hr_z = plane_positions_mm(hr_mask.affine, hr_mask.shape)
         hr_profile = csa_per_slice(hr_mask.data, hr_mask.affine, angle_mode=self.angle_mode)
         covered = hr_z[np.isfinite(hr_profile.csa_mm2)]

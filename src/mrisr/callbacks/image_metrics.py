@@ -8,7 +8,7 @@ from typing import Any
 import lightning as L
 
 from mrisr.callbacks.base import INTERPOLATION_ORDERS, TIDY_FIELDS, EvaluationCallback, Table, check_baselines
-from mrisr.eval.image import image_metrics
+from mrisr.eval.scoring import score_volume
 
 # The tidy columns under their former name, for importers of this module.
 FIELDS = TIDY_FIELDS
@@ -19,7 +19,9 @@ __all__ = ["FIELDS", "INTERPOLATION_ORDERS", "ImageMetricsCallback"]
 class ImageMetricsCallback(EvaluationCallback):
     """PSNR and mean SSIM of the model and of interpolation baselines against HR, per test volume.
 
-    Expects ``test_step`` outputs with ``name``, ``setting``, ``hr``, ``lr``, ``sr``, ``grid`` and ``method``.
+    Scored by :func:`mrisr.eval.scoring.score_volume` (the scoring of the paper experiments too): ``psnr``,
+    ``ssim`` and ``fg_std_ratio`` (the input of the degenerate-result guard) per method. Expects ``test_step``
+    outputs with ``name``, ``setting``, ``hr``, ``lr``, ``sr``, ``grid`` and ``method``.
     Rows (:data:`~mrisr.callbacks.base.TIDY_FIELDS`) go to ``<output_dir>/<filename>``; the logger gets the means
     over the test volumes (``test/psnr``, ``test/ssim``, ``test/psnr_cubic``…).
 
@@ -46,19 +48,13 @@ class ImageMetricsCallback(EvaluationCallback):
         candidates = {"SR": outputs["sr"]}
         for name in self.baselines:
             candidates[name] = self.baseline(trainer, outputs, name)
+        steps = int(trainer.global_step)
         for method, volume in candidates.items():
-            metrics = image_metrics(volume, outputs["hr"], percentile=self.percentile)
-            for metric in ("psnr", "ssim"):
-                value = float(metrics[metric])
-                self.add_row(
-                    {
-                        "subject": outputs["name"],
-                        "setting": outputs["setting"],
-                        "method": outputs["method"] if method == "SR" else method,
-                        "metric": metric,
-                        "value": value,
-                        "backend": "mrisr.eval.image",
-                    }
-                )
-                suffix = "" if method == "SR" else f"_{method}"
-                self.log_metric(f"test/{metric}{suffix}", value)
+            name = outputs["method"] if method == "SR" else method
+            rows = score_volume(volume, outputs["hr"], str(outputs["name"]), str(outputs["setting"]), str(name),
+                                percentile=self.percentile, steps=steps)  # fmt: skip
+            suffix = "" if method == "SR" else f"_{method}"
+            for row in rows:
+                self.add_row(row)
+                if row["metric"] in ("psnr", "ssim"):
+                    self.log_metric(f"test/{row['metric']}{suffix}", row["value"])

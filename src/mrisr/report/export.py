@@ -72,13 +72,19 @@ def write_frame_table(frame: pd.DataFrame, stem: Path, caption: str, source: str
     return [csv_path, md_path, tex_path]
 
 
-def write_summary_table(summary: pd.DataFrame, stem: Path) -> list[Path]:
-    """A :func:`~mrisr.report.summary.summarize` table as ``<stem>.csv``, ``<stem>.md`` and ``<stem>.tex``."""
+def write_summary_table(summary: pd.DataFrame, stem: Path, note: str = "") -> list[Path]:
+    """A :func:`~mrisr.report.summary.summarize` table as ``<stem>.csv``, ``<stem>.md`` and ``<stem>.tex``.
+
+    ``note`` (e.g. the degenerate-result footnote of :func:`mrisr.report.guard.exclusion_note`) follows the Markdown
+    legend and is a trailing comment of the LaTeX table.
+    """
     stem.parent.mkdir(parents=True, exist_ok=True)
     csv_path = stem.with_suffix(".csv")
     write_atomic(csv_path, lambda handle: summary.to_csv(handle, index=False))
-    md = write_text_atomic(markdown_table(summary), stem.with_suffix(".md"))
-    tex = write_text_atomic(latex_table(summary), stem.with_suffix(".tex"))
+    md_text = markdown_table(summary) + (f"\n{note}\n" if note else "")
+    md = write_text_atomic(md_text, stem.with_suffix(".md"))
+    tex_text = latex_table(summary) + (f"% {note}\n" if note else "")
+    tex = write_text_atomic(tex_text, stem.with_suffix(".tex"))
     return [csv_path, md, tex]
 
 

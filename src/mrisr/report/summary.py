@@ -74,6 +74,7 @@ def summarize(
     lower_is_better: Sequence[str] = ("mae", "mse", "rmse", "lpips", "err", "loss", "hd95"),
     unranked: Sequence[str] = ("mucca_mm2", "csa_mm2"),
     alpha: float = 0.05,
+    unranked_methods: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Mean ± SD per label × setting × metric × method, the best method per row and paired tests vs ``reference``.
 
@@ -87,6 +88,8 @@ def summarize(
         lower_is_better: substrings of metric names where lower is better.
         unranked: metrics without a best value (bold nothing).
         alpha: significance level of the lowest marker.
+        unranked_methods: methods never marked best (reference rows such as floors and ceilings, and results
+            flagged degenerate by :mod:`mrisr.report.guard`).
 
     Returns:
         One row per label, setting, metric and method: ``n``, ``mean``, ``sd``, ``p_vs_reference``, ``marker``,
@@ -130,6 +133,7 @@ def summarize(
     summary["best"] = False
     for _, group in summary.groupby(list(KEY_COLUMNS), sort=False):
         direction = int(group["direction"].iloc[0])
+        group = group[~group["method"].isin(list(unranked_methods))]
         if direction == 0 or len(group) < 2 or not group["mean"].notna().any():
             continue
         best = group["mean"].max() if direction > 0 else group["mean"].min()

@@ -19,7 +19,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from mrisr.eval.prettier import HeldOutCase, score_held_out
+from mrisr.experiment.held_out import HeldOutCase, score_held_out
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,255 @@
+"""Helpers of the experiment scripts (``experiments/``): provenance records and step-limited training from a config.
+
+* :func:`git_commit` and :func:`host_record`: what a results folder's ``run.json`` records about the checkout and the
+  machine;
+* :func:`load_scale`: an experiment's scale file (``experiments/<paper>/scales/<scale>.yaml``: step budget,
+  validation passes, overrides per method);
+* :func:`train_model`: train one model through :func:`mrisr.app.train.train` (the one training path: same trainer
+  config, checkpoints and best-checkpoint selection) with an optimiser-step budget (reproducible under a seed,
+  whatever the load of the machine), its run folder (checkpoints, ``metrics.json``) where the experiment says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mrisr.core.errors import MrisrInputError
+
+__all__ = [
+    "TrainedModel",
+    "append_invocation",
+    "git_commit",
+    "host_record",
+    "load_scale",
+    "scale_names",
+    "table_parser",
+    "table_paths",
+    "train_model",
+]
+
+
+def git_commit(repo: Path) -> dict[str, object]:
+    """HEAD commit of the checkout at ``repo`` and whether tracked files differ from it."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.CalledProcessError) as err:
+        return {"commit": None, "error": str(err)}
+
+
+def host_record() -> dict[str, object]:
+    """CPU count, torch threads, Python and torch versions and the load average (1, 5, 15 min) now."""
+    return {
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "load_average_end": list(os.getloadavg()),
+    }
+
+
+#: Keys of an experiment scale file (``experiments/<paper>/scales/<scale>.yaml``); ``methods`` maps a method to the
+#: Hydra overrides of its training config (empty for methods that are not trained, e.g. cubic).
+SCALE_KEYS = ("description", "max_steps")
+#: Optional keys of a scale file and their defaults.
+SCALE_DEFAULTS: dict[str, Any] = {"validations": 1, "common": [], "methods": {}}
+
+
+def load_scale(experiment_folder: Path, scale: str) -> dict[str, Any]:
+    """The scale file ``<experiment_folder>/scales/<scale>.yaml`` as a plain dict.
+
+    A scale file holds ``description`` (text) and ``max_steps`` (optimiser steps per trained or fitted model), and
+    for trained models ``validations`` (validation passes spread over the budget; the best checkpoint is chosen
+    among them; default 1), ``common`` (Hydra overrides of every trained method) and ``methods`` (method → its own
+    overrides); experiments may add keys of their own (e.g. a zero-shot model and its wall-time cap).
+
+    Raises:
+        MrisrInputError: no such file, or a key of :data:`SCALE_KEYS` missing.
+    """
+    from omegaconf import OmegaConf
+
+    path = Path(experiment_folder) / "scales" / f"{scale}.yaml"
+    if not path.exists():
+        names = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise MrisrInputError(path, f"no scale file {scale!r}", f"choose one of {names}")
+    spec = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    missing = [k for k in SCALE_KEYS if not isinstance(spec, dict) or k not in spec]
+    if missing:
+        raise MrisrInputError(path, f"the scale file lacks {missing}", f"a scale file needs {list(SCALE_KEYS)}")
+    return {**SCALE_DEFAULTS, **spec}
+
+
+def scale_names(experiment_folder: Path) -> list[str]:
+    """The scales of an experiment (stems of ``scales/*.yaml``)."""
+    return sorted(p.stem for p in (Path(experiment_folder) / "scales").glob("*.yaml"))
+
+
+@dataclass
+class TrainedModel:
+    """A model trained by :func:`train_model`.
+
+    Attributes:
+        model: the system with its best checkpoint's weights (eval mode).
+        seconds: wall time of training (s).
+        steps: optimiser steps taken (Lightning ``global_step``; adversarial systems count the generator and the
+            discriminator step of a batch).
+        best_checkpoint: the checkpoint chosen by the monitored validation metric (``None`` when none was written).
+        record: JSON-ready summary (steps, seconds, monitor, best score and checkpoint name, run folder).
+    """
+
+    model: Any
+    seconds: float
+    steps: int
+    best_checkpoint: Path | None
+    record: dict[str, Any]
+
+
+def train_model(
+    overrides: Sequence[str] | Any,
+    output_dir: Path,
+    max_steps: int,
+    seed: int,
+    validations: int = 1,
+    callbacks: Sequence[Any] = (),
+) -> TrainedModel:
+    """Train through :func:`mrisr.app.train.train` (the one training path) with an optimiser-step budget.
+
+    ``overrides`` is a list of ``train`` overrides, or an already composed ``train`` config (a ``DictConfig``, for
+    settings an override string cannot express; it is copied, not changed). ``callbacks`` are added to the trainer's
+    (e.g. a learning curve). The ``train`` config is composed from ``overrides`` plus the budget (``trainer.max_steps``;
+    no epoch or time limit), the seed and the run folder ``output_dir`` (``paths.output_dir``: checkpoints and
+    ``metrics.json``); no logger, no test stage. An epoch is ``data.patches_per_epoch`` patches (no batch limit); it is
+    set so that the budget holds ``validations`` epochs, each ending in a validation pass (adversarial systems, whose
+    generator and discriminator steps both count, get half the batches per step). Of the callbacks only the config's
+    ``model_checkpoint`` is kept (added when the config has none): it keeps the best checkpoint by the monitored
+    validation metric (the config's ``monitor``, or the model's own), whose weights the returned model carries."""
+    import copy
+
+    import yaml
+    from omegaconf import DictConfig, OmegaConf, open_dict
+
+    from mrisr.app.train import train
+    from mrisr.utils.config import compose
+
+    budget = [
+        f"paths.output_dir={output_dir}",
+        f"seed={seed}",
+        f"++trainer.max_steps={int(max_steps)}",
+        "++trainer.max_epochs=-1",
+        "++trainer.max_time=null",
+        "++trainer.limit_train_batches=null",
+        "++trainer.check_val_every_n_epoch=1",
+        "test=false",
+        "logger=none",
+        "print_config=false",
+    ]
+    if isinstance(overrides, DictConfig):
+        cfg = copy.deepcopy(overrides)
+        with open_dict(cfg):
+            for item in budget:
+                key, value = item.lstrip("+").split("=", 1)
+                # "logger=none" picks the empty config group option; on a composed config it is no logger.
+                value = {} if key == "logger" else yaml.safe_load(value)
+                OmegaConf.update(cfg, key, value, force_add=True, merge=False)
+    else:
+        cfg = compose("train", [*overrides, *budget])
+    checkpoint = dict(OmegaConf.to_container(cfg.callbacks, resolve=False) or {}).get("model_checkpoint") or {
+        "_target_": "lightning.pytorch.callbacks.ModelCheckpoint",
+        "monitor": None,
+    }
+    checkpoint.update(dirpath=str(Path(output_dir) / "checkpoints"), save_last=True, save_top_k=1,
+                      filename="step{step:06d}", auto_insert_metric_name=False)  # fmt: skip
+    steps_per_batch = 2 if cfg.model.get("discriminator") is not None else 1
+    batches = max(1, -(-int(max_steps) // (steps_per_batch * max(1, int(validations)))))
+    with open_dict(cfg):
+        cfg.data.patches_per_epoch = batches * _batch_size(cfg.data)
+        cfg.callbacks = {"model_checkpoint": checkpoint}
+        cfg.trainer.enable_progress_bar = False
+        cfg.trainer.enable_model_summary = False
+    start = time.perf_counter()
+    result = train(cfg, callbacks=callbacks)
+    seconds = time.perf_counter() - start
+    node = cfg.callbacks.model_checkpoint
+    best = result.best_checkpoint
+    record = {
+        "steps": result.global_step,
+        "validations": int(validations),
+        "patches_per_epoch": int(cfg.data.patches_per_epoch),
+        "train_s": round(seconds, 1),
+        "monitor": node.monitor,
+        "mode": node.get("mode", "min"),
+        "best_checkpoint": best.name if best else None,
+        "best_score": result.metrics.get(str(node.monitor)) if best is None else _best_score(best, str(node.monitor)),
+        "run_folder": str(output_dir),
+    }
+    return TrainedModel(result.model, seconds, int(result.global_step), best, record)
+
+
+def _batch_size(data_cfg: Any) -> int:
+    """``batch_size`` of a data-module config, or the data module's default when the config leaves it out."""
+    import inspect
+
+    from hydra.utils import get_class
+
+    if data_cfg.get("batch_size") is not None:
+        return int(data_cfg.batch_size)
+    default = inspect.signature(get_class(data_cfg._target_)).parameters["batch_size"].default
+    return int(default)
+
+
+def _best_score(checkpoint: Path, monitor: str) -> float | None:
+    """The monitored value stored in a checkpoint's ModelCheckpoint state (``None`` when absent)."""
+    import torch
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    for key, value in state.get("callbacks", {}).items():
+        if "ModelCheckpoint" in str(key) and value.get("best_model_score") is not None:
+            return float(value["best_model_score"])
+    return None
+
+
+def append_invocation(record_path: Path, invocation: dict[str, object]) -> dict[str, object]:
+    """Append one invocation (plus :func:`host_record` under ``host``) to the ``invocations`` of a ``run.json``.
+
+    The file is created when missing and rewritten atomically; the whole record is returned.
+    """
+    import json
+
+    from mrisr.core.atomic import write_json_atomic
+
+    record = json.loads(record_path.read_text()) if record_path.exists() else {"invocations": []}
+    record["invocations"].append({**invocation, "host": host_record()})
+    write_json_atomic(record, record_path)
+    return record
+
+
+def table_parser(description: str) -> argparse.ArgumentParser:
+    """Command line shared by the experiments' ``tables.py``: ``--scale``, ``--csv`` (tidy rows), ``--out`` (folder).
+
+    Add experiment-specific options to the returned parser, then call :func:`table_paths` on the parsed arguments.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--scale", default="smoke", help="scale whose results are tabulated (smoke, paper)")
+    parser.add_argument("--csv", type=Path, default=None, help="tidy rows (default results/<scale>/rows.csv)")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default results/<scale>)")
+    return parser
+
+
+def table_paths(args: argparse.Namespace, experiment_folder: Path) -> argparse.Namespace:
+    """Fill the defaults of ``--out`` (``<experiment>/results/<scale>``) and ``--csv`` (``<out>/rows.csv``)."""
+    args.out = args.out or experiment_folder / "results" / args.scale
+    args.csv = args.csv or args.out / "rows.csv"
+    return args
