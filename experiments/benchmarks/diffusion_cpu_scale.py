@@ -81,22 +81,26 @@ class Probe:
     name: str
     family: str
     overrides: tuple[str, ...] = ()
-    steps: int | None = 1500
+    steps: int | None = 1000
     val_every: int = 250
     notes: str = ""
 
 
 def _probes() -> dict[str, Probe]:
     probes = [
-        # Residual (InDI) formulation; base = the recipe's net, crops, batch and lr, 1,500 steps.
+        # Residual (InDI) formulation; base = the recipe's net, crops, batch and lr, 1,000 steps.
         Probe("res_base", "residual", notes="velocity prediction, uniform t, lr 1e-3, 64² crops, batch 8"),
         Probe("res_sample", "residual", ("model.residual_prediction=sample",), notes="x̂-prediction"),
         Probe("res_tpow3", "residual", ("+model.residual_time_power=3",), notes="t density 3t² (toward the LR end)"),
         Probe("res_lr3e-4", "residual", ("model.optimizer.lr=3e-4",), notes="lr 3e-4"),
         Probe(
-            "res_crop48", "residual", ("data.patch_size=48",), steps=2500, val_every=500,
-            notes="48² crops (≈ the CPU time of 1,500 steps at 64²)",
-        ),  # fmt: skip
+            "res_crop48",
+            "residual",
+            ("data.patch_size=48",),
+            steps=1500,
+            val_every=250,
+            notes="48² crops (≈ the CPU time of 1,000 steps at 64²)",
+        ),
         Probe("residual_recipe", "residual", steps=None, val_every=500, notes="experiment=palette_residual_cpu"),
         # DDPM formulation.
         Probe("ddpm_eps", "ddpm", ("model.prediction_type=epsilon",), notes="ε-prediction (Graf)"),
