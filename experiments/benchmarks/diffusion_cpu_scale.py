@@ -257,6 +257,9 @@ def run_probe(probe: Probe, runs_dir: Path, data: Path | None) -> Path:
         return curve
     last = run / "checkpoints" / "last.ckpt"
     with open_dict(cfg):
+        # One epoch per validation interval, so that every checkpoint ends an epoch and a resumed run continues
+        # exactly; crops are drawn by their global index, so the data do not depend on the epoch length.
+        cfg.data.patches_per_epoch = probe.val_every * int(cfg.data.batch_size)
         cfg.callbacks.curve = {
             "_target_": f"{Path(__file__).stem}.CurveRecorder",
             "path": str(curve),

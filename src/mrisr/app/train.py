@@ -119,7 +119,9 @@ def train(cfg: DictConfig) -> TrainResult:
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     if cfg.train:
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        # Checkpoints written by train.py hold mrisr objects (the intensity rule, the run config) in their
+        # hyperparameters, which torch's weights-only loading refuses: resuming needs the full unpickler.
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=False)
     elif cfg.ckpt_path:
         # Evaluate a trained checkpoint (e.g. under another strategy) without training.
         trainer.validate(model=model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=False)
