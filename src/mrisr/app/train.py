@@ -125,6 +125,8 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> TrainResult:
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     if cfg.train:
+        # Checkpoints written by train.py hold mrisr objects (the intensity rule, the run config) in their
+        # hyperparameters, which torch's weights-only loading refuses: resuming needs the full unpickler.
         trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=False)
     elif cfg.ckpt_path:
         # Evaluate a trained checkpoint (e.g. under another strategy) without training.

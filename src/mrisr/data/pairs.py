@@ -231,6 +231,10 @@ class SimulatedPairsDataModule(L.LightningDataModule):
         seed: seed of patch sampling and noise.
         test_annotations: per test source, files on its HR grid passed to evaluation callbacks as
             ``annotations`` (e.g. ``{path: {cord_mask: ..., landmarks: ...}}``).
+        val_stack: how the validation crops are degraded: ``"train"`` (the training stack, train-only steps
+            included) or ``"test"`` (the acquisition of the test volumes: the stack's ``test_time`` stack when it
+            has one, e.g. ``graf_eval`` for the Graf presets, else its steps without the train-only ones), so that
+            the metric that selects the checkpoint is measured on the inputs the model will be applied to.
     """
 
     def __init__(
@@ -249,8 +253,11 @@ class SimulatedPairsDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         test_annotations: Mapping[str, Mapping[str, str]] | None = None,
+        val_stack: str = "train",
     ) -> None:
         super().__init__()
+        if val_stack not in ("train", "test"):
+            raise ValueError(f"val_stack must be 'train' or 'test', got {val_stack!r}")
         if slab_axis == degradation.axis:
             raise ValueError("slab_axis must differ from the degradation's through-plane axis")
         if len(slab_fractions) != 3 or abs(sum(slab_fractions) - 1) > 1e-6 or min(slab_fractions) <= 0:
@@ -267,6 +274,7 @@ class SimulatedPairsDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.test_annotations = {source_name(k): dict(v) for k, v in (test_annotations or {}).items()}
+        self.val_stack = val_stack
         unused = set(self.test_annotations) - {source_name(s) for s in self.splits["test"]}
         if unused:
             log.info("test_annotations of sources outside the test split are not used: %s", sorted(unused))
@@ -347,6 +355,15 @@ class SimulatedPairsDataModule(L.LightningDataModule):
             "annotations": annotations,
         }
 
+    def validation_degradation(self) -> Any:
+        """The degradation of the validation crops (``val_stack``; crops are degraded with ``sample_pair``)."""
+        if self.val_stack == "train" or not isinstance(self.degradation, DegradationStack):
+            return self.degradation
+        if self.degradation.test_time is not None:
+            return self.degradation.test_time
+        steps = [s for s in self.degradation.steps if not getattr(s, "train_only", False)]
+        return DegradationStack(steps, axis=self.degradation.axis, setting=f"{self.degradation.setting}_test")
+
     def setup(self, stage: str | None = None) -> None:
         volumes = self._split_volumes()
         if stage in (None, "fit", "validate") and self.train_set is None:
@@ -367,7 +384,7 @@ class SimulatedPairsDataModule(L.LightningDataModule):
                 self.patch_size,
                 self.val_patches,
                 self.seed + 10_000,
-                degradation=self.degradation,
+                degradation=self.validation_degradation(),
                 intensity=self.intensity,
             )
             self.val_set = FixedPatchDataset(val_source, self.val_patches)

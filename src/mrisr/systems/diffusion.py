@@ -93,6 +93,9 @@ class DiffusionSR(SRSystem):
         beta_end: β at t = T − 1.
         residual_sigma: σ of the residual path's noise at t = 1 (0 = deterministic path).
         residual_prediction: residual target, "sample" (x) or "velocity".
+        residual_time_power: p of the residual training times t = u^(1/p), u ~ U(0, 1), i.e. the density p·t^(p − 1)
+            on [0, 1]: 1 = uniform (InDI), p > 1 trains more often near t = 1, the LR end where every Euler
+            sampler starts (a 1-step sample is the network's output at t = 1 alone). Validation bins are unaffected.
         residual_condition: also give the residual network the LR plane as a condition (``net.in_channels`` =
             ``out_channels`` + 1). Off by default (``net.in_channels`` = ``out_channels``): with y known the path
             x_t = (1 − t)·x + t·y can be inverted algebraically, which the objective rewards and sampling cannot use.
@@ -118,6 +121,10 @@ class DiffusionSR(SRSystem):
         ema: the averaged network (:class:`~mrisr.diffusion.ema.EMA`), used by validation, testing and inference.
     """
 
+    #: The best checkpoint is the one whose EMA samples score best against HR on the validation crops: the training
+    #: loss ranks variants and checkpoints in the reverse order of their samples (docs/models.md §3.4, §3.7).
+    monitor: ClassVar[tuple[str, str]] = ("val/psnr", "max")
+
     inference_options: ClassVar[tuple[str, ...]] = (
         "inference_batch_size",
         "sampler",
@@ -138,6 +145,7 @@ class DiffusionSR(SRSystem):
         beta_end: float = 0.02,
         residual_sigma: float = 0.0,
         residual_prediction: ResidualPrediction = "sample",
+        residual_time_power: float = 1.0,
         residual_condition: bool = False,
         ema_decay: float = 0.999,
         ema_every: int = 1,
@@ -160,6 +168,10 @@ class DiffusionSR(SRSystem):
             raise MrisrInputError(None, f"formulation {formulation!r} is not supported", "use 'ddpm' or 'residual'")
         if residual_sigma < 0:
             raise MrisrInputError(None, f"residual_sigma must be >= 0, got {residual_sigma}", "use 0 or e.g. 0.01")
+        if not residual_time_power > 0:
+            raise MrisrInputError(
+                None, f"residual_time_power must be > 0, got {residual_time_power}", "use 1 (uniform t) or e.g. 3"
+            )
         if formulation == "residual" and hasattr(net, "in_channels") and hasattr(net, "out_channels"):
             wanted = int(net.out_channels) + (1 if residual_condition else 0)
             if int(net.in_channels) != wanted:
@@ -199,6 +211,7 @@ class DiffusionSR(SRSystem):
         self.residual_sigma = float(residual_sigma)
         self.residual_prediction: ResidualPrediction = residual_prediction
         self.residual_condition = bool(residual_condition)
+        self.residual_time_power = float(residual_time_power)
         self.val_mse, self.val_mse_input = MeanMetric(), MeanMetric()
         self.val_time_bins = int(val_time_bins)
         # Per quantity of time_bin_errors and bin: running means of the model's and of the trivial predictor's MSE.
@@ -259,7 +272,7 @@ class DiffusionSR(SRSystem):
             generator: source of the noise and of t (validation); ``None`` = global RNG (training, seeded by
                 Lightning).
             t: times per sample, (B,), instead of drawing them: integers in [0, T − 1] for ``"ddpm"``, floats in
-                [0, 1] for ``"residual"``.
+                [0, 1] for ``"residual"`` (drawn: u^(1/``residual_time_power``), u ~ U(0, 1)).
 
         Returns:
             ``x_t``, ``condition``, ``timesteps`` (what the network gets; the condition has zero channels for the
@@ -280,6 +293,8 @@ class DiffusionSR(SRSystem):
         else:
             if t is None:
                 t = torch.rand((batch_size,), generator=generator, device=noise.device)
+                if self.residual_time_power != 1.0:
+                    t = t.pow(1.0 / self.residual_time_power)
             t = t.to(hr.device)
             x_t, target = residual_training_target(
                 hr, lr, t, noise if self.residual_sigma > 0 else None, self.residual_sigma, self.residual_prediction
