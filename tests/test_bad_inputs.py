@@ -419,3 +419,15 @@ def test_read_only_output_folder_is_refused(tmp_path: Path) -> None:
     finally:
         locked.chmod(0o755)
     assert not list(locked.iterdir())
+
+
+def test_mucca_reads_the_landmark_before_segmenting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mrisr.cli import mucca
+    from mrisr.core.errors import MrisrInputError
+
+    def segmenter_built(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the segmenter was built before the landmark was read")
+
+    monkeypatch.setattr(mucca, "instantiate", segmenter_built)
+    with pytest.raises(MrisrInputError, match="missing_pmj"):
+        mucca.main([f"image={good(tmp_path)}", f"pmj={tmp_path / 'missing_pmj.nii.gz'}"])

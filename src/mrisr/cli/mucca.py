@@ -59,6 +59,13 @@ def main(argv: list[str]) -> int:
         raise MrisrInputError(
             None, "exactly one landmark is needed", "pass pmj=PMJ_LABEL.nii.gz or c2=C2_LABELS.nii.gz (not both)"
         )
+    # The landmark is read before any segmentation, so a wrong landmark file fails at once, not after the segmenter.
+    reference = "pmj" if cfg.pmj is not None else "c2"
+    point = (
+        load_landmark(Path(cfg.pmj), int(cfg.pmj_label), "PMJ")
+        if reference == "pmj"
+        else load_landmark(Path(cfg.c2), int(cfg.c2_label), "C2")
+    )
     backend = "provided"
     if cfg.seg is not None:
         mask = load_volume(Path(cfg.seg), allow_constant=True)
@@ -73,12 +80,6 @@ def main(argv: list[str]) -> int:
         raise MrisrInputError(None, "no cord mask and no image", "pass seg=SEG.nii.gz or image=T2w.nii.gz")
     if not np.any(mask.data > 0):
         raise MrisrInputError(mask.path, "the cord mask is empty", "check the segmentation")
-    reference = "pmj" if cfg.pmj is not None else "c2"
-    point = (
-        load_landmark(Path(cfg.pmj), int(cfg.pmj_label), "PMJ")
-        if reference == "pmj"
-        else load_landmark(Path(cfg.c2), int(cfg.c2_label), "C2")
-    )
     result = compute_mucca(
         np.asarray(mask.data, dtype=np.float32),
         mask.affine,
