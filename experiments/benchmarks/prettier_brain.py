@@ -53,15 +53,21 @@ from mrisr.experiment.prettier import VOLUMES, run_held_out
 
 REPO = Path(__file__).resolve().parents[2]
 
-#: Data sizes and trainer settings of the CPU runs (batch, validation patches, float32, deterministic).
+#: Trainer settings of the CPU runs (one validation batch, float32, deterministic).
 SMOKE_COMMON = (
-    "data.batch_size=4",
-    "data.val_patches=4",
     "trainer.accelerator=cpu",
     "trainer.precision=32-true",
     "trainer.deterministic=true",
     "trainer.limit_val_batches=1",
 )
+
+#: Batch and validation patches of the smoke experiments (their own batch of 2 is for tests).
+SMOKE_BATCH = ("data.batch_size=4", "data.val_patches=4")
+
+
+def batch(experiment: str) -> tuple[str, ...]:
+    """Batch overrides of a training experiment: :data:`SMOKE_BATCH` for a smoke one, else its own."""
+    return SMOKE_BATCH if experiment.endswith("_smoke") else ()
 
 
 def main() -> None:
@@ -76,18 +82,24 @@ def main() -> None:
     parser.add_argument("--cap-minutes", type=float, default=30.0, help="wall-time cap of the zero-shot fit")
     parser.add_argument("--edsr", default="edsr_smoke", help="model config of the EDSR system")
     parser.add_argument("--realesrgan", default="realesrgan_smoke", help="model config of the RealESRGAN system")
+    parser.add_argument(
+        "--edsr-experiment",
+        default="prettier_edsr_smoke",
+        help="experiment config of the EDSR training (prettier_edsr_cpu: the CPU recipe's patches and batch)",
+    )
+    parser.add_argument("--train-root", type=Path, default=None, help="keep the training runs (checkpoints) here")
     parser.add_argument("--axis", type=int, default=2, help="simulated through-plane axis")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "prettier_brain_rows.csv")
     args = parser.parse_args()
     trained = {
-        "edsr": ["experiment=prettier_edsr_smoke", f"model={args.edsr}"],
-        "realesrgan": ["experiment=prettier_realesrgan_smoke", f"model={args.realesrgan}"],
+        "edsr": [f"experiment={args.edsr_experiment}", f"model={args.edsr}", *batch(args.edsr_experiment)],
+        "realesrgan": ["experiment=prettier_realesrgan_smoke", f"model={args.realesrgan}", *SMOKE_BATCH],
     }
     run_held_out(
         args.data, args.held_out, args.methods, args.out, trained, SMOKE_COMMON, args.max_steps, args.validations,
         zero_shot_cap_s=args.cap_minutes * 60, setting=f"prettier_{args.max_steps}steps", axis=args.axis,
-        seed=args.seed,
+        seed=args.seed, train_root=args.train_root,
     )  # fmt: skip
 
 
