@@ -108,7 +108,7 @@ def run_held_out(
     Args:
         data: data root (``<data>/brain``).
         held_out: volumes held out in turn (keys of :data:`VOLUMES`).
-        methods: ``cubic``, ``smore_fast`` and keys of ``trained``.
+        methods: ``cubic``, ``smore_fast``, shipped models ``zoo/<name>`` (applied as they are) and keys of ``trained``.
         out: the tidy rows CSV.
         trained: trained method → its ``train`` overrides (experiment and model configs).
         common: overrides of every trained method (data sizes, trainer settings).
@@ -133,9 +133,9 @@ def run_held_out(
 
     store = RowStore(out)
     done = store.done()
-    unknown = [m for m in methods if m not in ("cubic", "smore_fast", *trained)]
+    unknown = [m for m in methods if m not in ("cubic", "smore_fast", *trained) and not m.startswith("zoo/")]
     if unknown:
-        raise ValueError(f"unknown methods {unknown}; choose cubic, smore_fast or {sorted(trained)}")
+        raise ValueError(f"unknown methods {unknown}; choose cubic, smore_fast, zoo/<name> or {sorted(trained)}")
     records: dict[str, dict[str, Any]] = {}
     hr_all = {name: load_hr(data, name) for name in VOLUMES}
     with tempfile.TemporaryDirectory() as tmp:
@@ -165,8 +165,9 @@ def run_held_out(
                     continue
                 start = time.perf_counter()
                 steps: int | None = None
-                if method == "cubic":
-                    sr = as_volume(super_resolve(lr.to_nifti(), model="cubic", axis=axis))
+                if method == "cubic" or method.startswith("zoo/"):
+                    # Interpolation, or a shipped model as it is (its training data must not hold this volume).
+                    sr = as_volume(super_resolve(lr.to_nifti(), model=method, axis=axis, seed=seed))
                 elif method == "smore_fast":
                     result = zero_shot(lr, axis, zero_shot_model, max_steps, zero_shot_cap_s, seed)
                     sr = result.sr
