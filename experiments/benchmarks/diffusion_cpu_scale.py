@@ -12,7 +12,8 @@ validation into the run folder (``curve.csv``):
   ``val/psnr`` selects the best checkpoint), ``gain`` = their difference;
 * ``psnr_<sampler><steps>``: the same crops sampled with other samplers (e.g. ``psnr_residual2``, ``psnr_ddim20``);
 * ``loss``: the validation loss; ``x0_ratio_<bin>`` / ``eps_ratio_<bin>``: the network's clean-image / noise MSE in
-  four noise-level bins relative to the trivial predictor (docs/models.md §3.4; < 1 = better than trivial);
+  four noise-level bins relative to the trivial predictor (docs/models.md §3.4; < 1 = better than trivial; for the
+  residual family the trivial x̂ is the net's input x_t, rows recorded before that change used the LR plane);
 * ``train_cpu_s`` / ``train_wall_s``: CPU and wall seconds spent training up to that step, validation excluded
   (``val_cpu_s``, ``val_wall_s``: cumulative validation time). Runs use one thread (``num_threads=1``), so the CPU
   time is what the run costs one idle core; the wall time also holds the waits of a machine shared with other jobs.

@@ -12,8 +12,10 @@ and a plain EMA without warm-up (decay 0.999). Per weights:
 
 - ``loss``: the training objective with fixed noise and times;
 - ``x0_ratio_t<a>-<b>``: MSE of the network's clean-image estimate x̂ (DDPM: implied by ε̂ and clipped to [−1, 1])
-  against HR divided by MSE(LR, HR), in four equal bins of t (residual: t ∈ [0, 1]; DDPM: the 1000 timesteps;
-  :meth:`~mrisr.systems.diffusion.DiffusionSR.time_bin_errors`; < 1 = better than the input); ``eps_ratio_t<a>-<b>``
+  against HR divided by that of the trivial x̂ (DDPM: the LR crop; residual: the net's input x_t, whose MSE is
+  t²·MSE(LR, HR); ratios recorded before that change divided by MSE(LR, HR)), in four equal bins of t (residual:
+  t ∈ [0, 1]; DDPM: the 1000 timesteps; :meth:`~mrisr.systems.diffusion.DiffusionSR.time_bin_errors`; < 1 = better
+  than the trivial x̂); ``eps_ratio_t<a>-<b>``
   (DDPM): MSE(ε̂, ε) / MSE(0, ε) in the same bins;
 - ``psnr_<n>``: PSNR (dB, intensities in [0, 1]) of the n-step sample (n = 1, 2, 4; residual: Euler, DDPM: DDIM
   with trailing timesteps from the same noise map), beside ``psnr_input``, the PSNR of the LR crop itself, and for

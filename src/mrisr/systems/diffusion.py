@@ -19,8 +19,8 @@ Validation logs, besides the EMA loss and the PSNR of sampled planes, the error 
 levels against a trivial predictor, in ``val_time_bins`` equal bins of t (:meth:`DiffusionSR.time_bin_errors`):
 ``val/eps_mse_t0-250`` … (DDPM: MSE of the implied ε̂ against ε; the trivial ε̂ = 0 scores E[ε²] ≈ 1) and
 ``val/x0_mse_t0-250`` … or ``val/x0_mse_t0.00-0.25`` … (DDPM and residual: MSE of the implied, clipped clean image x̂
-against HR; the trivial x̂ is the condition itself), each with ``…_trivial_…`` and their ``…_ratio_…`` (< 1: better
-than trivial).
+against HR; the trivial x̂ is the condition itself for DDPM and the network input x_t for the residual path), each
+with ``…_trivial_…`` and their ``…_ratio_…`` (< 1: better than trivial).
 
 Volume inference is the diffusion inferer (:class:`mrisr.inference.diffusion.DiffusionPlaneInferer`): one noise map
 per volume, orientation and draw; ``samples`` draws whose per-voxel SD is an uncertainty map; one or two passes.
@@ -347,8 +347,11 @@ class DiffusionSR(SRSystem):
           x_t ≈ ε, a small ratio is easy to reach and says little about sampling.
         - ``"x0"``: the clean-image estimate x̂ (DDPM: from ε̂, clipped to [−1, 1] as the samplers clip it, so the
           last bin scores what a one-step sample from t ≈ T − 1 returns; residual: x̂ = output for ``"sample"``,
-          x_t − t·v̂ for ``"velocity"``); error MSE(x̂, HR), trivial predictor x̂ = the condition (the interpolated
-          LR plane) with MSE(LR, HR).
+          x_t − t·v̂ for ``"velocity"``); error MSE(x̂, HR). Trivial predictor: DDPM x̂ = the condition (the
+          interpolated LR plane), MSE(LR, HR); residual x̂ = x_t, the network's own input (zero velocity), MSE
+          t²·MSE(LR, HR) for σ = 0. The residual input holds a (1 − t) share of HR, so against the LR plane a net
+          that returns its input would score a ratio of E[t²] (0.77 in the bin [0.75, 1]) and look as if it
+          restored; against x_t the ratio at t = 1 is the 1-step sample's MSE relative to the input's.
 
         Args:
             net: the network to score (validation passes the EMA copy).
@@ -379,10 +382,13 @@ class DiffusionSR(SRSystem):
                 out["eps"].append(
                     (float(torch.mean((eps_hat - pair["noise"]) ** 2)), float(torch.mean(pair["noise"] ** 2)))
                 )
+                trivial = torch.mean((pair["lr"] - pair["hr"]) ** 2)
             else:
                 tt = pair["t"].view(-1, 1, 1, 1).to(output)
                 x_hat = output if self.residual_prediction == "sample" else pair["x_t"] - tt * output
-            trivial = torch.mean((pair["lr"] - pair["hr"]) ** 2)
+                # The residual net sees x_t = (1 − t)·HR + t·LR, which holds a (1 − t) share of HR: the trivial
+                # x̂ is x_t itself (zero velocity), with MSE t²·MSE(LR, HR) for σ = 0, not the LR plane.
+                trivial = torch.mean((pair["x_t"] - pair["hr"]) ** 2)
             out["x0"].append((float(torch.mean((x_hat - pair["hr"]) ** 2)), float(trivial)))
         return out
 
