@@ -40,11 +40,11 @@ def test_cpu_recipes_keep_the_test_subjects_out_and_select_by_sampled_psnr(exper
     assert not any(s in sources for s in ("errsm_11", "errsm_18", "errsm_21"))
     assert cfg.model.get("formulation", "ddpm") == formulation and cfg.degradation.setting == "graf_row8"
     assert cfg.data.val_stack == "test" and cfg.num_threads == 1
-    # The checkpoint callback takes the system's own metric: the PSNR of sampled validation crops, higher is better.
-    assert cfg.callbacks.model_checkpoint.monitor is None
+    # The checkpoint callback selects by the system's own metric: the PSNR of sampled validation crops, higher is better.
     from mrisr.systems.diffusion import DiffusionSR
 
-    assert DiffusionSR.monitor == ("val/psnr", "max")
+    checkpoint = cfg.callbacks.model_checkpoint
+    assert (checkpoint.monitor, checkpoint.mode) == DiffusionSR.monitor == ("val/psnr", "max")
 
 
 def test_validation_crops_follow_the_test_time_acquisition(shared_data: Path) -> None:
