@@ -40,7 +40,7 @@ def test_cpu_recipes_keep_the_test_subjects_out_and_select_by_sampled_psnr(exper
     assert not any(s in sources for s in ("errsm_11", "errsm_18", "errsm_21"))
     assert cfg.model.get("formulation", "ddpm") == formulation and cfg.degradation.setting == "graf_row8"
     assert cfg.data.val_stack == "test" and cfg.num_threads == 1
-    # The checkpoint callback selects by the system's own metric: the PSNR of sampled validation crops, higher is better.
+    # Checkpoints are selected by the system's own metric: the PSNR of sampled validation crops, higher is better.
     from mrisr.systems.diffusion import DiffusionSR
 
     checkpoint = cfg.callbacks.model_checkpoint
