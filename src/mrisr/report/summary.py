@@ -54,10 +54,15 @@ def _marker(p: float, alpha: float) -> str:
     return "*" if p < alpha else ""
 
 
+#: Metrics written for the degenerate-result guard, not scores: tabulated only when asked for by name.
+DIAGNOSTIC_METRICS = ("fg_std_ratio",)
+
+
 def _chosen_metrics(available: list[str], metrics: Sequence[str] | None) -> list[str]:
-    """``metrics`` present in the rows (all of them when None); warns about absent ones, fails when none is left."""
+    """``metrics`` present in the rows (when None, all but :data:`DIAGNOSTIC_METRICS`); warns about absent ones,
+    fails when none is left."""
     if metrics is None:
-        return available
+        return [m for m in available if m not in DIAGNOSTIC_METRICS] or available
     chosen = [m for m in metrics if m in available]
     absent = [m for m in metrics if m not in available]
     if absent:
