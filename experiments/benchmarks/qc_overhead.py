@@ -1,12 +1,12 @@
 """What the QC report costs: a 20-volume cubic batch with and without ``qc=``, and screenshots of the report.
 
-The batch: the five real thick scans of ``<data>/thick`` (axial 5 and 7.5 mm spine acquisitions), each linked four
-times under distinct names (20 inputs), super-resolved by ``model=cubic`` through :func:`mrisr.app.infer.infer`
-(one process, the same config but ``qc``), first without a report, then with ``qc=<folder>``; each run writes into
-a fresh output folder so nothing is skipped. ``--repeats`` alternates the two runs to even out the load of a shared
-machine. Rows (``results/qc_overhead.csv``): run, volumes, wall seconds, and the overhead of the report relative to
-the run without it. With ``--screenshots DIR`` (headless Chromium on PATH), the index page and the first volume's
-page of the last report are rendered to ``DIR/qc_index.png`` and ``DIR/qc_volume.png``.
+The batch: the four real thick scans of ``<data>/thick`` (axial 5 and 7.5 mm spine acquisitions; not the cord
+segmentation), each linked five times under distinct names (20 inputs), super-resolved by ``model=cubic`` through
+:func:`mrisr.app.infer.infer` (one process, the same config but ``qc``), first without a report, then with
+``qc=<folder>``; each run writes into a fresh output folder so nothing is skipped. ``--repeats`` alternates the two runs
+to even out the load of a shared machine. Rows (``results/qc_overhead.csv``): run, volumes, wall seconds, and the
+overhead of the report relative to the run without it. With ``--screenshots DIR`` (headless Chromium on PATH), the index
+page and the first volume's page of the last report are rendered to ``DIR/qc_index.png`` and ``DIR/qc_volume.png``.
 
 Example: ``OMP_NUM_THREADS=1 python experiments/benchmarks/qc_overhead.py --screenshots docs/images``.
 """
@@ -25,7 +25,7 @@ from mrisr.core.atomic import write_rows_atomic
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).parent / "results"
-COPIES = 4
+COPIES = 5
 
 
 def batch_inputs(data: Path, folder: Path) -> list[Path]:
