@@ -102,6 +102,12 @@ def _probes() -> dict[str, Probe]:
             val_every=250,
             notes="48² crops (≈ the CPU time of 1,000 steps at 64²)",
         ),
+        Probe(
+            "res_wide_lr3e-4",
+            "residual",
+            ("model.net.block_out_channels=[32,64,128]", "model.optimizer.lr=3e-4"),
+            notes="the 32/64/128 U-Net and lr of an earlier probe that beat its input",
+        ),
         Probe("residual_recipe", "residual", steps=None, val_every=500, notes="experiment=palette_residual_cpu"),
         # DDPM formulation.
         Probe("ddpm_eps", "ddpm", ("model.prediction_type=epsilon",), notes="ε-prediction (Graf)"),
