@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from scipy import ndimage
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,3 +46,25 @@ def run_command(
         timeout=timeout,
         check=False,
     )
+
+
+def phantom(shape: tuple[int, int, int] = (48, 42, 54), seed: int = 0) -> np.ndarray:
+    """Smooth textured ellipsoid (about a quarter of the box), zero outside."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij"))
+    inside = (grid**2).sum(0) < 0.6
+    texture = ndimage.gaussian_filter(rng.random(shape), 2.0)
+    return (inside * (100.0 + 400.0 * (texture - texture.min()) / np.ptp(texture))).astype(np.float32)
+
+
+@pytest.fixture
+def hr_files(tmp_path: Path) -> list[str]:
+    """Three phantom HR volumes (1 mm isotropic) as NIfTI files ``sub<i>/hr.nii.gz``."""
+    from mrisr.io.nifti import save_volume
+
+    paths = []
+    for i in range(3):
+        path = tmp_path / f"sub{i}" / "hr.nii.gz"
+        save_volume(phantom(seed=i), path, affine=np.eye(4))
+        paths.append(str(path))
+    return paths

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from scipy import ndimage
 
+from conftest import phantom
 from mrisr.core.errors import MrisrInputError
 from mrisr.data.prettier import (
     PrettierPairsDataModule,
@@ -44,25 +45,6 @@ def prettier_degradation(thickness: float = 5.0, separation: float = 6.0, profil
         steps=[SliceProfile(thickness_mm=thickness, separation_mm=separation, profile=profile), Downsample()],
         setting="test",
     )
-
-
-def phantom(shape: tuple[int, int, int] = (48, 42, 54), seed: int = 0) -> np.ndarray:
-    """Smooth textured ellipsoid (about a quarter of the box), zero outside."""
-    rng = np.random.default_rng(seed)
-    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij"))
-    inside = (grid**2).sum(0) < 0.6
-    texture = ndimage.gaussian_filter(rng.random(shape), 2.0)
-    return (inside * (100.0 + 400.0 * (texture - texture.min()) / np.ptp(texture))).astype(np.float32)
-
-
-@pytest.fixture
-def hr_files(tmp_path: Path) -> list[str]:
-    paths = []
-    for i in range(3):
-        path = tmp_path / f"sub{i}" / "hr.nii.gz"
-        save_volume(phantom(seed=i), path, affine=np.eye(4))
-        paths.append(str(path))
-    return paths
 
 
 # ---------------------------------------------------------------- identity start

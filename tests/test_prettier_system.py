@@ -10,10 +10,9 @@ import pytest
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from scipy import ndimage
 from torch import nn
 
-from conftest import run_command
+from conftest import phantom, run_command
 from mrisr.core.errors import MrisrInputError
 from mrisr.data.prettier import PrettierPairsDataModule, axis_spacing_grid, thick_slice_pair
 from mrisr.degradations import DegradationStack, Downsample, SliceProfile
@@ -37,25 +36,6 @@ def prettier_degradation(thickness: float = 5.0, separation: float = 6.0) -> Deg
     return DegradationStack(
         steps=[SliceProfile(thickness_mm=thickness, separation_mm=separation), Downsample()], setting="test"
     )
-
-
-def phantom(shape: tuple[int, int, int] = (48, 42, 54), seed: int = 0) -> np.ndarray:
-    """Smooth textured ellipsoid (about a quarter of the box), zero outside."""
-    rng = np.random.default_rng(seed)
-    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij"))
-    inside = (grid**2).sum(0) < 0.6
-    texture = ndimage.gaussian_filter(rng.random(shape), 2.0)
-    return (inside * (100.0 + 400.0 * (texture - texture.min()) / np.ptp(texture))).astype(np.float32)
-
-
-@pytest.fixture
-def hr_files(tmp_path: Path) -> list[str]:
-    paths = []
-    for i in range(3):
-        path = tmp_path / f"sub{i}" / "hr.nii.gz"
-        save_volume(phantom(seed=i), path, affine=np.eye(4))
-        paths.append(str(path))
-    return paths
 
 
 def tiny_content_loss() -> ContentLoss:

@@ -42,6 +42,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mrisr.app.models import build_inference_model, resolve_device
 from mrisr.core.atomic import check_output_folder, write_json_atomic, write_rows_atomic
+from mrisr.core.digest import file_sha256
 from mrisr.core.errors import MrisrInputError
 from mrisr.inference import InferenceResult, InferenceSettings, VolumeSuperResolver, run_on_volume
 from mrisr.io.nifti import Volume, as_volume, check_shape, same_file, save_volume
@@ -98,14 +99,6 @@ def nifti_stem(path: Path) -> str:
 def sidecar_path(output: Path) -> Path:
     """``SR.nii.gz`` → ``SR.mrisr.json``."""
     return output.with_name(f"{nifti_stem(output)}.mrisr.json")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def checkpoint_option_overrides(argv: list[str]) -> list[str]:

@@ -28,7 +28,7 @@ from mrisr.io.intensity import foreground_percentile
 from mrisr.io.nifti import Volume
 from mrisr.io.regrid import field_of_view_mask, resample_to_reference, same_grid
 
-__all__ = ["image_metrics", "normalize_intensity", "psnr", "ssim"]
+__all__ = ["check_coverage", "image_metrics", "normalize_intensity", "psnr", "ssim"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -174,6 +174,21 @@ def ssim(x: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None, d
     return float(np.mean(smap[m])) if m is not None else float(np.mean(smap))
 
 
+def check_coverage(image: Volume, reference: Volume, min_coverage: float = 0.9) -> None:
+    """Refuse ``image`` when its field of view covers less than ``min_coverage`` of ``reference``'s voxels.
+
+    Raises:
+        MrisrInputError: the coverage is below ``min_coverage`` (volumes of different subjects or spaces).
+    """
+    coverage = float(field_of_view_mask(image, reference).mean())
+    if coverage < min_coverage:
+        raise MrisrInputError(
+            image.path,
+            f"the image covers only {100 * coverage:.1f} % of the reference field of view",
+            "compare volumes of the same subject in the same space (check both affines)",
+        )
+
+
 def image_metrics(
     sr: Volume,
     hr: Volume,
@@ -207,13 +222,7 @@ def image_metrics(
     """
     resampled = not same_grid(sr, hr)
     if resampled:
-        coverage = float(field_of_view_mask(sr, hr).mean())
-        if coverage < min_coverage:
-            raise MrisrInputError(
-                sr.path,
-                f"the image covers only {100 * coverage:.1f} % of the reference field of view",
-                "compare volumes of the same subject in the same space (check both affines)",
-            )
+        check_coverage(sr, hr, min_coverage)
     sr_data = resample_to_reference(sr, hr, order=3) if resampled else sr.data
     mask_arr: np.ndarray | None = None
     if mask is not None:

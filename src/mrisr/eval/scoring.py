@@ -39,9 +39,9 @@ from typing import Any
 import numpy as np
 
 from mrisr.core.errors import MrisrInputError
-from mrisr.eval.image import image_metrics, normalize_intensity
+from mrisr.eval.image import check_coverage, image_metrics, normalize_intensity
 from mrisr.io.nifti import Volume
-from mrisr.io.regrid import field_of_view_mask, resample_to_reference, same_grid
+from mrisr.io.regrid import resample_to_reference, same_grid
 from mrisr.io.rows import make_row
 
 __all__ = [
@@ -169,13 +169,7 @@ def reference_volumes(hr: Volume, lr: Volume, axis: int) -> dict[str, Volume]:
 def _on_hr_grid(sr: Volume, hr: Volume, min_coverage: float = 0.9) -> Volume:
     if same_grid(sr, hr):
         return sr
-    coverage = float(field_of_view_mask(sr, hr).mean())
-    if coverage < min_coverage:
-        raise MrisrInputError(
-            sr.path,
-            f"the image covers only {100 * coverage:.1f} % of the reference field of view",
-            "compare volumes of the same subject in the same space (check both affines)",
-        )
+    check_coverage(sr, hr, min_coverage)
     return Volume(data=resample_to_reference(sr, hr, order=3).astype(np.float32), affine=hr.affine)
 
 

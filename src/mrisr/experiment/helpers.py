@@ -193,9 +193,19 @@ def train_model(
         "mode": node.get("mode", "min"),
         "best_checkpoint": best.name if best else None,
         "best_score": result.metrics.get(str(node.monitor)) if best is None else _best_score(best, str(node.monitor)),
-        "run_folder": str(output_dir),
+        "run_folder": _portable(Path(output_dir)),
     }
     return TrainedModel(result.model, seconds, int(result.global_step), best, record)
+
+
+def _portable(path: Path) -> str:
+    """``path`` relative to the checkout when it lies inside it (records stay valid on another machine)."""
+    from mrisr.utils.config import REPO_ROOT
+
+    try:
+        return path.resolve().relative_to(REPO_ROOT.resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _batch_size(data_cfg: Any) -> int:

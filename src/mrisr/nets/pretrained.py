@@ -50,7 +50,6 @@ does not (BasicSR EDSR), or their channel count was adapted, the net keeps its o
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.resources
 import importlib.util
@@ -69,6 +68,7 @@ import torch
 from torch import nn
 
 from mrisr.core.atomic import atomic_path
+from mrisr.core.digest import file_sha256
 from mrisr.core.errors import MrisrInputError
 from mrisr.nets.ncnn_weights import parse_param, read_convolutions, rrdbnet_state_dict
 
@@ -355,7 +355,7 @@ def load_ncnn_rrdbnet(name_or_param: str | os.PathLike[str]) -> tuple[dict[str, 
             RRDBNet ×4 graph (:mod:`mrisr.nets.ncnn_weights`).
     """
     with _ncnn_files(name_or_param) as (param, bin_, entry):
-        param_sha, bin_sha = _sha256(param), _sha256(bin_)
+        param_sha, bin_sha = file_sha256(param), file_sha256(bin_)
         cache_file = cache_dir() / "ncnn" / f"{bin_sha}.pt"
         cached, status = _read_cache(cache_file, param_sha, bin_sha)
         if cached is None:
@@ -466,14 +466,6 @@ def _version(distribution: str) -> str | None:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_cache(cache_file: Path, param_sha: str, bin_sha: str) -> tuple[dict[str, Any] | None, str]:
