@@ -108,6 +108,20 @@ def _probes() -> dict[str, Probe]:
             ("model.net.block_out_channels=[32,64,128]", "model.optimizer.lr=3e-4"),
             notes="the 32/64/128 U-Net and lr of an earlier probe that beat its input",
         ),
+        Probe(
+            "res_tpow3_1500",
+            "residual",
+            ("+model.residual_time_power=3",),
+            steps=1500,
+            notes="t density 3t² (58 % of the draws in [0.75, 1]), 1,500 steps",
+        ),
+        Probe(
+            "res_tpow20_1500",
+            "residual",
+            ("+model.residual_time_power=20",),
+            steps=1500,
+            notes="t density 20t¹⁹ (median t 0.966: nearly the one-step regression from the LR plane), 1,500 steps",
+        ),
         Probe("residual_recipe", "residual", steps=None, val_every=500, notes="experiment=palette_residual_cpu"),
         # DDPM formulation.
         Probe("ddpm_eps", "ddpm", ("model.prediction_type=epsilon",), notes="ε-prediction (Graf)"),
