@@ -94,9 +94,11 @@ class PlanePatchDataset(Dataset):
         seed: base seed.
         min_foreground: minimum mean HR intensity of a patch (retries up to 20 draws, then accepts the best).
         flips: random flips of rows and columns (the forward model is symmetric).
-        degradation: random degradation (``sample_pair``) applied per sample to pairs without precomputed LR.
+        degradation: random degradation (``sample_pair_with_reference``) applied per sample to pairs without
+            precomputed LR.
         intensity: intensity rule whose plane correction (:meth:`~mrisr.io.intensity.IntensityRule.plane_correction`)
-            gives per-sample degraded pairs the scale of their LR side, as at inference.
+            gives per-sample degraded pairs the scale of their LR side, as at inference (the HR side: that of the
+            LR side before random gain changes, ``sample_pair_with_reference``).
     """
 
     def __init__(
@@ -114,7 +116,7 @@ class PlanePatchDataset(Dataset):
         self.degradation = degradation
         self.intensity = intensity if intensity is not None else IntensityRule()
         if any(pair.lr_on_hr_grid is None for pair in self.pairs) and degradation is None:
-            raise ValueError("pairs without precomputed LR need a degradation with sample_pair()")
+            raise ValueError("pairs without precomputed LR need a degradation with sample_pair_with_reference()")
         self.patch_size = patch_size
         self.length = length
         self.seed = seed
@@ -171,14 +173,18 @@ class PlanePatchDataset(Dataset):
         else:
             # Random degradation of the whole plane (so patch borders see no padding of the patch), then the crop.
             generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-            hr_t, lr_t = self.degradation.sample_pair(
+            hr_t, lr_t, reference_t = self.degradation.sample_pair_with_reference(
                 torch.from_numpy(np.ascontiguousarray(hr_plane))[None], pair.spacing_mm, generator
             )
-            hr_plane, lr_plane = hr_t[0].numpy(), lr_t[0].numpy()
-            # The stack changed the intensity scale (jitter, bias field, noise): rescale so that the LR side follows
-            # the intensity rule, as the LR volume does at inference.
-            correction = self.intensity.plane_correction(hr_plane, lr_plane)
-            hr_plane, lr_plane = hr_plane / correction, lr_plane / correction
+            hr_plane, lr_plane, reference = hr_t[0].numpy(), lr_t[0].numpy(), reference_t[0].numpy()
+            # The LR side follows the intensity rule, as the LR volume does at inference. The HR side is scaled by
+            # the LR branch as acquired (before colour jitter and bias field): the acquisition's own change of the
+            # statistic (blur lowers the 99.5th percentile) carries over to the target, as it does at inference,
+            # while the random gain of the jitter does not: dividing the HR side by it would give the target a random
+            # gain (±20 % for Graf's jitter) that no network can infer from its normalised input.
+            hr_correction = self.intensity.plane_correction(hr_plane, reference)
+            lr_correction = self.intensity.plane_correction(hr_plane, lr_plane)
+            hr_plane, lr_plane = hr_plane / hr_correction, lr_plane / lr_correction
         hr, lr = hr_plane[r0 : r0 + p, c0 : c0 + p], lr_plane[r0 : r0 + p, c0 : c0 + p]
         if self.flips:
             if rng.random() < 0.5:

@@ -236,6 +236,10 @@ class DegradationTransform(tio.Transform):
     preserves_flat_field: ClassVar[bool] = True
     #: Does not move content between the HR and LR branches (centre-of-mass test, docs/physics.md §7).
     preserves_alignment: ClassVar[bool] = True
+    #: Changes the image's gain or contrast at random (colour jitter, bias field): an appearance variation of the
+    #: input, not an effect of the acquisition that the training target should carry (training pairs scale their HR
+    #: side by the LR branch as it was before the first such step, :attr:`DegradationResult.gain_reference`).
+    changes_gain: ClassVar[bool] = False
     #: Grid the LR branch must be on when the step is planned (None = either).
     requires_grid: ClassVar[Grid | None] = None
     #: Whether the op changes the voxel grid (TorchIO affine update).

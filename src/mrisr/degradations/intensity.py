@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 
@@ -157,6 +157,8 @@ class BiasField(IntensityDegradation):
         train_only: see :class:`~mrisr.degradations.base.DegradationTransform`.
     """
 
+    changes_gain: ClassVar[bool] = True
+
     preserves_flat_field = False
     preserves_alignment = False
 
@@ -233,6 +235,8 @@ class IntensityJitter(IntensityDegradation):
         axis: see :class:`~mrisr.degradations.base.DegradationTransform`.
         train_only: see :class:`~mrisr.degradations.base.DegradationTransform`.
     """
+
+    changes_gain: ClassVar[bool] = True
 
     preserves_flat_field = False
     preserves_alignment = False

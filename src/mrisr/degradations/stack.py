@@ -61,12 +61,16 @@ class DegradationResult:
         lr: ``(B, C, *spatial')`` degraded branch, on the LR grid when ``geometry.grid == "lr"``.
         geometry: geometry at the end of the plan (grid, step s, number of LR slices, thickness, separation).
         steps: the planned steps, in order (records via :meth:`PlannedStep.record`).
+        gain_reference: the LR branch just before the first applied step that changes the gain at random
+            (:attr:`~mrisr.degradations.base.DegradationTransform.changes_gain`: colour jitter, bias field), on the
+            grid it had there; None when no such step ran (then the reference is :attr:`lr` itself).
     """
 
     hr: torch.Tensor
     lr: torch.Tensor
     geometry: AcquisitionGeometry
     steps: list[PlannedStep]
+    gain_reference: torch.Tensor | None = None
 
     def records(self) -> list[dict[str, Any]]:
         """JSON-ready records of every step."""
@@ -238,9 +242,12 @@ class DegradationStack:
         geometry = AcquisitionGeometry(axis=ax, spacing_mm=float(spacing_mm), spatial_shape=spatial, train=train)
         planned = self.plan(generator, geometry, steps)
         hr, lr = x, x
+        gain_reference: torch.Tensor | None = None
         for step in planned:
             if step.op is None:
                 continue
+            if gain_reference is None and step.op.changes_gain:
+                gain_reference = lr
             if step.branch == "both":
                 shared = lr is hr
                 hr = step.op.apply_tensor(hr, ax, step.params)
@@ -250,7 +257,7 @@ class DegradationStack:
         if to_hr_grid and geometry.grid == "lr":
             lr = upsample_to_grid(lr, ax + 2, float(geometry.step), geometry.n_hr, self.upsample_order)
             geometry.grid = "hr"
-        return DegradationResult(hr=hr, lr=lr, geometry=geometry, steps=planned)
+        return DegradationResult(hr=hr, lr=lr, geometry=geometry, steps=planned, gain_reference=gain_reference)
 
     # ------------------------------------------------------------------ training pairs
     def sample_pair(
@@ -268,11 +275,27 @@ class DegradationStack:
             ``(hr, lr_on_hr_grid)``, both ``(1, H, W)`` float32 on ``hr_plane``'s device; ``hr`` differs from the
             input only through HR-side augmentations (rescale, rotation).
         """
+        hr, lr, _ = self.sample_pair_with_reference(hr_plane, spacing_mm, generator)
+        return hr, lr
+
+    def sample_pair_with_reference(
+        self, hr_plane: torch.Tensor, spacing_mm: float, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`sample_pair` plus the LR branch before its random gain changes.
+
+        Returns:
+            ``(hr, lr_on_hr_grid, gain_reference)``: the pair of :meth:`sample_pair` and
+            :attr:`DegradationResult.gain_reference` (``(1, H', W)``, the LR grid's rows when the gain step came
+            before upsampling), or ``lr_on_hr_grid`` itself when no gain step ran. An intensity rule scales the HR side
+            by the reference and the LR side by itself (:class:`~mrisr.data.pairs.PlanePatchDataset`).
+        """
         if hr_plane.ndim != 3 or hr_plane.shape[0] != 1:
             raise ValueError(f"sample_pair expects a (1, H, W) plane, got shape {tuple(hr_plane.shape)}")
         x = hr_plane.unsqueeze(0).to(torch.float32)
         result = self.degrade(x, spacing_mm, generator, axis=0, train=True, to_hr_grid=True)
-        return result.hr[0].to(torch.float32), result.lr[0].to(torch.float32)
+        lr = result.lr[0].to(torch.float32)
+        reference = lr if result.gain_reference is None else result.gain_reference[0].to(torch.float32)
+        return result.hr[0].to(torch.float32), lr, reference
 
     def sample_pairs(
         self, hr_planes: torch.Tensor, spacing_mm: float, generator: torch.Generator | None

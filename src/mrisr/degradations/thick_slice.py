@@ -132,6 +132,12 @@ class ThickSlice:
         """
         return self.as_stack().sample_pair(hr_plane, spacing_mm, generator)
 
+    def sample_pair_with_reference(
+        self, hr_plane: torch.Tensor, spacing_mm: float, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`sample_pair` plus its gain reference (the LR side itself: this acquisition has no gain step)."""
+        return self.as_stack().sample_pair_with_reference(hr_plane, spacing_mm, generator)
+
     def __call__(self, volume: Volume, seed: int | None = None) -> Volume:
         """Apply the acquisition model to ``volume`` (data ``(X, Y, Z)``, spacing from its affine).
 
