@@ -68,3 +68,34 @@ def test_edsr_brain_beats_cubic_on_a_brain_it_never_saw(shared_data: Path) -> No
     assert np.isfinite(learned["psnr_mask"])
     assert learned["psnr_mask"] > cubic["psnr_mask"] + 0.3, (learned, cubic)
     assert learned["ssim_mask"] > cubic["ssim_mask"] + 0.01, (learned, cubic)
+
+
+def test_palette_residual_spine_beats_cubic_on_a_spine_it_never_saw(shared_data: Path) -> None:
+    """One Euler step of the shipped InDI model on a thick axial stack (``graf_eval`` along I–S) of errsm_11, which
+    no shipped model trained on, scored in the cord region against cubic. A net that learned nothing returns its
+    input (zero velocity), i.e. cubic, and fails."""
+    if "palette_residual_spine" not in SHIPPED:
+        pytest.skip("zoo/palette_residual_spine is not shipped")
+    from mrisr.app.models import load_model
+    from mrisr.data.pairs import crop_volume
+    from mrisr.degradations.stack import DegradationStack
+    from mrisr.eval.image import image_metrics
+    from mrisr.inference import InferenceSettings, run_on_volume
+    from mrisr.io.nifti import Volume, as_volume
+    from mrisr.io.regrid import field_of_view_mask
+
+    provenance = payload("palette_residual_spine")["provenance"]
+    assert not any(s in str(provenance["train_sources"]) for s in ("errsm_11", "errsm_18", "errsm_21"))
+    # The cord region of errsm_11: A–P voxels 173–285, L–R 14–42 (the cord, its CSF and the canal), all I–S rows.
+    hr = as_volume(shared_data / "spine_hr" / "errsm_11" / "t2.nii.gz")
+    hr = crop_volume(crop_volume(hr, 0, 173, 285), 2, 14, 42)
+    stack = instantiate(compose("train", ["degradation=graf_eval", "++degradation.axis=1"]).degradation)
+    lr = DegradationStack(stack.steps[:-1], axis=1)(hr, seed=0)  # the thick axial stack on its own grid
+    fov = Volume(data=field_of_view_mask(lr, hr).astype(np.float32), affine=hr.affine)
+    scores = {}
+    for name in ("cubic", "zoo/palette_residual_spine"):
+        result = run_on_volume(load_model(name), lr, InferenceSettings(axis=1, seed=0))
+        scores[name] = image_metrics(result.sr, hr, mask=fov)
+    cubic, learned = scores["cubic"], scores["zoo/palette_residual_spine"]
+    assert learned["psnr_mask"] > cubic["psnr_mask"] + 0.3, (learned, cubic)
+    assert learned["ssim_mask"] > cubic["ssim_mask"], (learned, cubic)

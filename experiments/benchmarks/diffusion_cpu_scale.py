@@ -89,10 +89,14 @@ class Probe:
 
 def _probes() -> dict[str, Probe]:
     probes = [
-        # Residual (InDI) formulation; base = the recipe's net, crops, batch and lr, 1,000 steps.
-        Probe("res_base", "residual", notes="velocity prediction, uniform t, lr 1e-3, 64² crops, batch 8"),
+        # Residual (InDI) formulation: the recipe's net, crops, batch and lr, 1,000 steps unless stated.
+        Probe(
+            "res_base",
+            "residual",
+            ("model.residual_time_power=1",),
+            notes="velocity prediction, uniform t, lr 1e-3, 64² crops, batch 8",
+        ),
         Probe("res_sample", "residual", ("model.residual_prediction=sample",), notes="x̂-prediction"),
-        Probe("res_tpow3", "residual", ("+model.residual_time_power=3",), notes="t density 3t² (toward the LR end)"),
         Probe("res_lr3e-4", "residual", ("model.optimizer.lr=3e-4",), notes="lr 3e-4"),
         Probe(
             "res_crop48",
@@ -109,20 +113,12 @@ def _probes() -> dict[str, Probe]:
             notes="the 32/64/128 U-Net and lr of an earlier probe that beat its input",
         ),
         Probe(
-            "res_tpow3_1500",
+            "residual_recipe",
             "residual",
-            ("+model.residual_time_power=3",),
-            steps=1500,
-            notes="t density 3t² (58 % of the draws in [0.75, 1]), 1,500 steps",
+            steps=None,
+            val_every=500,
+            notes="experiment=palette_residual_cpu (t density 3t²)",
         ),
-        Probe(
-            "res_tpow20_1500",
-            "residual",
-            ("+model.residual_time_power=20",),
-            steps=1500,
-            notes="t density 20t¹⁹ (median t 0.966: nearly the one-step regression from the LR plane), 1,500 steps",
-        ),
-        Probe("residual_recipe", "residual", steps=None, val_every=500, notes="experiment=palette_residual_cpu"),
         # DDPM formulation.
         Probe("ddpm_eps", "ddpm", ("model.prediction_type=epsilon",), notes="ε-prediction (Graf)"),
         Probe("ddpm_v", "ddpm", ("model.prediction_type=v_prediction",), notes="v-prediction"),
