@@ -88,8 +88,10 @@ def test_random_stack_training_input_has_the_inference_scale(tmp_path: Path, bri
     # The target keeps the scale of the acquisition without the jitter: the random gain is the input's appearance,
     # not something the network could infer from its normalised input (a target divided by it would carry a gain
     # of 1 / brightness).
-    plain = DegradationStack(steps=stack.steps[:3] + [RandomIntensityJitter(brightness_range=(1.0, 1.0))], axis=2)
-    reference = SimulatedPairsDataModule([source], [source], [], plain, patch_size=24, patches_per_epoch=48, slab_axis=0)
+    plain = DegradationStack(steps=[*stack.steps[:3], RandomIntensityJitter(brightness_range=(1.0, 1.0))], axis=2)
+    reference = SimulatedPairsDataModule(
+        [source], [source], [], plain, patch_size=24, patches_per_epoch=48, slab_axis=0
+    )
     reference.setup("fit")
     for k in (0, 7, 31):
         torch.testing.assert_close(data.train_set[k]["hr"], reference.train_set[k]["hr"])
