@@ -182,8 +182,10 @@ class PlanePatchDataset(Dataset):
             # statistic (blur lowers the 99.5th percentile) carries over to the target, as it does at inference,
             # while the random gain of the jitter does not: dividing the HR side by it would give the target a random
             # gain (±20 % for Graf's jitter) that no network can infer from its normalised input.
-            hr_correction = self.intensity.plane_correction(hr_plane, reference)
             lr_correction = self.intensity.plane_correction(hr_plane, lr_plane)
+            # Without a gain step the reference is the LR side itself: one correction serves both.
+            no_gain_step = reference_t is lr_t
+            hr_correction = lr_correction if no_gain_step else self.intensity.plane_correction(hr_plane, reference)
             hr_plane, lr_plane = hr_plane / hr_correction, lr_plane / lr_correction
         hr, lr = hr_plane[r0 : r0 + p, c0 : c0 + p], lr_plane[r0 : r0 + p, c0 : c0 + p]
         if self.flips:
