@@ -47,9 +47,11 @@ from mrisr.eval.cord import landmark_point
 from mrisr.eval.scoring import CordReference, cord_reference, mask_mucca, reference_volumes, score_volume
 from mrisr.experiment.helpers import git_commit as experiment_commit
 from mrisr.experiment.helpers import host_record, load_scale, scale_names
+from mrisr.experiment.qc import experiment_qc_page
 from mrisr.inference import InferenceSettings, run_on_volume
 from mrisr.io.nifti import Volume, as_volume, load_volume
 from mrisr.io.rows import REFERENCE_METHODS, RowStore, make_row
+from mrisr.report.qc import write_qc_index
 from mrisr.segmentation.classical import ClassicalSegmenter
 from mrisr.utils.config import compose
 
@@ -118,12 +120,16 @@ def run_subject(
             seconds = time.perf_counter() - start
             rows = score_volume(cubic, hr, subject, setting, "LR", cord=cord, seconds=seconds)
             store.append(rows)
+            if args.qc:
+                experiment_qc_page(args.qc, lr, cubic, rows, AXIS, THICKNESS_MM, cord=cord)
             print(subject, setting, "LR", {r["metric"]: round(float(r["value"]), 4) for r in rows}, flush=True)
         if "SR" in missing:
             sr, fit, seconds = zero_shot(lr, model_cfg, args.budget_s, args.max_steps, args.seed)
             steps = int(fit["steps"]) if "steps" in fit else None
             rows = score_volume(sr, hr, subject, setting, "SR", cord=cord, seconds=seconds, steps=steps)
             store.append(rows)
+            if args.qc:
+                experiment_qc_page(args.qc, lr, sr, rows, AXIS, THICKNESS_MM, cord=cord, extra={"fit": fit})
             print(subject, setting, "SR", f"{seconds:.0f} s, {steps} steps",
                   {r["metric"]: round(float(r["value"]), 4) for r in rows}, flush=True)  # fmt: skip
 
@@ -139,6 +145,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--budget-s", type=float, default=None, help="fit + inference cap per volume (s; 0: none)")
     parser.add_argument("--max-steps", type=int, default=None, help="optimiser steps per volume (0: the model's)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--qc", type=Path, default=None, help="HTML QC report folder: a page per output scored now")
     args = parser.parse_args(argv)
     scale = load_scale(HERE, args.scale)
     args.model = args.model or str(scale["model"])
@@ -162,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     started, start, commit = datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter(), git_commit()
     for subject in args.subjects:
         run_subject(subject, args.settings, args, cfg.model, done)
+    if args.qc:
+        write_qc_index(args.qc)
     record_path = args.out.with_name("run.json")
     record = json.loads(record_path.read_text()) if record_path.exists() else {"invocations": []}
     rows = RowStore(args.out).read()
@@ -188,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "scoring": "mrisr.eval.scoring.score_volume (MUCCA window dewey2024_text at the C2 landmark, mask on the "
             "HR grid)",
             "csv": os.path.relpath(args.out, record_path.parent),
+            "qc": str(args.qc) if args.qc else None,
             "host": host,
         }
     )

@@ -53,6 +53,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=None, help="data root (default: the config's paths.data)")
     parser.add_argument("--out", type=Path, default=None, help="rows CSV (default results/<scale>/rows.csv)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--qc", type=Path, default=None, help="HTML QC report folder: a page per output scored now")
     args = parser.parse_args(argv)
     args.out = args.out or HERE / "results" / args.scale / "rows.csv"
     return args
@@ -71,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         data, args.held_out, args.methods, args.out, trained=scale["methods"], common=scale["common"],
         max_steps=max_steps, validations=int(scale["validations"]), zero_shot_model=scale["zero_shot"]["model"],
         zero_shot_cap_s=scale["zero_shot"]["cap_s"], axis=2, seed=args.seed, train_root=args.out.parent / "train",
-        log=lambda line: print(line, flush=True),
+        qc=args.qc, log=lambda line: print(line, flush=True),
     )  # fmt: skip
     models = {
         method_label(overrides, m): OmegaConf.to_container(compose("train", list(overrides)).model, resolve=True)
@@ -99,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "scoring": "mrisr.eval.scoring.score_volume (mask = normalisation region = brain mask; patch metrics "
             "along axis 2)",
             "csv": "rows.csv" if args.out.parent == record_path.parent else str(args.out),
+            "qc": str(args.qc) if args.qc else None,
         },
     )
     print(json.dumps({"csv": str(args.out), "rows": len(rows), "run_json": str(record_path)}))

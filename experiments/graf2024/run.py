@@ -65,9 +65,11 @@ from mrisr.degradations.stack import DegradationStack
 from mrisr.eval.cord import landmark_point
 from mrisr.eval.scoring import cord_reference, reference_volumes, score_volume
 from mrisr.experiment.helpers import append_invocation, git_commit, load_scale, scale_names, train_model
+from mrisr.experiment.qc import experiment_qc_page
 from mrisr.io.nifti import Volume, as_volume, load_volume
 from mrisr.io.regrid import field_of_view_mask
 from mrisr.io.rows import REFERENCE_METHODS, RowStore, metric_rows
+from mrisr.report.qc import write_qc_index
 from mrisr.segmentation.classical import ClassicalSegmenter
 from mrisr.systems.supervised import SupervisedSR
 from mrisr.utils.config import compose
@@ -158,6 +160,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=None, help="data root (default: the config's paths.data)")
     parser.add_argument("--out", type=Path, default=None, help="rows CSV (default results/<scale>/rows.csv)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--qc", type=Path, default=None, help="HTML QC report folder: a page per output scored now")
     args = parser.parse_args(argv)
     args.out = args.out or HERE / "results" / args.scale / "rows.csv"
     args.scale_spec = load_scale(HERE, args.scale)
@@ -216,9 +219,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             rows = score_volume(sr, x["hr"], subject, SETTING, method, fov=x["fov"], cord=x["cord"], seconds=seconds,
                                 steps=steps)  # fmt: skip
             store.append(rows)
+            if args.qc:
+                acquisition = x["acquisition"]
+                profile = next((s["profile"] for s in acquisition["steps"] if "profile" in s), "slr")
+                experiment_qc_page(args.qc, x["lr"], sr, rows, AXIS, acquisition.get("thickness_mm"), profile=profile,
+                                   cord=x["cord"], extra={"acquisition": acquisition})  # fmt: skip
             timings[method][f"infer_s_{subject}"] = round(seconds, 1)
             shown = {r["metric"]: round(float(r["value"]), 3) for r in rows}
             print(subject, method, f"infer {seconds:.0f} s", shown, flush=True)
+    if args.qc:
+        write_qc_index(args.qc)
     record_path = args.out.with_name("run.json")
     append_invocation(
         record_path,
@@ -243,6 +253,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "scoring": "mrisr.eval.scoring.score_volume (fov = thick-stack field of view; MUCCA window "
             "dewey2024_text at the C2 landmark on the HR grid)",
             "csv": "rows.csv",
+            "qc": str(args.qc) if args.qc else None,
         },
     )
     print(json.dumps({"csv": str(args.out), "rows": len(store.read()), "run_json": str(record_path)}))

@@ -101,6 +101,7 @@ def run_held_out(
     axis: int = 2,
     seed: int = 0,
     train_root: Path | None = None,
+    qc: Path | None = None,
     log: Callable[[str], None] = print,
 ) -> pd.DataFrame:
     """Every missing result of the held-out volumes into the row store ``out`` (module docstring); all rows.
@@ -119,6 +120,7 @@ def run_held_out(
         axis: simulated through-plane axis.
         seed: seed of the degradation, the training and the fit.
         train_root: folder of the training runs (``<train_root>/<held_out>/<method>``); default a temporary one.
+        qc: HTML QC report folder (:func:`mrisr.experiment.qc.experiment_qc_page`): a page per output scored now.
         log: progress lines.
 
     Returns:
@@ -128,6 +130,7 @@ def run_held_out(
     from mrisr.eval.prettier import PATCH_METRICS
     from mrisr.eval.scoring import reference_volumes, score_volume
     from mrisr.experiment.helpers import train_model
+    from mrisr.experiment.qc import experiment_qc_page
     from mrisr.io.nifti import as_volume, save_volume
     from mrisr.io.rows import REFERENCE_METHODS, RowStore
 
@@ -188,8 +191,14 @@ def run_held_out(
                 seconds = time.perf_counter() - start
                 rows = score(sr, label, seconds, steps)
                 store.append(rows)
+                if qc is not None:
+                    experiment_qc_page(qc, lr, sr, rows, axis, THICKNESS_MM)
                 shown = {r["metric"]: round(float(r["value"]), 4) for r in rows if r["metric"].endswith("_mask")}
                 log(f"{name} {label} {seconds:.0f} s {shown}")
+    if qc is not None:
+        from mrisr.report.qc import write_qc_index
+
+        write_qc_index(qc)
     frame = store.read()
     frame.attrs["run_records"] = records
     return frame
