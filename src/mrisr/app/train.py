@@ -15,15 +15,17 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightning as L
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mrisr.core.atomic import write_json_atomic
 from mrisr.core.errors import MrisrInputError
+
+if TYPE_CHECKING:
+    import lightning as L
 
 __all__ = ["USAGE", "TrainResult", "instantiate_group", "main", "train"]
 
@@ -94,6 +96,8 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> TrainResult:
         MrisrInputError: a model that is not trained by ``train`` (interpolation, per-volume models), or
             ``train=false`` without a checkpoint.
     """
+    import lightning as L  # here, not at the top: ``infer`` with an interpolation model need not load Lightning
+
     if cfg.print_config:
         from mrisr.utils.printing import print_config_tree
 
