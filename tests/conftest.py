@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,8 @@ import pytest
 from scipy import ndimage
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+#: The tests folder (fixtures of several test packages live in ``support/`` and ``golden/``).
+TESTS_DIR = REPO_ROOT / "tests"
 
 
 def shared_data_dir() -> Path:
@@ -48,6 +51,65 @@ def run_command(
     )
 
 
+#: Entry point → module whose ``main(argv)`` it runs (``-m mrisr.cli.<tool>`` names its module itself).
+ENTRY_POINTS = {"infer.py": "mrisr.app.infer", "train.py": "mrisr.app.train"}
+
+
+def run_tool(args: list[str], extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run a command line as :func:`run_command` does, but in this process: the tool's ``main`` under
+    :func:`mrisr.utils.cli.run_cli` (the code a console script runs), with stdout, stderr and log records captured and
+    the exit status taken from ``SystemExit``. A command-line contract (exit status, one ``error:`` line, files
+    written or not) costs no interpreter start; ``tests/cli/test_cli.py`` keeps one real process per entry point.
+
+    Args:
+        args: ``["infer.py", …]``, ``["train.py", …]`` or ``["-m", "mrisr.cli.<tool>", …]``.
+        extra_env: environment variables set for the call (restored afterwards).
+    """
+    import contextlib
+    import importlib
+    import io
+    import logging
+    import traceback
+
+    import torch
+
+    from mrisr.utils.cli import run_cli
+
+    module, argv = (args[1], args[2:]) if args[0] == "-m" else (ENTRY_POINTS[args[0]], args[1:])
+    main = importlib.import_module(module).main
+    out, err = io.StringIO(), io.StringIO()
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root, mrisr_log = logging.getLogger(), logging.getLogger("mrisr")
+    saved_level, saved_threads = mrisr_log.level, torch.get_num_threads()
+    env = {"MPLBACKEND": "Agg", "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0", **(extra_env or {})}
+    saved_env = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    root.addHandler(handler)
+    mrisr_log.setLevel(logging.INFO)
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                run_cli(main, list(argv))
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+            except Exception:  # what a process would print before dying with status 1
+                traceback.print_exc()
+                code = 1
+    finally:
+        root.removeHandler(handler)
+        mrisr_log.setLevel(saved_level)
+        torch.set_num_threads(saved_threads)
+        torch.set_flush_denormal(False)
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
 def phantom(shape: tuple[int, int, int] = (48, 42, 54), seed: int = 0) -> np.ndarray:
     """Smooth textured ellipsoid (about a quarter of the box), zero outside."""
     rng = np.random.default_rng(seed)
@@ -68,3 +130,36 @@ def hr_files(tmp_path: Path) -> list[str]:
         save_volume(phantom(seed=i), path, affine=np.eye(4))
         paths.append(str(path))
     return paths
+
+
+def last_json(stdout: str) -> dict:
+    """The last line of a command's standard output, parsed as JSON (the result line of every mrisr tool)."""
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def t2_crop_lr(shared_data: Path) -> tuple:
+    """A cropped real T2 spine (1 mm) and its simulated 3||1 acquisition along axis 2."""
+    import nibabel as nib
+
+    import mrisr
+
+    hr = nib.load(shared_data / "fixtures" / "t2_crop" / "t2.nii.gz")
+    return hr, mrisr.simulate(hr, thickness_mm=3.0, gap_mm=1.0, axis=2)
+
+
+@pytest.fixture
+def edsr_checkpoint(tmp_path: Path) -> Path:
+    """A checkpoint of an untrained tiny EDSR (config + weights, as train.py writes them)."""
+    import torch
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from mrisr.utils.config import compose
+
+    cfg = compose("train", ["model=edsr_small", "model.net.n_feats=4", "model.net.n_resblocks=1"])
+    model = instantiate(cfg.model)
+    path = tmp_path / "tiny.ckpt"
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    torch.save({"mrisr_config": {"model": model_cfg}, "state_dict": model.state_dict()}, path)
+    return path

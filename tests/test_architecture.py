@@ -126,3 +126,33 @@ def test_documented_modules_exist() -> None:
             else:
                 missing.add(f"{doc.name}: {dotted}")
     assert not missing, sorted(missing)
+
+
+# ------------------------------------------------------------------------------------------------------ test layout
+TESTS = REPO_ROOT / "tests"
+#: Test folders that are not a package of src/mrisr: command-line contracts, the scripts of experiments/, helpers.
+NON_PACKAGE_TEST_FOLDERS = {"cli", "experiments", "support", "golden"}
+#: Tests outside tests/cli that must start processes: several training processes talking to each other (DDP).
+MULTI_PROCESS_TESTS = {"tests/callbacks/test_callbacks.py"}
+
+
+def test_tests_mirror_the_package() -> None:
+    packages = {p.name for p in SRC.iterdir() if (p / "__init__.py").is_file()}
+    folders = {p.name for p in TESTS.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))}
+    assert folders - NON_PACKAGE_TEST_FOLDERS <= packages, "a test folder that names no package of src/mrisr"
+    stray = sorted(str(p.relative_to(REPO_ROOT)) for p in TESTS.glob("test_*.py"))
+    top_level = {"tests/test_architecture.py", "tests/test_api.py"}  # the whole package; the api.py module
+    assert set(stray) <= top_level, (
+        f"test modules belong in the folder of their package: {sorted(set(stray) - top_level)}"
+    )
+
+
+def test_only_command_line_tests_start_the_project_in_a_subprocess() -> None:
+    offenders = []
+    for path in TESTS.rglob("test_*.py"):
+        rel = str(path.relative_to(REPO_ROOT))
+        if rel.startswith("tests/cli/") or rel in MULTI_PROCESS_TESTS:
+            continue
+        if re.search(r"\brun_command\(|sys\.executable", path.read_text()):
+            offenders.append(rel)
+    assert not offenders, f"move command-line contracts to tests/cli or call the function in process: {offenders}"

@@ -1,9 +1,10 @@
 """Golden inference cases: one small phantom and one model per inference path, with frozen weights.
 
 ``python tests/golden/cases.py`` writes ``tests/golden/data/<case>.pt`` (the network weights and the expected SR
-volume); ``tests/test_golden_inference.py`` rebuilds every model from its config, loads the frozen weights and checks
-that today's code reproduces the stored output to 1e-6. Weights are drawn from a seeded normal distribution (not the
-nets' own initialisation, which zero-initialises some output layers), so every output depends on every layer.
+volume); ``tests/inference/test_golden_inference.py`` rebuilds every model from its config, loads the frozen
+weights and checks that today's code reproduces the stored output to 1e-6. Weights are drawn from a seeded normal
+distribution (not the nets' own initialisation, which zero-initialises some output layers), so every output depends
+on every layer.
 
 The stored outputs were computed by the code before inference became its own layer (commit 51b4597, with this file's
 ``run`` adapted to that code's ``run_on_volume`` keywords); the cases pin settings whose meaning did not change since

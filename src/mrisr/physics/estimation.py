@@ -39,7 +39,7 @@ errsm_11/18/21 ≤ 0.33 mm, check subjects errsm_20/30 ≤ 0.26 mm, errsm_22 up 
 three kinds, on a shared, loaded 2-core machine). On the brain FLAIR and T1 sliced sagittally it
 underestimates badly (mean −0.3 mm at 2||0, −0.8 to −2.2 mm from 3 mm on): the method assumes that edges look alike
 along every axis, which these volumes violate far more than the spines (the slab averaging below explains part of it).
-An isotropic synthetic phantom (tests/test_estimation.py) recovers T within 0.75 mm with the compensation below.
+An isotropic synthetic phantom (tests/physics/test_estimation.py) recovers T within 0.75 mm with the compensation below.
 
 The optional ``slab_compensation`` additionally blurs the real side along the in-plane axis being compared with the
 candidate profile. The in-plane content of a thick-slice volume is itself averaged over the slab thickness, which

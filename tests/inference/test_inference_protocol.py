@@ -10,26 +10,17 @@ import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
-from conftest import REPO_ROOT, run_command
+from conftest import REPO_ROOT
 from mrisr.app.models import build_inference_model
 from mrisr.core.errors import MrisrInputError
 from mrisr.inference import InferenceProtocol, InferenceSettings, run_on_volume
-from mrisr.io.nifti import Volume
 from mrisr.systems.base import SRSystem
 from mrisr.utils.config import compose
+from support.volumes import thick_phantom
 
 MODEL_ROOT = REPO_ROOT / "conf" / "model"
 MODEL_CONFIGS = sorted(MODEL_ROOT.rglob("*.yaml"))
-
-
-def _phantom(shape: tuple[int, int, int] = (40, 36, 10), spacing: tuple[float, ...] = (1.0, 1.0, 4.0)) -> Volume:
-    rng = np.random.default_rng(0)
-    from scipy import ndimage
-
-    data = ndimage.gaussian_filter(rng.random(shape), sigma=(3, 3, 1)).astype(np.float32) + 0.5
-    return Volume(data=data, affine=np.diag([*spacing, 1.0]))
 
 
 @pytest.mark.parametrize("path", MODEL_CONFIGS, ids=lambda p: p.relative_to(MODEL_ROOT).with_suffix("").as_posix())
@@ -57,16 +48,6 @@ def test_networks_without_weights_need_a_checkpoint() -> None:
     cfg = compose("train", ["model=edsr_small"])
     with pytest.raises(MrisrInputError, match="needs trained weights"):
         build_inference_model(cfg.model, None, {})
-
-
-@pytest.fixture
-def edsr_checkpoint(tmp_path: Path) -> Path:
-    cfg = compose("train", ["model=edsr_small", "model.net.n_feats=4", "model.net.n_resblocks=1"])
-    model = instantiate(cfg.model)
-    path = tmp_path / "tiny.ckpt"
-    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    torch.save({"mrisr_config": {"model": model_cfg}, "state_dict": model.state_dict()}, path)
-    return path
 
 
 def test_inference_options_reach_checkpoint_models(edsr_checkpoint: Path) -> None:
@@ -101,7 +82,7 @@ def test_zero_shot_budget_and_thickness_must_be_positive(option: str, value: flo
 
 
 def test_per_volume_fit_draws_from_the_generator_and_leaves_global_rng_alone() -> None:
-    volume = _phantom()
+    volume = thick_phantom()
     cfg = compose("infer", ["model=smore_smoke", "model.max_steps=3"])
     state = torch.get_rng_state()
     a = run_on_volume(instantiate(cfg.model), volume, InferenceSettings(seed=1, estimate_thickness=False))
@@ -118,28 +99,4 @@ def test_run_on_volume_refuses_too_few_slices() -> None:
     from mrisr.systems.interpolation import InterpolationSR
 
     with pytest.raises(MrisrInputError, match="only 2 slice"):
-        run_on_volume(InterpolationSR(), _phantom(shape=(20, 20, 2)))
-
-
-def test_negative_budget_on_the_command_line_is_one_clear_error(tmp_path: Path) -> None:
-    lr = _phantom().to_nifti()
-    source = tmp_path / "lr.nii.gz"
-    lr.to_filename(source)
-    out = tmp_path / "sr.nii.gz"
-    proc = run_command(["infer.py", f"input={source}", f"output={out}", "model=smore_smoke", "budget.max_time=-5"])
-    assert proc.returncode != 0
-    assert "budget.max_time" in proc.stderr and "Traceback" not in proc.stderr
-    assert not out.exists()
-
-
-def test_command_line_model_options_reach_a_checkpoint_model(edsr_checkpoint: Path, tmp_path: Path) -> None:
-    source = tmp_path / "lr.nii.gz"
-    _phantom().to_nifti().to_filename(source)
-    out = tmp_path / "sr.nii.gz"
-    common = ["infer.py", f"input={source}", f"output={out}", f"ckpt_path={edsr_checkpoint}", "model=edsr_small"]
-    proc = run_command([*common, "model.inference_batch_size=2"])
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert out.is_file()
-    refused = run_command([*common, f"output={tmp_path / 'b.nii.gz'}", "model.net.n_feats=8"])
-    assert refused.returncode != 0 and "model.net.n_feats is not an inference option" in refused.stderr
-    assert not (tmp_path / "b.nii.gz").exists()
+        run_on_volume(InterpolationSR(), thick_phantom(shape=(20, 20, 2)))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import math
 import sys
-from pathlib import Path
 from types import ModuleType
 
 import nibabel as nib
@@ -13,11 +12,12 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import REPO_ROOT
 from mrisr.io.nifti import Volume, as_volume
 from mrisr.nets.diffusion_unet import TINY_UNET, ConditionalUNet
 from mrisr.systems.diffusion import DiffusionSR
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "benchmarks" / "diffusion_sampling.py"
+SCRIPT = REPO_ROOT / "experiments" / "benchmarks" / "diffusion_sampling.py"
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,77 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import run_command
 from mrisr import report
 from mrisr.eval import cohort
 from mrisr.utils.cli import run_cli
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(scope="module")
-def smoke_multirun(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two smoke trainings that differ in slice thickness, as one Hydra multirun (about 40 s of CPU on 2 cores)."""
-    runs_dir = tmp_path_factory.mktemp("runs")
-    proc = run_command(
-        [
-            "train.py",
-            "-m",
-            "experiment=smoke",
-            f"paths.runs_dir={runs_dir}",
-            "degradation.thickness_mm=3,5",
-            "~eval.montage",
-            "logger=none",
-        ]
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    multiruns = sorted((runs_dir / "train").glob("multirun_*"))
-    assert len(multiruns) == 1
-    return multiruns[0]
-
-
-def _run_report(args: list[str], capsys: pytest.CaptureFixture[str]) -> dict:
-    assert report.main(args) == 0
-    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-
-
-def _assert_png(path: Path, min_bytes: int = 5000) -> None:
-    data = Path(path).read_bytes()
-    assert data[:8] == PNG_MAGIC and len(data) > min_bytes, path
-
-
-@pytest.mark.slow
-def test_report_of_smoke_multirun(smoke_multirun: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
-    out = tmp_path / "report"
-    result = _run_report([f"runs={smoke_multirun}", f"output={out}", "reference=cubic"], capsys)
-    labels = ["degradation.thickness_mm=3", "degradation.thickness_mm=5"]
-    assert result["runs"] == 2 and result["labels"] == labels
-
-    markdown = (out / "benchmark.md").read_text()
-    header = markdown.splitlines()[0]
-    columns = [c.strip() for c in header.strip("|").split("|")]
-    assert columns == ["Run", "Setting", "Metric", "edsr_small", "nearest", "linear", "cubic"]
-    for label in labels:
-        assert sum(line.startswith(f"| {label} |") for line in markdown.splitlines()) == 2  # psnr and ssim rows
-    assert markdown.count("**") >= 8  # one bold best per row
-    assert "against cubic" in markdown
-
-    latex = (out / "benchmark.tex").read_text()
-    for command in ("\\begin{tabular}", "\\toprule", "\\midrule", "\\bottomrule", "\\textbf{", "thickness\\_mm=3"):
-        assert command in latex
-    body = [line for line in latex.splitlines() if not line.startswith("%")]
-    assert not any(re.search(r"(?<!\\)_", line) for line in body), "unescaped underscore"
-
-    summary = pd.read_csv(out / "summary.csv")
-    assert len(summary) == 2 * 2 * 4 and set(summary["label"]) == set(labels)
-    assert summary.groupby(["label", "metric"])["best"].sum().eq(1).all()
-    assert (summary["n"] == 1).all()
-    runs = pd.read_csv(out / "runs.csv")
-    assert runs["overrides"].str.contains("degradation.thickness_mm").all()
-
-    assert {Path(f).name for f in result["figures"]} == {"boxplot_psnr.png", "boxplot_ssim.png"}
-    for figure in result["figures"]:
-        _assert_png(Path(figure))
+from support.reports import assert_png, run_report
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
@@ -91,7 +22,7 @@ def test_latex_table_compiles_with_booktabs(tmp_path: Path, capsys: pytest.Captu
             for m in ("my_model", "cubic") for k in ("psnr", "ssim_%")]  # fmt: skip
     _fake_run(tmp_path / "runs", "0", ["model=my_model", "data.x=a_b"], _tidy(rows))
     _fake_run(tmp_path / "runs", "1", ["model=my_model", "data.x=c&d"], _tidy(rows))
-    _run_report([f"runs={tmp_path / 'runs'}", f"output={tmp_path}"], capsys)
+    run_report([f"runs={tmp_path / 'runs'}", f"output={tmp_path}"], capsys)
     (tmp_path / "doc.tex").write_text(
         "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n\\input{benchmark.tex}\n\\end{document}\n"
     )
@@ -172,11 +103,11 @@ def test_report_tolerates_missing_and_extra_metrics(tmp_path: Path, capsys: pyte
     _fake_run(tmp_path / "runs", "0", ["degradation=a"], a)
     _fake_run(tmp_path / "runs", "1", ["degradation=b"], b)
     out = tmp_path / "out"
-    result = _run_report([f"runs={tmp_path / 'runs'}", f"output={out}", "metrics=[psnr,ssim,lpips]"], capsys)
+    result = run_report([f"runs={tmp_path / 'runs'}", f"output={out}", "metrics=[psnr,ssim,lpips]"], capsys)
     summary = pd.read_csv(out / "summary.csv")
     assert set(summary["metric"]) == {"psnr", "ssim"}  # lpips absent everywhere, dice not requested
     assert {Path(f).name for f in result["figures"]} == {"boxplot_psnr.png", "boxplot_ssim.png"}
-    everything = _run_report([f"runs=[{tmp_path / 'runs' / '0'},{tmp_path / 'runs' / '1'}]", f"output={out}"], capsys)
+    everything = run_report([f"runs=[{tmp_path / 'runs' / '0'},{tmp_path / 'runs' / '1'}]", f"output={out}"], capsys)
     assert everything["runs"] == 2 and "dice" in (out / "benchmark.md").read_text()
 
 
@@ -213,14 +144,14 @@ def test_report_cli_with_clinical_table_and_callback_stats(tmp_path: Path, capsy
     pd.DataFrame(stats_rows).to_csv(run / "clinical_stats.csv", index=False)
     c.clinical.to_csv(tmp_path / "clinical.csv", index=False)
     out = tmp_path / "out"
-    result = _run_report(
+    result = run_report(
         [f"runs={run}", f"output={out}", "reference=LR", "metrics=[mucca_mm2]", f"clinical={tmp_path / 'clinical.csv'}",
          "outcomes=[edss,t25fw]"], capsys,
     )  # fmt: skip
     names = {Path(f).name for f in result["figures"]}
     assert names == {f"{k}_mucca_mm2.png" for k in ("boxplot", "correlation", "agreement", "bland_altman", "clinical")}
     for figure in result["figures"]:
-        _assert_png(Path(figure), 20000)
+        assert_png(Path(figure), 20000)
     assert not list(out.glob(".*"))  # no temporary files left behind
     table = (out / "clinical.md").read_text()
     assert "3\\|\\|1.0" in table and "random" in table and "Williams" in table

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO_ROOT, run_command
+from conftest import REPO_ROOT, TESTS_DIR, run_command
 
-SUPPORT = str(Path(__file__).parent / "support")
+SUPPORT = str(TESTS_DIR / "support")
 
 
 def train(runs: Path, *extra: str) -> subprocess.CompletedProcess:

@@ -15,18 +15,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from conftest import shared_data_dir
 from mrisr.core.errors import MrisrInputError
 from mrisr.io import SliceGeometry, Volume, detect_slice_axis, load_volume, same_file, save_volume, volume_from_image
 
-
-def _data_dir() -> Path:
-    env = os.environ.get("MRISR_DATA")
-    if env:
-        return Path(env).expanduser().resolve()
-    return (Path(__file__).parents[1] / ".." / "shared" / "data").resolve()
-
-
-DATA = _data_dir()
+DATA = shared_data_dir()
 
 
 def _shared(rel: str) -> Path:

@@ -3,16 +3,12 @@ uncertainty, inference options, and the train.py → infer.py round trip."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pytest
 import torch
 
-from conftest import run_command
 from mrisr.core.errors import MrisrInputError
 from mrisr.diffusion import DDIMSampler, DPMSolverSampler, sample
 from mrisr.diffusion.sampling import from_signed, to_signed
@@ -29,6 +25,7 @@ from mrisr.io.geometry import detect_slice_axis
 from mrisr.io.nifti import Volume
 from mrisr.nets.diffusion_unet import TINY_UNET, ConditionalUNet
 from mrisr.systems.diffusion import DiffusionSR, ResidualSampler
+from support.volumes import axial_volume
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -54,15 +51,6 @@ def planes(batch: int = 4, size: int = 16, seed: int = 0) -> dict[str, torch.Ten
     hr = torch.rand((batch, 1, size, size), generator=generator)
     lr = (hr + 0.1 * torch.randn(hr.shape, generator=generator)).clamp(0, 1)
     return {"hr": hr, "lr": lr}
-
-
-def axial_volume(shape: tuple[int, int, int] = (14, 12, 5), thickness: float = 3.0) -> Volume:
-    """Smooth phantom on an axial (LAS-like) thick-slice grid: 1 mm in plane, ``thickness`` mm along axis 2."""
-    grid = np.mgrid[0 : shape[0], 0 : shape[1], 0 : shape[2]].astype(np.float32)
-    data = 100 + 50 * np.sin(grid[0] / 3) * np.cos(grid[1] / 4) + 10 * grid[2]
-    affine = np.diag([-1.0, 1.0, thickness, 1.0])
-    affine[:3, 3] = [20.0, -5.0, 12.0]
-    return Volume(data=data.astype(np.float32), affine=affine, header=nib.Nifti1Header(), path=None)
 
 
 def infer(model: DiffusionSR, volume: Volume, seed: int) -> InferenceOutput:
@@ -374,57 +362,6 @@ def test_run_on_volume_records_the_method() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- train → infer
-def find_checkpoint(runs_dir: Path) -> Path:
-    ckpts = sorted(runs_dir.glob("train/*/checkpoints/last.ckpt"))
-    assert ckpts, f"no checkpoint under {runs_dir}"
-    return ckpts[-1]
-
-
-@pytest.fixture(scope="module")
-def smoke_checkpoint(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    runs_dir = tmp_path_factory.mktemp("runs")
-    proc = run_command(
-        [
-            "train.py",
-            "experiment=palette_smoke",
-            f"paths.runs_dir={runs_dir}",
-            "trainer.max_steps=2",
-            "trainer.max_epochs=1",
-            "data.patches_per_epoch=16",
-            "data.val_patches=2",
-            "test=false",
-        ],
-        extra_env={"OMP_NUM_THREADS": "1"},
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return find_checkpoint(runs_dir)
-
-
-def test_smoke_checkpoint_reloads_in_infer_and_overlays_the_input(smoke_checkpoint: Path, tmp_path: Path) -> None:
-    stored = torch.load(smoke_checkpoint, map_location="cpu", weights_only=False)
-    assert stored["mrisr_config"]["model"]["_target_"] == "mrisr.systems.diffusion.DiffusionSR"
-    assert any(k.startswith("ema.module.") for k in stored["state_dict"])
-    volume = axial_volume((16, 14, 5))
-    lr_path = tmp_path / "lr.nii.gz"
-    nib.save(nib.Nifti1Image(volume.data, volume.affine), lr_path)
-    out, cubic = tmp_path / "sr.nii.gz", tmp_path / "cubic.nii.gz"
-    common = [f"input={lr_path}", f"paths.runs_dir={tmp_path}", "device=cpu"]
-    proc = run_command(
-        ["infer.py", *common, f"output={out}", f"ckpt_path={smoke_checkpoint}", "model.sampler.steps=2",
-         "model.samples=2"]
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    proc = run_command(["infer.py", *common, f"output={cubic}", "model=cubic"])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    sr, ref = nib.load(out), nib.load(cubic)
-    assert sr.shape == ref.shape == (16, 14, 15)
-    np.testing.assert_allclose(sr.affine, ref.affine, atol=1e-6)
-    assert np.isfinite(sr.get_fdata()).all()
-    sd_path = tmp_path / "sr_sd.nii.gz"
-    sd = nib.load(sd_path)
-    assert sd.shape == sr.shape and (sd.get_fdata() >= 0).all()
-    sidecar = json.loads((tmp_path / "sr.mrisr.json").read_text())
-    assert sidecar["uncertainty"] == str(sd_path) and sidecar["method"] == "palette_tiny"
 
 
 class ConditionOracle(torch.nn.Module):

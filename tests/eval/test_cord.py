@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 from pathlib import Path
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_command
+from conftest import last_json
 from mrisr.callbacks.cord import CordMorphometryCallback
 from mrisr.core.errors import MrisrInputError
 from mrisr.degradations.thick_slice import ThickSlice
@@ -266,10 +265,6 @@ def test_errsm_c2_referenced_mucca_table(shared_data: Path, subject: str) -> Non
 # ------------------------------------------------------------------------------------------ CLI
 
 
-def last_json(stdout: str) -> dict:
-    return json.loads(stdout.strip().splitlines()[-1])
-
-
 def test_mucca_cli_pam50_and_errsm(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from mrisr.cli.mucca import main
     from mrisr.utils.cli import run_cli
@@ -299,19 +294,6 @@ def test_mucca_cli_pam50_and_errsm(shared_data: Path, tmp_path: Path, capsys: py
         assert exit_info.value.code == 2
         err = capsys.readouterr().err
         assert err.startswith("error:") and "Fix:" in err
-
-
-@pytest.mark.slow
-def test_mucca_cli_subprocess_segments_with_classical_backend(shared_data: Path) -> None:
-    """``python -m mrisr.cli.mucca image=… c2=…``: the built-in segmenter, JSON with ``mucca_mm2`` on the last line."""
-    errsm = shared_data / "spine_hr" / "errsm_21"
-    proc = run_command(
-        ["-m", "mrisr.cli.mucca", f"image={errsm / 't2.nii.gz'}", f"c2={errsm / 't2_landmarks_C2_T2_center.nii.gz'}"]
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    result = last_json(proc.stdout)
-    assert result["backend"] == "classical" and result["status"] == "ok"
-    assert result["mucca_mm2"] == pytest.approx(82.02, rel=0.05)  # manual-mask MUCCA ± 5 %
 
 
 # ------------------------------------------------------------------------------------------ callback
@@ -436,29 +418,3 @@ def test_cord_callback_without_annotations_warns_once_and_keeps_landmark_free_me
     assert len([r for r in rows if r["metric"] == "csa_mean_mm2"]) == 6  # HR, LR, SR for two volumes
     landmark_warnings = [m for m in caplog.messages if "no landmarks" in m]
     assert len(landmark_warnings) == 1
-
-
-@pytest.mark.slow
-def test_smoke_experiment_writes_cord_and_topology_rows(shared_data: Path, tmp_path: Path) -> None:
-    """``train.py experiment=smoke data=spine eval=[image_metrics,cord,topology]``: rows in the run directory."""
-    errsm_11 = shared_data / "spine_hr" / "errsm_11" / "t2.nii.gz"
-    proc = run_command(
-        [
-            "train.py",
-            "experiment=smoke",
-            "data=spine",
-            f"paths.runs_dir={tmp_path}",
-            f"data.test=[{errsm_11}]",
-            "eval=[image_metrics,cord,topology]",
-        ]
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    run_dir = sorted(p for p in (tmp_path / "train").iterdir() if p.is_dir())[-1]
-    rows = list(csv.DictReader((run_dir / "cord_metrics.csv").open()))
-    value = {(r["method"], r["metric"]): r for r in rows}
-    # HR: the manual mask and C2 landmark supplied by the data module; LR and SR segmented on their own grids.
-    assert float(value[("HR", "mucca_mm2")]["value"]) == pytest.approx(75.77, abs=0.1)
-    assert {r["method"] for r in rows} >= {"HR", "LR", "edsr_small"}
-    assert all(r["subject"] == "errsm_11/t2" for r in rows)
-    assert (run_dir / "cord_perslice.csv").is_file() and (run_dir / "test_metrics.csv").is_file()
-    assert "topology: no 'vertebrae' annotation" in proc.stderr + (run_dir / "train.log").read_text()

@@ -14,7 +14,7 @@ import pytest
 from torch.utils.data import DataLoader, DistributedSampler
 
 import mrisr.callbacks.base as base
-from conftest import run_command
+from conftest import TESTS_DIR, run_command
 from mrisr.callbacks import ImageMetricsCallback, MontageCallback
 from mrisr.callbacks.cord import CordMorphometryCallback
 from mrisr.core.errors import MrisrInputError
@@ -22,7 +22,7 @@ from mrisr.inference import interpolate_volume
 from support.replay import ReplayModule
 from support.synthetic import spine_item
 
-SUPPORT = Path(__file__).parent / "support"
+SUPPORT = TESTS_DIR / "support"
 N_SUBJECTS = 5  # odd: with 2 ranks the distributed sampler repeats subject00 on rank 1
 TABLES = ("test_metrics.csv", "cord_metrics.csv", "cord_perslice.csv")
 

@@ -12,9 +12,10 @@ from types import ModuleType
 import pytest
 import torch
 
+from conftest import REPO_ROOT
 from mrisr.utils.config import compose
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "benchmarks" / "diffusion_cpu_scale.py"
+SCRIPT = REPO_ROOT / "experiments" / "benchmarks" / "diffusion_cpu_scale.py"
 
 
 @pytest.fixture(scope="module")

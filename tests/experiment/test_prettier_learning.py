@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from scipy import ndimage
 
-from conftest import phantom
+from conftest import REPO_ROOT, phantom
 from mrisr.core.errors import MrisrInputError
 from mrisr.data.prettier import (
     PrettierPairsDataModule,
@@ -281,7 +281,7 @@ def _probe_script():
     import importlib.util
     import sys
 
-    path = Path(__file__).resolve().parents[1] / "experiments" / "benchmarks" / "prettier_probe.py"
+    path = REPO_ROOT / "experiments" / "benchmarks" / "prettier_probe.py"
     spec = importlib.util.spec_from_file_location("prettier_probe", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up there

@@ -14,7 +14,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import file_digest, run_command
+from conftest import file_digest, run_tool
 
 AFFINE_THICK = np.diag([1.0, 1.0, 3.0, 1.0])
 
@@ -198,7 +198,7 @@ def test_bad_input_fails_cleanly(case: Case, tmp_path: Path) -> None:
     bad = case.make(work)
     before = {p: file_digest(p) for p in work.rglob("*") if p.is_file()}
     out = work / "output.nii.gz" if case.name != "mask outside the image" else work / "metrics.csv"
-    proc = run_command(case.command(bad, out))
+    proc = run_tool(case.command(bad, out))
     assert proc.returncode != 0, f"{case.name}: exit 0\n{proc.stdout[-1500:]}"
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     message = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
@@ -250,7 +250,7 @@ def test_unusable_stored_voxel_size_is_refused(tmp_path: Path, index: int, value
         "simulate": ["-m", "mrisr.cli.simulate", f"input={bad}", f"output={out}", "thickness=6", "axis=2"],
         "evaluate": ["-m", "mrisr.cli.evaluate", f"sr={good(tmp_path)}", f"hr={bad}", f"output={out}"],
     }[tool]
-    assert_one_line_error(run_command(args), bad.name, f"pixdim[{index}]")
+    assert_one_line_error(run_tool(args), bad.name, f"pixdim[{index}]")
     assert not out.exists()
 
 
@@ -309,7 +309,7 @@ BAD_VALUES = {
 @pytest.mark.parametrize("name", list(BAD_VALUES))
 def test_bad_option_value_names_key_value_and_type(tmp_path: Path, name: str) -> None:
     command, key, value = BAD_VALUES[name]
-    proc = run_command(command(tmp_path))
+    proc = run_tool(command(tmp_path))
     last = assert_one_line_error(proc, f"option {key}={value}", "expected ")
     assert any(t in last for t in ("int", "float", "number", "bool")), last
     assert not (tmp_path / "out.nii.gz").exists() and not (tmp_path / "runs").exists()
@@ -317,7 +317,7 @@ def test_bad_option_value_names_key_value_and_type(tmp_path: Path, name: str) ->
 
 def test_report_option_value_is_checked_too(tmp_path: Path) -> None:
     pytest.importorskip("mrisr.report.cli", reason="mrisr.report.cli is not part of this checkout")
-    proc = run_command(["-m", "mrisr.cli.report", f"runs={tmp_path}", f"output={tmp_path / 'r'}", "alpha=five"])
+    proc = run_tool(["-m", "mrisr.cli.report", f"runs={tmp_path}", f"output={tmp_path / 'r'}", "alpha=five"])
     assert_one_line_error(proc, "option alpha=five")
 
 
@@ -360,7 +360,7 @@ REFUSED = {
 @pytest.mark.parametrize("name", list(REFUSED))
 def test_config_and_constructor_errors_end_in_one_line(tmp_path: Path, name: str) -> None:
     command, fragments = REFUSED[name]
-    assert_one_line_error(run_command(command(tmp_path)), *fragments)
+    assert_one_line_error(run_tool(command(tmp_path)), *fragments)
     assert not (tmp_path / "out.nii.gz").exists()
 
 
@@ -403,7 +403,7 @@ BLOCKED_OUTPUTS = {
 def test_output_folder_that_cannot_be_made_is_refused_before_any_work(tmp_path: Path, writer: str) -> None:
     blocker = tmp_path / "results"
     blocker.write_text("a file, not a folder\n")
-    assert_one_line_error(run_command(BLOCKED_OUTPUTS[writer](tmp_path, blocker)), str(blocker))
+    assert_one_line_error(run_tool(BLOCKED_OUTPUTS[writer](tmp_path, blocker)), str(blocker))
     assert not (tmp_path / "out.nii.gz").exists()
     assert blocker.read_text() == "a file, not a folder\n"
 
@@ -414,7 +414,7 @@ def test_read_only_output_folder_is_refused(tmp_path: Path) -> None:
     locked.mkdir()
     locked.chmod(0o555)
     try:
-        proc = run_command(infer(good(tmp_path), locked / "sr.nii.gz"))
+        proc = run_tool(infer(good(tmp_path), locked / "sr.nii.gz"))
         assert_one_line_error(proc, str(locked), "not writable")
     finally:
         locked.chmod(0o755)

@@ -9,36 +9,15 @@ and 0.39 mm at 3||1, for all three kinds.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-import nibabel as nib
 import numpy as np
 import pytest
-from scipy import ndimage
 
-from conftest import run_command
 from mrisr.core.errors import MrisrInputError
-from mrisr.io.nifti import Volume
 from mrisr.physics.estimation import edge_concentration, estimate_slice_profile
-from mrisr.physics.forward import simulate_thick_slices
-from mrisr.physics.profiles import kernel_fwhm_voxels, load_kernel_file, slice_kernel
+from mrisr.physics.profiles import kernel_fwhm_voxels, slice_kernel
+from support.volumes import ball_phantom, thick_stack
 
 TOLERANCE_MM = 0.75
-
-
-def ball_phantom(shape: tuple[int, int, int] = (96, 96, 96), seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    grid = np.indices(shape, dtype=np.float32)
-    volume = np.zeros(shape, dtype=np.float32)
-    for _ in range(int(np.prod(shape) / 2500)):
-        centre = rng.uniform(0, 1, 3) * np.array(shape)
-        radius, value = rng.uniform(2.0, 8.0), rng.uniform(0.2, 1.0)
-        lo = np.maximum((centre - radius - 1).astype(int), 0)
-        hi = np.minimum((centre + radius + 2).astype(int), shape)
-        box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-        volume[box] += value * (sum((grid[i][box] - centre[i]) ** 2 for i in range(3)) <= radius**2)
-    return ndimage.gaussian_filter(volume.astype(np.float64), 0.5)
 
 
 @pytest.fixture(scope="module")
@@ -46,17 +25,9 @@ def phantom() -> np.ndarray:
     return ball_phantom()
 
 
-def thick(volume: np.ndarray, thickness: float, separation: float, kind: str) -> np.ndarray:
-    return np.asarray(
-        simulate_thick_slices(
-            volume, axis=2, spacing_mm=1.0, thickness_mm=thickness, separation_mm=separation, profile=kind
-        ).lr
-    )
-
-
 @pytest.mark.parametrize("kind", ["gaussian", "slr", "rect"])
 def test_recovers_thickness_of_each_kind(phantom: np.ndarray, kind: str) -> None:
-    lr = thick(phantom, 3.0, 3.0, kind)
+    lr = thick_stack(phantom, 3.0, 3.0, kind)
     est = estimate_slice_profile(
         lr, axis=2, separation_mm=3.0, inplane_spacing_mm=1.0, shapes=(kind,), slab_compensation=True
     )
@@ -69,7 +40,7 @@ def test_recovers_thickness_of_each_kind(phantom: np.ndarray, kind: str) -> None
 
 
 def test_recovers_thickness_with_gap(phantom: np.ndarray) -> None:
-    lr = thick(phantom, 3.0, 4.0, "slr")
+    lr = thick_stack(phantom, 3.0, 4.0, "slr")
     est = estimate_slice_profile(lr, axis=2, separation_mm=4.0, inplane_spacing_mm=1.0, slab_compensation=True)
     assert abs(est.fwhm_mm - 3.0) <= TOLERANCE_MM
     assert est.gap_mm == pytest.approx(4.0 - est.fwhm_mm)
@@ -77,13 +48,15 @@ def test_recovers_thickness_with_gap(phantom: np.ndarray) -> None:
 
 
 def test_thicker_slices_give_larger_estimates(phantom: np.ndarray) -> None:
-    estimates = [estimate_slice_profile(thick(phantom, t, 3.0, "slr"), 2, 3.0, 1.0).fwhm_mm for t in (2.0, 3.0, 4.5)]
+    estimates = [
+        estimate_slice_profile(thick_stack(phantom, t, 3.0, "slr"), 2, 3.0, 1.0).fwhm_mm for t in (2.0, 3.0, 4.5)
+    ]
     assert estimates[0] < estimates[1] < estimates[2]
     assert estimates[2] - estimates[0] > 1.5  # true difference 2.5 mm
 
 
 def test_axis_and_statistic_are_consistent(phantom: np.ndarray) -> None:
-    lr = thick(phantom, 3.0, 3.0, "slr")
+    lr = thick_stack(phantom, 3.0, 3.0, "slr")
     est = estimate_slice_profile(lr, axis=2, separation_mm=3.0, inplane_spacing_mm=1.0)
     moved = estimate_slice_profile(np.moveaxis(lr, 2, 0), axis=0, separation_mm=3.0, inplane_spacing_mm=1.0)
     assert moved.axis == 0 and est.axis == 2
@@ -94,7 +67,7 @@ def test_axis_and_statistic_are_consistent(phantom: np.ndarray) -> None:
 
 
 def test_deterministic(phantom: np.ndarray) -> None:
-    lr = thick(phantom, 3.0, 3.5, "rect")
+    lr = thick_stack(phantom, 3.0, 3.5, "rect")
     a = estimate_slice_profile(lr, 2, 3.5, 1.0, shapes=("slr", "gaussian", "rect")).as_dict()
     b = estimate_slice_profile(lr.copy(), 2, 3.5, 1.0, shapes=("slr", "gaussian", "rect")).as_dict()
     a.pop("seconds"), b.pop("seconds")
@@ -133,26 +106,4 @@ def test_rejects_bad_data(data: np.ndarray, message: str) -> None:
 
 def test_rejects_unknown_shape(phantom: np.ndarray) -> None:
     with pytest.raises(ValueError, match="shapes"):
-        estimate_slice_profile(thick(phantom, 3.0, 3.0, "slr"), 2, 3.0, 1.0, shapes=("box",))
-
-
-def test_command_line_tool(phantom: np.ndarray, tmp_path: Path) -> None:
-    lr = thick(phantom, 3.0, 4.0, "slr")
-    image = tmp_path / "lr.nii.gz"
-    nib.save(Volume(lr.astype(np.float32), np.diag([1.0, 1.0, 4.0, 1.0])).to_nifti(), image)
-    kernel_file = tmp_path / "kernel.npy"
-    proc = run_command(["-m", "mrisr.cli.estimate_profile", f"input={image}", f"output={kernel_file}"])
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    direct = estimate_slice_profile(lr, axis=2, separation_mm=4.0, inplane_spacing_mm=1.0)
-    assert result["fwhm_mm"] == pytest.approx(direct.fwhm_mm, abs=1e-5)
-    assert result["separation_mm"] == 4.0 and result["axis"] == 2 and result["shape"] == "slr"
-    np.testing.assert_allclose(load_kernel_file(kernel_file), direct.kernel, atol=1e-6)  # float32 file
-
-
-def test_command_line_tool_refuses_isotropic_input(phantom: np.ndarray, tmp_path: Path) -> None:
-
-    iso = tmp_path / "iso.nii.gz"
-    nib.save(Volume(phantom.astype(np.float32), np.eye(4)).to_nifti(), iso)
-    proc = run_command(["-m", "mrisr.cli.estimate_profile", f"input={iso}"])
-    assert proc.returncode != 0 and "near-isotropic" in proc.stderr and "Traceback" not in proc.stderr
+        estimate_slice_profile(thick_stack(phantom, 3.0, 3.0, "slr"), 2, 3.0, 1.0, shapes=("box",))

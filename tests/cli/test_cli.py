@@ -9,11 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import file_digest, run_command
-
-
-def last_json(stdout: str) -> dict:
-    return json.loads(stdout.strip().splitlines()[-1])
+from conftest import file_digest, last_json, run_command
 
 
 def voxel_centres_world(img: nib.Nifti1Image, axis: int) -> np.ndarray:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 from torch import nn
 
-from conftest import phantom, run_command
+from conftest import phantom
 from mrisr.core.errors import MrisrInputError
 from mrisr.data.prettier import PrettierPairsDataModule, axis_spacing_grid, thick_slice_pair
 from mrisr.degradations import DegradationStack, Downsample, SliceProfile
@@ -20,7 +18,7 @@ from mrisr.inference import OutputGrid, interpolate_volume, output_grid
 from mrisr.inference.prettier import linear_resize_matrix, reconstruct_volume
 from mrisr.io.geometry import detect_slice_axis
 from mrisr.io.intensity import foreground_percentile
-from mrisr.io.nifti import Volume, load_volume, save_volume
+from mrisr.io.nifti import Volume, save_volume
 from mrisr.io.regrid import resample_to_reference
 from mrisr.losses import ContentLoss, MRIFeatures, PerceptualLoss, VanillaGANLoss
 from mrisr.nets.discriminator import UNetDiscriminatorSN
@@ -29,6 +27,7 @@ from mrisr.nets.rrdbnet import RRDBNet
 from mrisr.physics.resample import same_fov_positions
 from mrisr.systems.prettier import AdversarialSR, PrettierSR, resize_patch
 from mrisr.utils.config import compose
+from support.volumes import bad_pretrained_files
 
 
 # ---------------------------------------------------------------- helpers
@@ -310,22 +309,9 @@ def test_pretrained_weights_load_and_are_recorded(tmp_path: Path) -> None:
     assert checkpoint["mrisr_prettier"]["pretrained"]["path"] == str(path)
 
 
-def _bad_checkpoints(tmp_path: Path) -> dict[str, Path]:
-    files = {}
-    files["layout"] = tmp_path / "rrdb.pt"
-    torch.save(RRDBNet(num_feat=8, num_block=1, num_grow_ch=4).state_dict(), files["layout"])
-    files["channels"] = tmp_path / "two_channel.pt"
-    torch.save(EDSR(in_channels=2, out_channels=2, n_feats=8, n_resblocks=1, upscale=4).state_dict(), files["channels"])
-    good = tmp_path / "good.pt"
-    torch.save(EDSR(in_channels=3, out_channels=3, n_feats=8, n_resblocks=1, upscale=4).state_dict(), good)
-    files["truncated"] = tmp_path / "truncated.pt"
-    files["truncated"].write_bytes(good.read_bytes()[:200])
-    return files
-
-
 @pytest.mark.parametrize("kind", ["layout", "channels", "truncated"])
 def test_bad_pretrained_file_gives_one_line_error_naming_it(kind: str, tmp_path: Path) -> None:
-    path = _bad_checkpoints(tmp_path)[kind]
+    path = bad_pretrained_files(tmp_path)[kind]
     model = tiny_edsr_system(pretrained=str(path))
     with pytest.raises(MrisrInputError) as info:
         model.setup("fit")
@@ -371,47 +357,3 @@ def test_optuna_search_config_composes() -> None:
 
 
 # ---------------------------------------------------------------- end to end (CLI)
-def _train_and_reinfer(experiment: str, tmp_path: Path) -> None:
-    runs = tmp_path / "runs"
-    proc = run_command(["train.py", f"experiment={experiment}", f"paths.runs_dir={runs}"], timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    run_dir = sorted((runs / "train").iterdir())[-1]
-    rows = list(csv.DictReader((run_dir / "test_metrics.csv").open()))
-    method = experiment.removeprefix("prettier_")
-    logged = {r["metric"]: float(r["value"]) for r in rows if r["method"] == method}
-    ckpt = next((run_dir / "checkpoints").glob("epoch*.ckpt"))
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
-    assert not any("backbone" in k for k in state)
-    # The test item of the run: the same data config, rebuilt here.
-    cfg = OmegaConf.create(torch.load(ckpt, map_location="cpu", weights_only=False)["mrisr_config"])
-    dm = instantiate(cfg.data)
-    dm.setup("test")
-    item = dm.test_items[0]
-    lr_path, out_path = tmp_path / "lr.nii.gz", tmp_path / "sr.nii.gz"
-    save_volume(item["lr"], lr_path)
-    proc = run_command(["infer.py", f"ckpt_path={ckpt}", f"input={lr_path}", f"output={out_path}"], timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    from mrisr.api import evaluate
-
-    metrics = evaluate(load_volume(out_path), item["hr"])
-    assert metrics["psnr"] == pytest.approx(logged["psnr"], abs=1e-3)
-
-
-@pytest.mark.slow
-def test_edsr_smoke_experiment_trains_and_reloads_in_infer(tmp_path: Path) -> None:
-    _train_and_reinfer("prettier_edsr_smoke", tmp_path)
-
-
-@pytest.mark.slow
-def test_realesrgan_smoke_experiment_trains_and_reloads_in_infer(tmp_path: Path) -> None:
-    _train_and_reinfer("prettier_realesrgan_smoke", tmp_path)
-
-
-@pytest.mark.slow
-def test_bad_pretrained_file_stops_training_with_one_line(tmp_path: Path) -> None:
-    bad = _bad_checkpoints(tmp_path)["truncated"]
-    proc = run_command(
-        ["train.py", "experiment=prettier_edsr_smoke", f"model.pretrained={bad}", f"paths.runs_dir={tmp_path / 'r'}"]
-    )
-    assert proc.returncode == 2
-    assert f"error: {bad}" in proc.stderr or str(bad) in proc.stderr.strip().splitlines()[-1]

@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import file_digest, run_command
+from conftest import file_digest, run_tool
 
 
 def make_lr(path: Path, seed: int, slices: int = 6) -> None:
@@ -41,7 +41,7 @@ def test_batch_isolates_failures_and_resumes_verified(bids: Path, tmp_path: Path
     out = tmp_path / "out"
     digests = {p: file_digest(p) for p in bids.rglob("*.nii.gz")}
     args = ["infer.py", f"inputs={bids}", f"output_dir={out}", "model=cubic", f"paths.runs_dir={tmp_path}"]
-    first = run_command(args)
+    first = run_tool(args)
     assert first.returncode == 1, first.stderr[-2000:]
     rows = summary(out)
     assert set(rows) == {"sub-01_T2w.nii.gz", "sub-02_T2w.nii.gz", "sub-03_T2w.nii.gz"}
@@ -56,7 +56,7 @@ def test_batch_isolates_failures_and_resumes_verified(bids: Path, tmp_path: Path
     # Second run: verified outputs are skipped; a damaged output is redone.
     sr2 = out / "sub-02" / "anat" / "sub-02_T2w_sr.nii.gz"
     sr2.write_bytes(sr2.read_bytes()[:100])
-    second = run_command(args)
+    second = run_tool(args)
     assert second.returncode == 1
     rows = summary(out)
     assert rows["sub-01_T2w.nii.gz"]["status"] == "skipped"
@@ -70,13 +70,13 @@ def test_batch_from_manifest_and_glob(bids: Path, tmp_path: Path) -> None:
     manifest = tmp_path / "manifest.csv"
     manifest.write_text(f"input,output\n{bids / 'sub-01/anat/sub-01_T2w.nii.gz'},one.nii.gz\n")
     out = tmp_path / "m"
-    proc = run_command(
+    proc = run_tool(
         ["infer.py", f"inputs={manifest}", f"output_dir={out}", "model=linear", f"paths.runs_dir={tmp_path}"]
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (out / "one.nii.gz").is_file() and (out / "one.mrisr.json").is_file()
     out_glob = tmp_path / "g"
-    proc = run_command(
+    proc = run_tool(
         [
             "infer.py",
             f"inputs={bids}/sub-*/anat/*.nii.gz",
