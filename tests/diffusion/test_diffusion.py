@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -34,14 +33,7 @@ from mrisr.diffusion import (
 )
 from mrisr.nets.diffusion_unet import GRAF_PARAMETER_COUNT, TINY_UNET, ConditionalUNet
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    # Tiny nets gain nothing from intra-op threads, and on a loaded machine thread contention makes them 100× slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 SAMPLERS = [DDIMSampler(steps=5), DPMSolverSampler(steps=5), UniPCSampler(steps=5)]

@@ -3,8 +3,6 @@ uncertainty, inference options, and the train.py → infer.py round trip."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -27,14 +25,7 @@ from mrisr.nets.diffusion_unet import TINY_UNET, ConditionalUNet
 from mrisr.systems.diffusion import DiffusionSR, ResidualSampler
 from support.volumes import axial_volume
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    # Tiny nets gain nothing from intra-op threads; on a shared machine thread contention slows them down.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_system(formulation: str = "ddpm", seed: int = 0, **kwargs: object) -> DiffusionSR:
