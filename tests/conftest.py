@@ -36,11 +36,15 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+#: Environment of every command a test runs: no display, no network logging, one-line errors.
+TOOL_ENV = {"MPLBACKEND": "Agg", "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0"}
+
+
 def run_command(
     args: list[str], cwd: Path = REPO_ROOT, timeout: float = 600, extra_env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     """Run ``python <args>`` with the test interpreter; returns the completed process (never raises on failure)."""
-    env = {**os.environ, "MPLBACKEND": "Agg", "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0", **(extra_env or {})}
+    env = {**os.environ, **TOOL_ENV, **(extra_env or {})}
     return subprocess.run(
         [sys.executable, *args],
         cwd=cwd,
@@ -83,7 +87,7 @@ def run_tool(args: list[str], extra_env: dict[str, str] | None = None) -> subpro
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root, mrisr_log = logging.getLogger(), logging.getLogger("mrisr")
     saved_level, saved_threads = mrisr_log.level, torch.get_num_threads()
-    env = {"MPLBACKEND": "Agg", "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0", **(extra_env or {})}
+    env = {**TOOL_ENV, **(extra_env or {})}
     saved_env = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     root.addHandler(handler)
