@@ -123,7 +123,15 @@ def _probes() -> dict[str, Probe]:
         Probe("ddpm_eps", "ddpm", ("model.prediction_type=epsilon",), notes="ε-prediction (Graf)"),
         Probe("ddpm_v", "ddpm", ("model.prediction_type=v_prediction",), notes="v-prediction"),
         Probe("ddpm_x0", "ddpm", ("model.prediction_type=sample",), notes="x₀-prediction"),
-        Probe("ddpm_recipe", "ddpm", steps=None, val_every=500, notes="experiment=palette_cpu"),
+        Probe(
+            "ddpm_image",
+            "ddpm",
+            ("model.ddpm_target=image",),
+            steps=4000,
+            val_every=500,
+            notes="experiment=palette_cpu diffusing the HR plane itself (Graf) instead of the residual",
+        ),
+        Probe("ddpm_recipe", "ddpm", steps=None, val_every=500, notes="experiment=palette_cpu (residual target)"),
     ]
     return {p.name: p for p in probes}
 

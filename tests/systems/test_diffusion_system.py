@@ -380,3 +380,36 @@ def test_an_oracle_denoiser_reproduces_the_cubic_condition(passes: int) -> None:
     scale = model.intensity.scaling(volume.data).scale
     expected = np.clip(cubic, 0, scale)  # the model's range is [0, robust max]
     np.testing.assert_allclose(sr.data, expected, rtol=0, atol=1e-3 * scale)
+
+
+def test_residual_ddpm_diffuses_hr_minus_condition_and_adds_the_condition_back() -> None:
+    """SRDiff target: x₀ = HR − c in training; a net that predicts a zero residual samples the condition itself, one
+    that predicts the true residual samples HR, and the x̂ of the validation bins is the condition plus the residual."""
+    model = tiny_system(prediction_type="sample", ddpm_target="residual", sampler=DDIMSampler(steps=4))
+    batch = planes(batch=8)
+    hr, lr = to_signed(batch["hr"]), to_signed(batch["lr"])
+    pair = model.training_pair(batch, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(pair["target"], hr - lr)
+    torch.testing.assert_close(pair["condition"], lr)
+
+    noise = torch.randn((1, 1, 16, 16), generator=torch.Generator().manual_seed(1))
+    model.ema.module = Fixed(lambda x, c, t: torch.zeros_like(x))
+    torch.testing.assert_close(model.sample_planes(lr, noise), lr, rtol=0, atol=1e-6)
+    errors = model.time_bin_errors(model.ema.module, batch, torch.Generator().manual_seed(0))
+    assert all(m == pytest.approx(t, rel=1e-6) for m, t in errors["x0"])  # zero residual = trivial predictor
+
+    model.ema.module = Fixed(lambda x, c, t: hr - c)
+    torch.testing.assert_close(model.sample_planes(lr, noise), hr, rtol=0, atol=1e-5)
+    errors = model.time_bin_errors(model.ema.module, batch, torch.Generator().manual_seed(0))
+    assert all(m < 1e-10 for m, _ in errors["x0"])
+    # An image-target model with the same zero net samples an empty plane, far from the condition.
+    image = tiny_system(prediction_type="sample", sampler=DDIMSampler(steps=4))
+    image.ema.module = Fixed(lambda x, c, t: torch.zeros_like(x))
+    assert float(torch.mean((image.sample_planes(lr, noise) - lr) ** 2)) > 0.1
+
+
+def test_residual_ddpm_target_is_refused_outside_the_ddpm_formulation() -> None:
+    with pytest.raises(MrisrInputError, match="ddpm_target"):
+        tiny_system("residual", ddpm_target="residual")
+    with pytest.raises(MrisrInputError, match="ddpm_target"):
+        tiny_system(ddpm_target="noise")

@@ -6,7 +6,9 @@ degraded on the fly onto the HR grid (:class:`mrisr.data.pairs.SimulatedPairsDat
 (:class:`mrisr.nets.diffusion_unet.ConditionalUNet`). Two formulations share the system:
 
 - ``"ddpm"``: discrete DDPM (Ho et al. 2020), t ~ U{0, …, T − 1}, x_t = √ᾱ_t·x₀ + √(1 − ᾱ_t)·ε and MSE on ε (Graf);
-  sampled with any :mod:`mrisr.diffusion.schedulers` sampler (DDIM-20 in the paper).
+  sampled with any :mod:`mrisr.diffusion.schedulers` sampler (DDIM-20 in the paper). ``ddpm_target="residual"``
+  diffuses the residual x₀ = HR − c instead of the HR plane (SRDiff, Li et al. 2022) and adds c back to every sample:
+  the same conditional DDPM, but the net no longer has to rebuild the whole plane from its condition channel.
 - ``"residual"``: InDI (Delbracio & Milanfar 2023), x_t = (1 − t)·x + t·(y + σ·n), regression of x (or the velocity)
   by a network that sees x_t and t only (``net.in_channels`` = 1; ``residual_condition`` adds y for old checkpoints,
   see :mod:`mrisr.diffusion.residual` for why that objective is degenerate); sampled in 1–4 Euler steps from the LR
@@ -57,6 +59,7 @@ from mrisr.systems.base import OptimizerFactory, SchedulerFactory, SRSystem
 __all__ = ["AUTOCAST_DTYPES", "DiffusionSR", "ResidualSampler"]
 
 Formulation = Literal["ddpm", "residual"]
+DDPMTarget = Literal["image", "residual"]
 
 #: ``precision`` option → autocast dtype of the network at inference (``None`` = float32 throughout).
 AUTOCAST_DTYPES: dict[str | None, torch.dtype | None] = {
@@ -88,6 +91,8 @@ class DiffusionSR(SRSystem):
             steps. An inference option (``model.sampler.steps=10``, ``model.sampler._target_=…``).
         formulation: ``"ddpm"`` (Graf et al.) or ``"residual"`` (InDI from the LR plane).
         prediction_type: DDPM target: "epsilon" (Graf), "v_prediction" or "sample".
+        ddpm_target: what the DDPM diffuses: ``"image"``, the HR plane (Graf), or ``"residual"``, the HR plane minus
+            its condition (SRDiff); samples are the condition plus the sampled residual.
         num_train_timesteps: T of the DDPM schedule.
         beta_start: β at t = 0 of the linear schedule.
         beta_end: β at t = T − 1.
@@ -140,6 +145,7 @@ class DiffusionSR(SRSystem):
         sampler: Sampler | ResidualSampler | Mapping[str, Any] | None = None,
         formulation: Formulation = "ddpm",
         prediction_type: PredictionType = "epsilon",
+        ddpm_target: DDPMTarget = "image",
         num_train_timesteps: int = 1000,
         beta_start: float = 1e-4,
         beta_end: float = 0.02,
@@ -166,6 +172,14 @@ class DiffusionSR(SRSystem):
     ) -> None:
         if formulation not in ("ddpm", "residual"):
             raise MrisrInputError(None, f"formulation {formulation!r} is not supported", "use 'ddpm' or 'residual'")
+        if ddpm_target not in ("image", "residual"):
+            raise MrisrInputError(None, f"ddpm_target {ddpm_target!r} is not supported", "use 'image' or 'residual'")
+        if ddpm_target == "residual" and formulation != "ddpm":
+            raise MrisrInputError(
+                None,
+                "ddpm_target='residual' applies to the DDPM formulation only",
+                "drop model.ddpm_target (the residual formulation starts from the LR plane already)",
+            )
         if residual_sigma < 0:
             raise MrisrInputError(None, f"residual_sigma must be >= 0, got {residual_sigma}", "use 0 or e.g. 0.01")
         if not residual_time_power > 0:
@@ -208,6 +222,7 @@ class DiffusionSR(SRSystem):
         self.net = net
         self.ema = EMA(net, decay=ema_decay, every=ema_every, warmup=ema_warmup)
         self.train_scheduler = ddpm_scheduler(num_train_timesteps, beta_start, beta_end, prediction_type)
+        self.ddpm_target: DDPMTarget = ddpm_target
         self.residual_sigma = float(residual_sigma)
         self.residual_prediction: ResidualPrediction = residual_prediction
         self.residual_condition = bool(residual_condition)
@@ -288,7 +303,7 @@ class DiffusionSR(SRSystem):
             if t is None:
                 t = torch.randint(0, total, (batch_size,), generator=generator, device=noise.device)
             t = t.to(hr.device)
-            x_t, target = diffusion_training_target(self.train_scheduler, hr, noise, t)
+            x_t, target = diffusion_training_target(self.train_scheduler, self.ddpm_clean(hr, lr), noise, t)
             timesteps = t
         else:
             if t is None:
@@ -311,6 +326,14 @@ class DiffusionSR(SRSystem):
             "noise": noise,
             "t": t,
         }
+
+    def ddpm_clean(self, hr: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        """What the DDPM diffuses for HR planes and their conditions in [−1, 1]: HR, or HR − condition."""
+        return hr - condition if self.ddpm_target == "residual" else hr
+
+    def ddpm_image(self, clean: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        """HR estimate in [−1, 1] from a (clipped) estimate of what the DDPM diffuses: inverse of :meth:`ddpm_clean`."""
+        return (clean + condition).clamp(-1.0, 1.0) if self.ddpm_target == "residual" else clean
 
     def objective(
         self, net: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
@@ -345,8 +368,9 @@ class DiffusionSR(SRSystem):
         - ``"eps"`` (DDPM): the output turned into ε̂ (:func:`~mrisr.diffusion.schedulers.epsilon_and_sample`, any
           prediction type); error MSE(ε̂, ε), trivial predictor ε̂ = 0 with MSE(0, ε) ≈ 1. Near t = T − 1, where
           x_t ≈ ε, a small ratio is easy to reach and says little about sampling.
-        - ``"x0"``: the clean-image estimate x̂ (DDPM: from ε̂, clipped to [−1, 1] as the samplers clip it, so the
-          last bin scores what a one-step sample from t ≈ T − 1 returns; residual: x̂ = output for ``"sample"``,
+        - ``"x0"``: the clean-image estimate x̂ (DDPM: from ε̂, clipped to [−1, 1] as the samplers clip it, plus the
+          condition for ``ddpm_target="residual"``, so the last bin scores what a one-step sample from t ≈ T − 1
+          returns; residual: x̂ = output for ``"sample"``,
           x_t − t·v̂ for ``"velocity"``); error MSE(x̂, HR). Trivial predictor: DDPM x̂ = the condition (the
           interpolated LR plane), MSE(LR, HR); residual x̂ = x_t, the network's own input (zero velocity), MSE
           t²·MSE(LR, HR) for σ = 0. The residual input holds a (1 − t) share of HR, so against the LR plane a net
@@ -378,7 +402,7 @@ class DiffusionSR(SRSystem):
                 alpha_bar = self.train_scheduler.alphas_cumprod.to(output.device)[pair["t"]].view(-1, 1, 1, 1)
                 prediction_type = self.train_scheduler.config.prediction_type
                 eps_hat, x_hat = epsilon_and_sample(output, pair["x_t"], alpha_bar, prediction_type)
-                x_hat = x_hat.clamp(-1.0, 1.0)
+                x_hat = self.ddpm_image(x_hat.clamp(-1.0, 1.0), pair["lr"])
                 out["eps"].append(
                     (float(torch.mean((eps_hat - pair["noise"]) ** 2)), float(torch.mean(pair["noise"] ** 2)))
                 )
@@ -460,7 +484,7 @@ class DiffusionSR(SRSystem):
                 autocast_dtype=self.autocast_dtype,
                 conditioned=self.residual_condition,
             )
-        return sample(
+        clean = sample(
             self.ema.module,
             condition,
             self.sampler,
@@ -469,6 +493,7 @@ class DiffusionSR(SRSystem):
             generator,
             self.autocast_dtype,
         )
+        return self.ddpm_image(clean, condition)
 
     def inferer(self) -> DiffusionPlaneInferer:
         """Conditional sampling of every plane containing the through-plane axis (module docstring)."""
