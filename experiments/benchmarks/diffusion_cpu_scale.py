@@ -131,6 +131,13 @@ def _probes() -> dict[str, Probe]:
             val_every=500,
             notes="experiment=palette_cpu diffusing the HR plane itself (Graf) instead of the residual",
         ),
+        Probe(
+            "ddpm_scale3",
+            "ddpm",
+            ("model.ddpm_residual_scale=3",),
+            val_every=500,
+            notes="residual target multiplied by 3 (std ≈ 0.5, an image's spread)",
+        ),
         Probe("ddpm_recipe", "ddpm", steps=None, val_every=500, notes="experiment=palette_cpu (residual target)"),
     ]
     return {p.name: p for p in probes}

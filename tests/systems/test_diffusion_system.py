@@ -382,14 +382,17 @@ def test_an_oracle_denoiser_reproduces_the_cubic_condition(passes: int) -> None:
     np.testing.assert_allclose(sr.data, expected, rtol=0, atol=1e-3 * scale)
 
 
-def test_residual_ddpm_diffuses_hr_minus_condition_and_adds_the_condition_back() -> None:
-    """SRDiff target: x₀ = HR − c in training; a net that predicts a zero residual samples the condition itself, one
-    that predicts the true residual samples HR, and the x̂ of the validation bins is the condition plus the residual."""
-    model = tiny_system(prediction_type="sample", ddpm_target="residual", sampler=DDIMSampler(steps=4))
+@pytest.mark.parametrize(("scale", "sampler"), [(1.0, DDIMSampler(steps=4)), (3.0, DPMSolverSampler(steps=4))])
+def test_residual_ddpm_diffuses_hr_minus_condition_and_adds_the_condition_back(scale: float, sampler: object) -> None:
+    """SRDiff target: x₀ = s·(HR − c) in training; a net that predicts a zero residual samples the condition itself,
+    one that predicts the true residual samples HR (not clipped by the scale), and the x̂ of the validation bins is the
+    condition plus the residual."""
+    model = tiny_system(prediction_type="sample", ddpm_target="residual", ddpm_residual_scale=scale, sampler=sampler)
     batch = planes(batch=8)
     hr, lr = to_signed(batch["hr"]), to_signed(batch["lr"])
     pair = model.training_pair(batch, torch.Generator().manual_seed(0))
-    torch.testing.assert_close(pair["target"], hr - lr)
+    torch.testing.assert_close(pair["target"], scale * (hr - lr))
+    assert float(pair["target"].abs().max()) > 1.0 or scale == 1.0  # the scaled residual leaves [−1, 1]
     torch.testing.assert_close(pair["condition"], lr)
 
     noise = torch.randn((1, 1, 16, 16), generator=torch.Generator().manual_seed(1))
@@ -398,7 +401,7 @@ def test_residual_ddpm_diffuses_hr_minus_condition_and_adds_the_condition_back()
     errors = model.time_bin_errors(model.ema.module, batch, torch.Generator().manual_seed(0))
     assert all(m == pytest.approx(t, rel=1e-6) for m, t in errors["x0"])  # zero residual = trivial predictor
 
-    model.ema.module = Fixed(lambda x, c, t: hr - c)
+    model.ema.module = Fixed(lambda x, c, t: scale * (hr - c))
     torch.testing.assert_close(model.sample_planes(lr, noise), hr, rtol=0, atol=1e-5)
     errors = model.time_bin_errors(model.ema.module, batch, torch.Generator().manual_seed(0))
     assert all(m < 1e-10 for m, _ in errors["x0"])
@@ -413,3 +416,5 @@ def test_residual_ddpm_target_is_refused_outside_the_ddpm_formulation() -> None:
         tiny_system("residual", ddpm_target="residual")
     with pytest.raises(MrisrInputError, match="ddpm_target"):
         tiny_system(ddpm_target="noise")
+    with pytest.raises(MrisrInputError, match="ddpm_residual_scale"):
+        tiny_system(ddpm_residual_scale=2.0)  # an image target cannot be scaled

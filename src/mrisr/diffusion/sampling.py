@@ -118,8 +118,9 @@ def sample(
             state x_t stay float32.
 
     Returns:
-        (B, C, H, W) float32 estimate clamped to [−1, 1]. Each output slice depends only on its own condition and
-        noise slice, so batching slices does not change the result beyond floating-point reassociation.
+        (B, C, H, W) float32 estimate clamped to ±``clip_sample_range`` of ``train_config`` (1: [−1, 1]). Each
+        output slice depends only on its own condition and noise slice, so batching slices does not change the result
+        beyond floating-point reassociation.
     """
     noise = _check_inputs(condition, noise)
     device = condition.device
@@ -137,7 +138,8 @@ def sample(
             with autocast:
                 output = denoiser(model_input, condition, timesteps)
             x = sampler.step(scheduler, output.float(), t, x, generator=generator)
-    return x.clamp(-1.0, 1.0)
+    bound = float(train_config.get("clip_sample_range", 1.0))
+    return x.clamp(-bound, bound)
 
 
 def to_signed(x: torch.Tensor) -> torch.Tensor:

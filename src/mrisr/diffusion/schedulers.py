@@ -71,6 +71,7 @@ def ddpm_scheduler(
     prediction_type: PredictionType = "epsilon",
     beta_schedule: str = "linear",
     clip_sample: bool = True,
+    clip_sample_range: float = 1.0,
 ) -> DDPMScheduler:
     """Training scheduler of Graf et al. (docs/models.md §3.2).
 
@@ -80,7 +81,9 @@ def ddpm_scheduler(
         beta_end: β at t = T − 1.
         prediction_type: what the network regresses: "epsilon" (Graf), "v_prediction" or "sample".
         beta_schedule: diffusers β schedule name ("linear" for Graf).
-        clip_sample: clamp x̂₀ to [−1, 1] during ancestral sampling (images live in [−1, 1]).
+        clip_sample: clamp x̂₀ to [−``clip_sample_range``, ``clip_sample_range``] during sampling.
+        clip_sample_range: bound of that clamp and of the final sample: 1 for images in [−1, 1]; a scaled target
+            (a residual multiplied by s) uses s.
 
     Returns:
         ``DDPMScheduler`` with fixed-large posterior variance (β_t), as in the reference.
@@ -93,6 +96,7 @@ def ddpm_scheduler(
         prediction_type=prediction_type,
         variance_type="fixed_large",
         clip_sample=clip_sample,
+        clip_sample_range=clip_sample_range,
     )
 
 

@@ -9,6 +9,8 @@ degraded on the fly onto the HR grid (:class:`mrisr.data.pairs.SimulatedPairsDat
   sampled with any :mod:`mrisr.diffusion.schedulers` sampler (DDIM-20 in the paper). ``ddpm_target="residual"``
   diffuses the residual x₀ = HR − c instead of the HR plane (SRDiff, Li et al. 2022) and adds c back to every sample:
   the same conditional DDPM, but the net no longer has to rebuild the whole plane from its condition channel.
+  ``ddpm_residual_scale`` s multiplies that residual (std ≈ 0.17 on the spines' [−1, 1] scale) so that the linear
+  noise schedule meets data of an image's spread rather than drowning it (Chen 2023, input scaling).
 - ``"residual"``: InDI (Delbracio & Milanfar 2023), x_t = (1 − t)·x + t·(y + σ·n), regression of x (or the velocity)
   by a network that sees x_t and t only (``net.in_channels`` = 1; ``residual_condition`` adds y for old checkpoints,
   see :mod:`mrisr.diffusion.residual` for why that objective is degenerate); sampled in 1–4 Euler steps from the LR
@@ -93,6 +95,8 @@ class DiffusionSR(SRSystem):
         prediction_type: DDPM target: "epsilon" (Graf), "v_prediction" or "sample".
         ddpm_target: what the DDPM diffuses: ``"image"``, the HR plane (Graf), or ``"residual"``, the HR plane minus
             its condition (SRDiff); samples are the condition plus the sampled residual.
+        ddpm_residual_scale: factor s of the diffused residual, x₀ = s·(HR − condition) (``ddpm_target="residual"``
+            only); x̂₀ and the samples are clipped to ±s, i.e. the residual to ±1 as an image to [−1, 1].
         num_train_timesteps: T of the DDPM schedule.
         beta_start: β at t = 0 of the linear schedule.
         beta_end: β at t = T − 1.
@@ -146,6 +150,7 @@ class DiffusionSR(SRSystem):
         formulation: Formulation = "ddpm",
         prediction_type: PredictionType = "epsilon",
         ddpm_target: DDPMTarget = "image",
+        ddpm_residual_scale: float = 1.0,
         num_train_timesteps: int = 1000,
         beta_start: float = 1e-4,
         beta_end: float = 0.02,
@@ -179,6 +184,13 @@ class DiffusionSR(SRSystem):
                 None,
                 "ddpm_target='residual' applies to the DDPM formulation only",
                 "drop model.ddpm_target (the residual formulation starts from the LR plane already)",
+            )
+        if not ddpm_residual_scale > 0 or (ddpm_residual_scale != 1.0 and ddpm_target != "residual"):
+            raise MrisrInputError(
+                None,
+                f"ddpm_residual_scale must be > 0 and applies to ddpm_target='residual', got {ddpm_residual_scale} "
+                f"with ddpm_target={ddpm_target!r}",
+                "set model.ddpm_target=residual or drop model.ddpm_residual_scale",
             )
         if residual_sigma < 0:
             raise MrisrInputError(None, f"residual_sigma must be >= 0, got {residual_sigma}", "use 0 or e.g. 0.01")
@@ -221,7 +233,14 @@ class DiffusionSR(SRSystem):
         self.save_hyperparameters(ignore=["net", "sampler", "optimizer", "scheduler", "loss"])
         self.net = net
         self.ema = EMA(net, decay=ema_decay, every=ema_every, warmup=ema_warmup)
-        self.train_scheduler = ddpm_scheduler(num_train_timesteps, beta_start, beta_end, prediction_type)
+        self.ddpm_residual_scale = float(ddpm_residual_scale)
+        self.train_scheduler = ddpm_scheduler(
+            num_train_timesteps,
+            beta_start,
+            beta_end,
+            prediction_type,
+            clip_sample_range=self.ddpm_residual_scale,
+        )
         self.ddpm_target: DDPMTarget = ddpm_target
         self.residual_sigma = float(residual_sigma)
         self.residual_prediction: ResidualPrediction = residual_prediction
@@ -328,12 +347,14 @@ class DiffusionSR(SRSystem):
         }
 
     def ddpm_clean(self, hr: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        """What the DDPM diffuses for HR planes and their conditions in [−1, 1]: HR, or HR − condition."""
-        return hr - condition if self.ddpm_target == "residual" else hr
+        """What the DDPM diffuses for HR planes and their conditions in [−1, 1]: HR, or s·(HR − condition)."""
+        return (hr - condition) * self.ddpm_residual_scale if self.ddpm_target == "residual" else hr
 
     def ddpm_image(self, clean: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         """HR estimate in [−1, 1] from a (clipped) estimate of what the DDPM diffuses: inverse of :meth:`ddpm_clean`."""
-        return (clean + condition).clamp(-1.0, 1.0) if self.ddpm_target == "residual" else clean
+        if self.ddpm_target == "image":
+            return clean
+        return (clean / self.ddpm_residual_scale + condition).clamp(-1.0, 1.0)
 
     def objective(
         self, net: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
@@ -402,7 +423,8 @@ class DiffusionSR(SRSystem):
                 alpha_bar = self.train_scheduler.alphas_cumprod.to(output.device)[pair["t"]].view(-1, 1, 1, 1)
                 prediction_type = self.train_scheduler.config.prediction_type
                 eps_hat, x_hat = epsilon_and_sample(output, pair["x_t"], alpha_bar, prediction_type)
-                x_hat = self.ddpm_image(x_hat.clamp(-1.0, 1.0), pair["lr"])
+                bound = self.ddpm_residual_scale  # the samplers' clip_sample_range
+                x_hat = self.ddpm_image(x_hat.clamp(-bound, bound), pair["lr"])
                 out["eps"].append(
                     (float(torch.mean((eps_hat - pair["noise"]) ** 2)), float(torch.mean(pair["noise"] ** 2)))
                 )
