@@ -20,14 +20,18 @@ setup: $(STAMP)
 demo: setup
 	$(PY) train.py
 
+# Tests run in parallel, one worker per core (pytest-xdist), whole modules per worker so that module-scoped fixtures
+# are built once; a single file runs serially with `$(PY) -m pytest tests/<file>.py`.
+XDIST := -n auto --dist loadfile
+
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(XDIST)
 
 test-slow: setup
-	$(PY) -m pytest -q -m "slow and not gpu"
+	$(PY) -m pytest -q $(XDIST) -m "slow and not gpu"
 
 test-full: setup
-	$(PY) -m pytest -q -m "not gpu"
+	$(PY) -m pytest -q $(XDIST) -m "not gpu"
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

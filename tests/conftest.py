@@ -19,6 +19,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 TESTS_DIR = REPO_ROOT / "tests"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under ``pytest -n N`` (pytest-xdist) each worker gets its share of the cores, for torch and for the processes it
+    starts: N workers with a full thread pool each would oversubscribe the machine and slow every test down."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        import torch
+
+        threads = max(1, (os.cpu_count() or 1) // int(workers))
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+
+
 def shared_data_dir() -> Path:
     """``$MRISR_DATA`` or ``<repo>/../shared/data``."""
     return Path(os.environ.get("MRISR_DATA", REPO_ROOT.parent / "shared" / "data")).resolve()

@@ -134,7 +134,7 @@ def _probes() -> dict[str, Probe]:
         Probe(
             "ddpm_scale3",
             "ddpm",
-            ("model.ddpm_residual_scale=3",),
+            ("+model.ddpm_residual_scale=3",),
             val_every=500,
             notes="residual target multiplied by 3 (std ≈ 0.5, an image's spread)",
         ),
