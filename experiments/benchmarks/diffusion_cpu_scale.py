@@ -132,13 +132,21 @@ def _probes() -> dict[str, Probe]:
             notes="experiment=palette_cpu diffusing the HR plane itself (Graf) instead of the residual",
         ),
         Probe(
+            "ddpm_scale1",
+            "ddpm",
+            ("model.ddpm_residual_scale=1",),
+            steps=3000,
+            val_every=500,
+            notes="residual target not scaled (std ≈ 0.17 in [−1, 1])",
+        ),
+        Probe(
             "ddpm_scale3",
             "ddpm",
-            ("+model.ddpm_residual_scale=3",),
+            steps=1000,
             val_every=500,
-            notes="residual target multiplied by 3 (std ≈ 0.5, an image's spread)",
+            notes="the recipe's first 1,000 steps (residual × 3); the run continued as ddpm_recipe",
         ),
-        Probe("ddpm_recipe", "ddpm", steps=None, val_every=500, notes="experiment=palette_cpu (residual target)"),
+        Probe("ddpm_recipe", "ddpm", steps=None, val_every=500, notes="experiment=palette_cpu (residual target × 3)"),
     ]
     return {p.name: p for p in probes}
 
