@@ -9,8 +9,8 @@ degraded on the fly onto the HR grid (:class:`mrisr.data.pairs.SimulatedPairsDat
   sampled with any :mod:`mrisr.diffusion.schedulers` sampler (DDIM-20 in the paper). ``ddpm_target="residual"``
   diffuses the residual x₀ = HR − c instead of the HR plane (SRDiff, Li et al. 2022) and adds c back to every sample:
   the same conditional DDPM, but the net no longer has to rebuild the whole plane from its condition channel.
-  ``ddpm_residual_scale`` s multiplies that residual (std ≈ 0.17 on the spines' [−1, 1] scale) so that the linear
-  noise schedule meets data of an image's spread rather than drowning it (Chen 2023, input scaling).
+  ``ddpm_residual_scale`` s multiplies that residual (RMS ≈ 0.17 on the spines' [−1, 1] scale, 0.30 for the image) so
+  that the linear noise schedule meets data of at least an image's spread (Chen 2023, input scaling).
 - ``"residual"``: InDI (Delbracio & Milanfar 2023), x_t = (1 − t)·x + t·(y + σ·n), regression of x (or the velocity)
   by a network that sees x_t and t only (``net.in_channels`` = 1; ``residual_condition`` adds y for old checkpoints,
   see :mod:`mrisr.diffusion.residual` for why that objective is degenerate); sampled in 1–4 Euler steps from the LR
