@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_tool
+from conftest import REPO_ROOT, run_tool
 from support.volumes import axial_volume
 
 
@@ -67,9 +67,7 @@ def test_smoke_checkpoint_reloads_in_infer_and_overlays_the_input(smoke_checkpoi
     assert sidecar["uncertainty"] == str(sd_path) and sidecar["method"] == "palette_tiny"
 
 
-DIFFUSION_ZOO = sorted(
-    p.stem for p in (Path(__file__).resolve().parents[2] / "conf" / "model" / "zoo").glob("palette*.yaml")
-)
+DIFFUSION_ZOO = sorted(p.stem for p in (REPO_ROOT / "conf" / "model" / "zoo").glob("palette*.yaml"))
 
 
 @pytest.mark.parametrize("name", DIFFUSION_ZOO)

@@ -423,7 +423,7 @@ class DiffusionSR(SRSystem):
                 alpha_bar = self.train_scheduler.alphas_cumprod.to(output.device)[pair["t"]].view(-1, 1, 1, 1)
                 prediction_type = self.train_scheduler.config.prediction_type
                 eps_hat, x_hat = epsilon_and_sample(output, pair["x_t"], alpha_bar, prediction_type)
-                bound = self.ddpm_residual_scale  # the samplers' clip_sample_range
+                bound = float(self.train_scheduler.config.clip_sample_range)  # as the samplers clip x̂₀
                 x_hat = self.ddpm_image(x_hat.clamp(-bound, bound), pair["lr"])
                 out["eps"].append(
                     (float(torch.mean((eps_hat - pair["noise"]) ** 2)), float(torch.mean(pair["noise"] ** 2)))
