@@ -147,6 +147,11 @@ def _probes() -> dict[str, Probe]:
         replace(base, name="lr1e-3_bspline", lr=1e-3, skip_mode="bspline"),
         # Longer: does the lr1e-3 cosine curve keep rising past 1500 steps?
         replace(base, name="lr1e-3_cosine_4000", lr=1e-3, schedule="cosine", stages=(Stage(4000),)),
+        # Capacity: the 4 x 32 curve levels off near +0.88 dB; does a deeper trunk (16 blocks, ~1.9x the cost of a
+        # step) at the same learning rate and decay rise further within the hour?
+        replace(
+            base, name="lr1e-3_cosine_deep16x32_2500", lr=1e-3, schedule="cosine", n_resblocks=16, stages=(Stage(2500),)
+        ),
         # Real-ESRGAN's x4plus generator (natural images) inside the interpolation skip, fine-tuned with L1 on
         # [0, 1] intensities (its training range) at a small learning rate; smaller patches, as a step costs ~10x
         # an EDSR 4x32 step.

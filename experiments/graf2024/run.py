@@ -90,13 +90,6 @@ AP_CROP = (64, 320)
 ROWS = tuple(range(2, 9))
 METHODS = ("cubic", "rrdbnet", "edsr", *(f"diffusion_row{n}" for n in ROWS))
 
-#: 1-channel, scale-1 plane networks (the PRETTIER nets at their smoke sizes refine cubic-interpolated planes).
-PLANE_NET_OVERRIDES = {
-    "rrdbnet": ["++model.net.num_in_ch=1", "++model.net.num_out_ch=1", "++model.net.scale=1",
-                "++model.discriminator.num_in_ch=1"],
-    "edsr": ["model.net.in_channels=1", "model.net.out_channels=1", "model.net.upscale=1", "model.net_range=1.0"],
-}  # fmt: skip
-
 
 def family(method: str) -> str:
     """The scale file's method entry of ``method`` (``diffusion`` for every ``diffusion_row<N>``)."""
@@ -112,7 +105,6 @@ def training_overrides(method: str, scale: dict[str, Any], data: Path) -> list[s
         f"++degradation.axis={AXIS}",
         *scale["common"],
         f"paths.data={data}",
-        *PLANE_NET_OVERRIDES.get(family(method), []),
     ]
 
 

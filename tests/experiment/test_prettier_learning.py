@@ -21,7 +21,7 @@ from mrisr.data.prettier import (
     thick_slice_pair,
 )
 from mrisr.degradations import DegradationStack, Downsample, RandomSliceProfile, SliceProfile
-from mrisr.experiment.held_out import held_out_case, score_held_out
+from mrisr.experiment.held_out import HeldOutCase, held_out_case, score_held_out
 from mrisr.experiment.helpers import train_model
 from mrisr.experiment.learning_curve import LearningCurve
 from mrisr.io.nifti import Volume, save_volume
@@ -274,6 +274,46 @@ def test_learning_curve_scores_the_held_out_volume_at_the_requested_steps(hr_fil
     final = score_held_out(system, case)
     assert final == pytest.approx({k: rows[2][k] for k in ("psnr_mask", "ssim_mask")}, abs=1e-9)
     assert rows[0]["psnr_mask"] != rows[2]["psnr_mask"]
+
+
+def _did_not_learn(system: PrettierSR, case: HeldOutCase) -> list[str]:
+    """What a net that learned nothing shows on ``case``: no foreground variance, a constant's score, far below
+    cubic (on the block used below: cubic 25.2 dB, the mean inside the mask 16.5 dB)."""
+    from mrisr.api import super_resolve
+    from mrisr.eval.prettier import masked_scores
+
+    sr = np.asarray(super_resolve(case.lr.to_nifti(), model=system, axis=case.axis).dataobj)
+    scores, cubic = score_held_out(system, case), score_held_out("cubic", case)
+    constant = masked_scores(np.full(case.hr.shape, case.hr.data[case.mask].mean()), case.hr.data, case.mask)
+    failures = []
+    if sr[case.mask].std() < 0.5 * case.hr.data[case.mask].std():
+        failures.append("no foreground variance")
+    if scores["psnr_mask"] < constant["psnr_mask"] + 3.0:
+        failures.append(f"PSNR {scores['psnr_mask']:.2f} dB near the constant image's {constant['psnr_mask']:.2f}")
+    if scores["psnr_mask"] < cubic["psnr_mask"] - 1.0:
+        failures.append(f"PSNR {scores['psnr_mask']:.2f} dB more than 1 dB below cubic's {cubic['psnr_mask']:.2f}")
+    return failures
+
+
+def test_a_short_fit_of_the_smoke_edsr_has_learned_and_a_zero_net_fails_the_same_checks(tmp_path: Path) -> None:
+    from mrisr.data.sources import load_source
+
+    # A block of the MNI152 test slab (voxels 172–232 along axis 1), which the smoke training slabs never contain.
+    mni = load_source("mni152")
+    hr = Volume(mni.data[60:130, 172:220, 60:108].copy(), mni.affine)
+    case = held_out_case("mni152 test block", hr, prettier_degradation().with_axis(2), "head")
+    cfg = compose(
+        "train", ["experiment=prettier_edsr_smoke", "data.test=[]", "data.hr_patch=24", "~eval.patch_metrics"]
+    )
+    system = train_model(cfg, tmp_path, max_steps=10, seed=0).model.eval()
+    assert _did_not_learn(system, case) == []
+
+    class Zeros(torch.nn.Module):  # the generator of the old smoke RealESRGAN: zeros whatever the input
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.zeros(*x.shape[:-2], 4 * x.shape[-2], 4 * x.shape[-1])
+
+    system.net = Zeros()
+    assert len(_did_not_learn(system, case)) == 3
 
 
 # ---------------------------------------------------------------- the probe script's configurations

@@ -74,13 +74,22 @@ def supervised() -> tuple[Any, dict[str, Any]]:
     return model, {"nets": {"net": model.net}}
 
 
+def _bare_generator(name: str, overrides: list[str] | None = None) -> Any:
+    # The goldens were saved with the smoke generators before they gained an interpolation skip: the case keeps the
+    # bare inner net, so the frozen weights and the inference path checked stay the same.
+    model = _compose_model(name, overrides, intensity="prettier")
+    if hasattr(model.net, "interpolate"):
+        model.net = model.net.net
+    return model
+
+
 def prettier() -> tuple[Any, dict[str, Any]]:
-    model = _compose_model("edsr_smoke", intensity="prettier")
+    model = _bare_generator("edsr_smoke", ["model.net.net.res_scale=0.1"])  # the paper EDSR's, as saved
     return model, {"nets": {"net": model.net}}
 
 
 def adversarial() -> tuple[Any, dict[str, Any]]:
-    model = _compose_model("realesrgan_smoke", intensity="prettier")
+    model = _bare_generator("realesrgan_smoke")
     return model, {"nets": {"net": model.net}}
 
 
