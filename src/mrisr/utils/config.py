@@ -80,19 +80,28 @@ def compose(config_name: str, overrides: Sequence[str] = (), types: Mapping[str,
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
 
     register_resolvers()
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        groups = set(GlobalHydra.instance().hydra.list_all_config_groups())
-        base = functools.partial(hydra_compose, config_name=config_name)
-        check_override_keys(overrides, lambda choices: base(overrides=choices), groups)
+    directory = str(conf_dir())
+    with initialize_config_dir(config_dir=directory, version_base="1.3"):
+        groups = set(_config_groups(directory))
+        base = _base_composer(config_name)
+        check_override_keys(overrides, base, groups)
         cfg = hydra_compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
         groups |= set(cfg.hydra.runtime.choices)
         with open_dict(cfg):
             del cfg["hydra"]
-        check_override_types(overrides, lambda choices: base(overrides=choices), groups, types)
+        check_override_types(overrides, base, groups, types)
     return cfg
+
+
+@functools.lru_cache(maxsize=8)
+def _config_groups(directory: str) -> frozenset[str]:
+    """The config groups of ``directory``, listed once per process (Hydra walks every group file to list them, most
+    of the cost of a composition). Call it inside ``initialize_config_dir(directory)``."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    return frozenset(GlobalHydra.instance().hydra.list_all_config_groups())
 
 
 def check_hydra_overrides(types: Mapping[str, type] | None = None) -> None:
@@ -101,16 +110,25 @@ def check_hydra_overrides(types: Mapping[str, type] | None = None) -> None:
     Raises:
         MrisrInputError: see :func:`check_override_types`.
     """
-    from hydra import compose as hydra_compose
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
 
     hydra_cfg = HydraConfig.get()
-    groups = set(GlobalHydra.instance().hydra.list_all_config_groups()) | set(hydra_cfg.runtime.choices)
+    # The job runs on conf_dir() (mrisr.utils.cli.run_hydra), whose groups are listed once per process.
+    groups = set(_config_groups(str(conf_dir()))) | set(hydra_cfg.runtime.choices)
     name = str(hydra_cfg.job.config_name)
     overrides = [str(o) for o in hydra_cfg.overrides.task]
-    check_override_keys(overrides, lambda base: hydra_compose(config_name=name, overrides=base), groups)
-    check_override_types(overrides, lambda base: hydra_compose(config_name=name, overrides=base), groups, types)
+    base = _base_composer(name)
+    check_override_keys(overrides, base, groups)
+    check_override_types(overrides, base, groups, types)
+
+
+def _base_composer(config_name: str) -> Callable[[list[str]], DictConfig]:
+    """Composes ``config_name`` with the group choices given, once per distinct list: both override checks compare
+    the overrides with the same config. Call it inside an initialised Hydra (a compose context or the job)."""
+    from hydra import compose as hydra_compose
+
+    composed = functools.lru_cache(maxsize=None)(lambda choices: hydra_compose(config_name, overrides=list(choices)))
+    return lambda choices: composed(tuple(choices))
 
 
 def _has_key(base: DictConfig, key: str) -> bool:
