@@ -342,7 +342,7 @@ def test_prettier_experiments_compose_with_paper_defaults(name: str) -> None:
         assert model.gan_loss.weight == 0.05
     elif name == "prettier_edsr_smoke":  # the CPU recipe (edsr_cpu) at a smaller size, inside its skip
         cpu = _compose(["experiment=prettier_edsr_cpu"]).model
-        assert model.optimizer == cpu.optimizer and "scheduler" not in model
+        assert model.optimizer == cpu.optimizer and model.scheduler == cpu.scheduler
         assert model.net._target_ == cpu.net._target_ == "mrisr.nets.skip.InterpolationSkip"
     else:
         assert (model.optimizer.lr, model.scheduler.T_0, model.scheduler.T_mult) == (2e-4, 8, 2)
