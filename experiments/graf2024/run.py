@@ -13,10 +13,12 @@ preset's final upsampling is left out, so the models receive a real anisotropic 
 onto the isotropic 1 mm grid through :func:`mrisr.api.super_resolve` along axis 1:
 
 * ``cubic``: cubic B-spline (Table 1 row 1 and Table 2 row 1);
-* ``rrdbnet``: the RRDBNet generator of ``model=realesrgan_smoke`` (ESRGAN losses: L1 + perceptual + 0.05 GAN), one
-  channel, scale 1, trained on the full stack (row 8), applied like every plane model here: cubic onto the 1 mm
-  grid, then the network on the planes that contain the I–S axis (:class:`mrisr.systems.supervised.SupervisedSR`);
-* ``edsr``: the EDSR of ``model=edsr_smoke`` (one channel, scale 1, L1 + perceptual), same training and inference;
+* ``rrdbnet``: the RRDBNet generator of ``model=realesrgan_smoke`` at the smoke scale (ESRGAN losses: L1 + perceptual
+  + 0.05 GAN), one channel, scale 1, trained on the full stack (row 8), applied like every plane model here: cubic
+  onto the 1 mm grid, then the network on the planes that contain the I–S axis
+  (:class:`mrisr.systems.supervised.SupervisedSR`);
+* ``edsr``: the EDSR of ``model=edsr_plane_smoke`` at the smoke scale (one channel, scale 1, L1 + perceptual), same
+  training and inference (each scale file names the nets and their one-channel, scale-1 overrides);
 * ``diffusion_row<N>`` (N = 2…8): the conditional diffusion model of ``experiment=palette_smoke`` (``palette_tiny``,
   DDIM-2, sagittal planes: :class:`mrisr.systems.diffusion.DiffusionSR`) trained with the Table 2 row N preset;
   ``diffusion_row8`` is Table 1's diffusion model.
