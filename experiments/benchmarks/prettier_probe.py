@@ -424,11 +424,13 @@ def plot_curves(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
             curves.setdefault((row["probe"], row["case"]), []).append(
                 (int(row["step"]), float(row["d_psnr"]), float(row["d_ssim"]))
             )
-    for (probe, case), points in sorted(curves.items()):
+    colours = plt.get_cmap("tab20").colors  # one colour per curve: more curves than the default cycle's ten
+    for index, ((probe, case), points) in enumerate(sorted(curves.items())):
         points.sort()
         steps = [p[0] for p in points]
+        style = {"color": colours[index % len(colours)], "linestyle": "--" if case != "flair" else "-"}
         for axis, column in zip(axes, (1, 2), strict=True):
-            axis.plot(steps, [p[column] for p in points], marker="o", markersize=3, label=f"{probe} ({case})")
+            axis.plot(steps, [p[column] for p in points], marker="o", markersize=3, label=f"{probe} ({case})", **style)
     for axis, name in zip(axes, ("PSNR gain over cubic (dB, brain mask)", "SSIM gain over cubic"), strict=True):
         axis.axhline(0.0, color="k", linewidth=0.8)
         axis.set_xlabel("optimiser step")
