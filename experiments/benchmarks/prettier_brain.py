@@ -87,6 +87,11 @@ def main() -> None:
         default="prettier_edsr_smoke",
         help="experiment config of the EDSR training (prettier_edsr_cpu: the CPU recipe's patches and batch)",
     )
+    parser.add_argument(
+        "--realesrgan-experiment",
+        default="prettier_realesrgan_smoke",
+        help="experiment config of the RealESRGAN training (prettier_realesrgan_cpu: the CPU recipe's patches, batch)",
+    )
     parser.add_argument("--train-root", type=Path, default=None, help="keep the training runs (checkpoints) here")
     parser.add_argument("--axis", type=int, default=2, help="simulated through-plane axis")
     parser.add_argument("--seed", type=int, default=0)
@@ -94,7 +99,11 @@ def main() -> None:
     args = parser.parse_args()
     trained = {
         "edsr": [f"experiment={args.edsr_experiment}", f"model={args.edsr}", *batch(args.edsr_experiment)],
-        "realesrgan": ["experiment=prettier_realesrgan_smoke", f"model={args.realesrgan}", *SMOKE_BATCH],
+        "realesrgan": [
+            f"experiment={args.realesrgan_experiment}",
+            f"model={args.realesrgan}",
+            *batch(args.realesrgan_experiment),
+        ],
     }
     run_held_out(
         args.data, args.held_out, args.methods, args.out, trained, SMOKE_COMMON, args.max_steps, args.validations,
