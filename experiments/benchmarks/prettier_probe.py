@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import functools
 import os
 import tempfile
 import time
@@ -204,26 +205,33 @@ def loss_config(kind: str) -> dict[str, Any]:
     raise ValueError(f"unknown loss {kind!r}")
 
 
+@functools.cache
+def _composed(overrides: tuple[str, ...]) -> Any:
+    """The ``train`` config composed with ``overrides``, once per process (probes share most of their overrides)."""
+    return compose("train", list(overrides))
+
+
 def build_config(probe: Probe, stage: Stage, data: Path, held_out: str, seed: int) -> Any:
     """The composed ``train`` config of one stage (``experiment=prettier_edsr_smoke`` + the probe's settings)."""
     sources, excluded = source_paths(data, held_out, stage.sources)
-    cfg = compose(
-        "train",
-        [
-            "experiment=prettier_edsr_smoke",
-            "model=edsr",
-            f"data.train=[{','.join(sources)}]",
-            "data.val=[mni152]",
-            "data.test=[mni152]",
-            f"+data.exclude=[{excluded}]",
-            "+data.isotropic_mm=1.0",
-            "data.axes=[0,1,2]",
-            f"data.hr_patch={probe.hr_patch}",
-            f"data.batch_size={probe.batch_size}",
-            "data.patches_per_epoch=10000000",
-            f"data.val_patches={probe.batch_size}",
-            f"seed={seed}",
-        ],
+    cfg = copy.deepcopy(
+        _composed(
+            (
+                "experiment=prettier_edsr_smoke",
+                "model=edsr",
+                f"data.train=[{','.join(sources)}]",
+                "data.val=[mni152]",
+                "data.test=[mni152]",
+                f"+data.exclude=[{excluded}]",
+                "+data.isotropic_mm=1.0",
+                "data.axes=[0,1,2]",
+                f"data.hr_patch={probe.hr_patch}",
+                f"data.batch_size={probe.batch_size}",
+                "data.patches_per_epoch=10000000",
+                f"data.val_patches={probe.batch_size}",
+                f"seed={seed}",
+            )
+        )
     )
     OmegaConf.set_struct(cfg, False)
     if probe.family == "rrdb_x4plus":
@@ -256,7 +264,7 @@ def build_config(probe: Probe, stage: Stage, data: Path, held_out: str, seed: in
     else:
         raise ValueError(f"unknown schedule {probe.schedule!r}")
     if stage.train_degradation is not None:
-        degradation = compose("train", [f"degradation={stage.train_degradation}"]).degradation
+        degradation = copy.deepcopy(_composed((f"degradation={stage.train_degradation}",)).degradation)
         cfg.data.train_degradation = degradation
     for key, value in probe.extra.items():
         OmegaConf.update(cfg, key, value, force_add=True)

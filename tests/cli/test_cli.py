@@ -1,4 +1,8 @@
-"""End-to-end command-line contracts on real shared data: simulate → infer → evaluate, errors, geometry."""
+"""End-to-end command-line contracts on real shared data: simulate → infer → evaluate, errors, geometry.
+
+Every entry point runs once as a real process (its ``--help``, and the API import check in a fresh interpreter);
+the other contracts run the same ``main`` in this process through ``run_tool`` (exit status, stdout, stderr).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import file_digest, last_json, run_command
+from conftest import file_digest, last_json, run_command, run_tool
 
 
 def voxel_centres_world(img: nib.Nifti1Image, axis: int) -> np.ndarray:
@@ -26,7 +30,7 @@ def spine_lr(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
     hr = shared_data / "spine_hr" / "errsm_11" / "t2.nii.gz"
     out = tmp_path_factory.mktemp("cli") / "lr_3_1.nii.gz"
     before = file_digest(hr)
-    proc = run_command(
+    proc = run_tool(
         ["-m", "mrisr.cli.simulate", f"input={hr}", f"output={out}", "thickness=3", "gap=1", "axis=2", "seed=0"]
     )
     assert proc.returncode == 0, proc.stderr
@@ -51,7 +55,7 @@ def test_simulate_writes_exact_geometry(spine_lr: tuple[Path, Path]) -> None:
 def test_simulate_is_deterministic_and_notation_matches(spine_lr: tuple[Path, Path], tmp_path: Path) -> None:
     hr_path, lr_path = spine_lr
     again = tmp_path / "again.nii.gz"
-    proc = run_command(["-m", "mrisr.cli.simulate", f"input={hr_path}", f"output={again}", "notation='3||1'", "axis=2"])
+    proc = run_tool(["-m", "mrisr.cli.simulate", f"input={hr_path}", f"output={again}", "notation='3||1'", "axis=2"])
     assert proc.returncode == 0, proc.stderr
     np.testing.assert_array_equal(nib.load(again).get_fdata(), nib.load(lr_path).get_fdata())
     np.testing.assert_array_equal(nib.load(again).affine, nib.load(lr_path).affine)
@@ -61,9 +65,7 @@ def test_infer_cubic_overlays_input_and_evaluate_reports(spine_lr: tuple[Path, P
     hr_path, lr_path = spine_lr
     sr_path = tmp_path / "sr.nii.gz"
     lr_digest = file_digest(lr_path)
-    proc = run_command(
-        ["infer.py", f"input={lr_path}", f"output={sr_path}", "model=cubic", f"paths.runs_dir={tmp_path}"]
-    )
+    proc = run_tool(["infer.py", f"input={lr_path}", f"output={sr_path}", "model=cubic", f"paths.runs_dir={tmp_path}"])
     assert proc.returncode == 0, proc.stderr
     assert file_digest(lr_path) == lr_digest
     sr, hr, lr = nib.load(sr_path), nib.load(hr_path), nib.load(lr_path)
@@ -76,14 +78,14 @@ def test_infer_cubic_overlays_input_and_evaluate_reports(spine_lr: tuple[Path, P
     assert sidecar["factor"] == pytest.approx(4.0) and sidecar["output_shape"] == [384, 216, 52]
 
     csv_path = tmp_path / "metrics.csv"
-    proc = run_command(["-m", "mrisr.cli.evaluate", f"sr={sr_path}", f"hr={hr_path}", f"output={csv_path}"])
+    proc = run_tool(["-m", "mrisr.cli.evaluate", f"sr={sr_path}", f"hr={hr_path}", f"output={csv_path}"])
     assert proc.returncode == 0, proc.stderr
     metrics = last_json(proc.stdout)
     assert 20 < metrics["psnr"] < 60 and 0.5 < metrics["ssim"] < 1.0
     assert csv_path.read_text().count("\n") >= 3
 
     mask = hr_path.parent / "t2_manual_segmentation.nii.gz"
-    proc = run_command(["-m", "mrisr.cli.evaluate", f"sr={sr_path}", f"hr={hr_path}", f"mask={mask}"])
+    proc = run_tool(["-m", "mrisr.cli.evaluate", f"sr={sr_path}", f"hr={hr_path}", f"mask={mask}"])
     assert proc.returncode == 0, proc.stderr
     masked = last_json(proc.stdout)
     assert "psnr_mask" in masked and "ssim_mask" in masked and masked["psnr"] == pytest.approx(metrics["psnr"])
@@ -92,9 +94,7 @@ def test_infer_cubic_overlays_input_and_evaluate_reports(spine_lr: tuple[Path, P
 def test_infer_on_real_thick_axial_input(shared_data: Path, tmp_path: Path) -> None:
     lr_path = shared_data / "thick" / "t2_axial_7p5mm_ms.nii.gz"
     sr_path = tmp_path / "sr_axial.nii.gz"
-    proc = run_command(
-        ["infer.py", f"input={lr_path}", f"output={sr_path}", "model=linear", f"paths.runs_dir={tmp_path}"]
-    )
+    proc = run_tool(["infer.py", f"input={lr_path}", f"output={sr_path}", "model=linear", f"paths.runs_dir={tmp_path}"])
     assert proc.returncode == 0, proc.stderr
     lr, sr = nib.load(lr_path), nib.load(sr_path)
     assert sr.shape == (320, 256, round(19 * 7.5 / 0.6875))
@@ -107,7 +107,7 @@ def test_infer_on_real_thick_axial_input(shared_data: Path, tmp_path: Path) -> N
 def test_infer_refuses_isotropic_input_cleanly(shared_data: Path, tmp_path: Path) -> None:
     hr = shared_data / "spine_hr" / "errsm_11" / "t2.nii.gz"
     out = tmp_path / "never.nii.gz"
-    proc = run_command(["infer.py", f"input={hr}", f"output={out}", f"paths.runs_dir={tmp_path}"])
+    proc = run_tool(["infer.py", f"input={hr}", f"output={out}", f"paths.runs_dir={tmp_path}"])
     assert proc.returncode != 0
     assert "near-isotropic" in proc.stderr and "t2.nii.gz" in proc.stderr and "axis" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -119,16 +119,14 @@ def test_simulate_refuses_to_overwrite_input(tmp_path: Path, spine_lr: tuple[Pat
     copy = tmp_path / "copy.nii.gz"
     copy.write_bytes(lr_path.read_bytes())
     digest = file_digest(copy)
-    proc = run_command(["-m", "mrisr.cli.simulate", f"input={copy}", f"output={copy}", "thickness=8"])
+    proc = run_tool(["-m", "mrisr.cli.simulate", f"input={copy}", f"output={copy}", "thickness=8"])
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert file_digest(copy) == digest
 
 
 def test_unknown_config_key_fails_loudly(tmp_path: Path, spine_lr: tuple[Path, Path]) -> None:
     _, lr_path = spine_lr
-    proc = run_command(
-        ["-m", "mrisr.cli.simulate", f"input={lr_path}", f"output={tmp_path / 'x.nii.gz'}", "thicknes=3"]
-    )
+    proc = run_tool(["-m", "mrisr.cli.simulate", f"input={lr_path}", f"output={tmp_path / 'x.nii.gz'}", "thicknes=3"])
     assert proc.returncode != 0 and "thicknes" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -226,12 +224,12 @@ def test_help_prints_usage_and_options_with_defaults(case: str) -> None:
 
 
 def test_dispatcher_lists_tools_and_refuses_unknown_ones() -> None:
-    proc = run_command(["-m", "mrisr.cli", "--help"])
+    proc = run_tool(["-m", "mrisr.cli", "--help"])
     assert proc.returncode == 0, proc.stderr
     for tool in TOOLS:
         assert f"  {tool} " in proc.stdout
     for args, fragment in ((["nosuch"], "unknown tool 'nosuch'"), ([], "no tool given")):
-        proc = run_command(["-m", "mrisr.cli", *args])
+        proc = run_tool(["-m", "mrisr.cli", *args])
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         last = proc.stderr.strip().splitlines()[-1]
         assert last.startswith("error: ") and fragment in last and "simulate" in last
@@ -240,9 +238,7 @@ def test_dispatcher_lists_tools_and_refuses_unknown_ones() -> None:
 def test_dispatcher_runs_a_tool(spine_lr: tuple[Path, Path], tmp_path: Path) -> None:
     hr_path, lr_path = spine_lr
     out = tmp_path / "lr.nii.gz"
-    proc = run_command(
-        ["-m", "mrisr.cli", "simulate", f"input={hr_path}", f"output={out}", "notation='3||1'", "axis=2"]
-    )
+    proc = run_tool(["-m", "mrisr.cli", "simulate", f"input={hr_path}", f"output={out}", "notation='3||1'", "axis=2"])
     assert proc.returncode == 0, proc.stderr
     np.testing.assert_array_equal(nib.load(out).get_fdata(), nib.load(lr_path).get_fdata())
 
@@ -250,6 +246,6 @@ def test_dispatcher_runs_a_tool(spine_lr: tuple[Path, Path], tmp_path: Path) -> 
 def test_report_tool_delegates_to_the_report_package(tmp_path: Path) -> None:
     if not report_cli_available():
         pytest.skip("mrisr.report.cli is not part of this checkout")
-    proc = run_command(["-m", "mrisr.cli.report", f"runs={tmp_path / 'none'}", f"output={tmp_path / 'out'}"])
+    proc = run_tool(["-m", "mrisr.cli.report", f"runs={tmp_path / 'none'}", f"output={tmp_path / 'out'}"])
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
