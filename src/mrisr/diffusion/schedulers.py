@@ -245,6 +245,25 @@ def check_start(scheduler: SchedulerMixin, name: str = "sampler") -> None:
         )
 
 
+def _schedule(
+    sampler: DDIMSampler | DPMSolverSampler | UniPCSampler,
+    scheduler_class: type[SchedulerMixin],
+    train_config: Mapping[str, Any],
+    device: torch.device | str | None,
+    **options: Any,
+) -> Any:
+    """A fresh ``scheduler_class`` with the training betas of ``train_config``, the sampler's timestep spacing and
+    ``options``; its ``steps`` timesteps set on ``device`` and its start checked (:func:`check_start`)."""
+    _check_steps(sampler, train_config)
+    _check_spacing(sampler)
+    scheduler = scheduler_class.from_config(
+        _as_config(train_config), timestep_spacing=sampler.timestep_spacing, **options
+    )
+    scheduler.set_timesteps(sampler.steps, device=device)
+    check_start(scheduler, repr(sampler))
+    return scheduler
+
+
 @dataclass
 class DDIMSampler:
     """DDIM (Song et al., ICLR 2021; docs/models.md §3.2, §3.5), deterministic for η = 0.
@@ -269,18 +288,15 @@ class DDIMSampler:
     timestep_spacing: TimestepSpacing = "trailing"
 
     def build(self, train_config: Mapping[str, Any], device: torch.device | str | None = None) -> DDIMScheduler:
-        _check_steps(self, train_config)
-        _check_spacing(self)
-        scheduler = DDIMScheduler.from_config(
-            _as_config(train_config),
-            timestep_spacing=self.timestep_spacing,
+        return _schedule(
+            self,
+            DDIMScheduler,
+            train_config,
+            device,
             set_alpha_to_one=True,
             steps_offset=0,
             clip_sample=self.clip_sample,
         )
-        scheduler.set_timesteps(self.steps, device=device)
-        check_start(scheduler, repr(self))
-        return scheduler
 
     def step(
         self,
@@ -336,20 +352,17 @@ class DPMSolverSampler:
     def build(
         self, train_config: Mapping[str, Any], device: torch.device | str | None = None
     ) -> DPMSolverMultistepScheduler:
-        _check_steps(self, train_config)
-        _check_spacing(self)
-        scheduler = DPMSolverMultistepScheduler.from_config(
-            _as_config(train_config),
+        return _schedule(
+            self,
+            DPMSolverMultistepScheduler,
+            train_config,
+            device,
             solver_order=self.order,
             algorithm_type=self.algorithm_type,
-            timestep_spacing=self.timestep_spacing,
             thresholding=self.thresholding,
             lower_order_final=self.lower_order_final,
             final_sigmas_type="zero",
         )
-        scheduler.set_timesteps(self.steps, device=device)
-        check_start(scheduler, repr(self))
-        return scheduler
 
     def step(
         self,
@@ -385,20 +398,17 @@ class UniPCSampler:
     def build(
         self, train_config: Mapping[str, Any], device: torch.device | str | None = None
     ) -> UniPCMultistepScheduler:
-        _check_steps(self, train_config)
-        _check_spacing(self)
-        scheduler = UniPCMultistepScheduler.from_config(
-            _as_config(train_config),
+        return _schedule(
+            self,
+            UniPCMultistepScheduler,
+            train_config,
+            device,
             solver_order=self.order,
             solver_type=self.solver_type,
-            timestep_spacing=self.timestep_spacing,
             thresholding=self.thresholding,
             predict_x0=True,
             final_sigmas_type="zero",
         )
-        scheduler.set_timesteps(self.steps, device=device)
-        check_start(scheduler, repr(self))
-        return scheduler
 
     def step(
         self,
