@@ -46,7 +46,7 @@ from mrisr.core.errors import MrisrInputError
 from mrisr.eval.cord import landmark_point
 from mrisr.eval.scoring import CordReference, cord_reference, mask_mucca, reference_volumes, score_volume
 from mrisr.experiment.helpers import git_commit as experiment_commit
-from mrisr.experiment.helpers import host_record, load_scale, scale_names
+from mrisr.experiment.helpers import host_record, load_scale, run_parser, run_paths
 from mrisr.experiment.qc import experiment_qc_page
 from mrisr.inference import InferenceSettings, run_on_volume
 from mrisr.io.nifti import Volume, as_volume, load_volume
@@ -135,25 +135,19 @@ def run_subject(
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", choices=scale_names(HERE), default="smoke", help="scales/<scale>.yaml")
+    parser = run_parser(__doc__.splitlines()[0], HERE)
     parser.add_argument("--subjects", nargs="+", default=list(SUBJECTS))
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
-    parser.add_argument("--out", type=Path, default=None, help="tidy CSV (default results/<scale>/rows.csv)")
-    parser.add_argument("--data", type=Path, default=None, help="data root (default: the config's paths.data)")
     parser.add_argument("--model", default=None, help="zero-shot model config (default: the scale's)")
     parser.add_argument("--budget-s", type=float, default=None, help="fit + inference cap per volume (s; 0: none)")
     parser.add_argument("--max-steps", type=int, default=None, help="optimiser steps per volume (0: the model's)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--qc", type=Path, default=None, help="HTML QC report folder: a page per output scored now")
-    args = parser.parse_args(argv)
+    args = run_paths(parser.parse_args(argv), HERE)
     scale = load_scale(HERE, args.scale)
     args.model = args.model or str(scale["model"])
     budget = float(scale["budget_s"]) if args.budget_s is None else args.budget_s
     args.budget_s = None if budget <= 0 else budget
     steps = scale["max_steps"] if args.max_steps is None else args.max_steps
     args.max_steps = int(steps) if steps else None
-    args.out = args.out or HERE / "results" / args.scale / "rows.csv"
     return args
 
 

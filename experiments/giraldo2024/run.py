@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from mrisr.experiment.helpers import append_invocation, git_commit, load_scale, scale_names
+from mrisr.experiment.helpers import append_invocation, git_commit, load_scale, run_parser, run_paths
 from mrisr.experiment.prettier import VOLUMES, method_label, run_held_out
 from mrisr.utils.config import compose
 
@@ -45,18 +45,11 @@ METHODS = ("cubic", "smore_fast", "edsr", "realesrgan")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", choices=scale_names(HERE), default="smoke", help="scales/<scale>.yaml")
+    parser = run_parser(__doc__.splitlines()[0], HERE)
     parser.add_argument("--held-out", nargs="+", default=list(VOLUMES), choices=list(VOLUMES))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--max-steps", type=int, default=None, help="optimiser steps per model (default: the scale's)")
-    parser.add_argument("--data", type=Path, default=None, help="data root (default: the config's paths.data)")
-    parser.add_argument("--out", type=Path, default=None, help="rows CSV (default results/<scale>/rows.csv)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--qc", type=Path, default=None, help="HTML QC report folder: a page per output scored now")
-    args = parser.parse_args(argv)
-    args.out = args.out or HERE / "results" / args.scale / "rows.csv"
-    return args
+    return run_paths(parser.parse_args(argv), HERE)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -66,7 +66,7 @@ from mrisr.data.pairs import crop_volume
 from mrisr.degradations.stack import DegradationStack
 from mrisr.eval.cord import landmark_point
 from mrisr.eval.scoring import cord_reference, reference_volumes, score_volume
-from mrisr.experiment.helpers import append_invocation, git_commit, load_scale, scale_names, train_model
+from mrisr.experiment.helpers import append_invocation, git_commit, load_scale, run_parser, run_paths, train_model
 from mrisr.experiment.qc import experiment_qc_page
 from mrisr.io.nifti import Volume, as_volume, load_volume
 from mrisr.io.regrid import field_of_view_mask
@@ -146,17 +146,11 @@ def subject_inputs(data: Path, subjects: Sequence[str], seed: int) -> dict[str, 
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", choices=scale_names(HERE), default="smoke", help="scales/<scale>.yaml")
+    parser = run_parser(__doc__.splitlines()[0], HERE)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--subjects", nargs="+", default=list(TEST), choices=list(TEST))
     parser.add_argument("--max-steps", type=int, default=None, help="optimiser steps per model (default: the scale's)")
-    parser.add_argument("--data", type=Path, default=None, help="data root (default: the config's paths.data)")
-    parser.add_argument("--out", type=Path, default=None, help="rows CSV (default results/<scale>/rows.csv)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--qc", type=Path, default=None, help="HTML QC report folder: a page per output scored now")
-    args = parser.parse_args(argv)
-    args.out = args.out or HERE / "results" / args.scale / "rows.csv"
+    args = run_paths(parser.parse_args(argv), HERE)
     args.scale_spec = load_scale(HERE, args.scale)
     if args.max_steps is not None:
         args.scale_spec["max_steps"] = int(args.max_steps)

@@ -31,6 +31,8 @@ __all__ = [
     "git_commit",
     "host_record",
     "load_scale",
+    "run_parser",
+    "run_paths",
     "scale_names",
     "table_parser",
     "table_paths",
@@ -244,6 +246,28 @@ def append_invocation(record_path: Path, invocation: dict[str, object]) -> dict[
     record["invocations"].append({**invocation, "host": host_record()})
     write_json_atomic(record, record_path)
     return record
+
+
+def run_parser(description: str, experiment_folder: Path) -> argparse.ArgumentParser:
+    """Command line shared by the experiments' ``run.py``: ``--scale`` (``scales/<scale>.yaml``), ``--data``,
+    ``--out`` (tidy rows), ``--seed``, ``--qc`` (HTML QC report folder).
+
+    Add experiment-specific options (methods, subjects, budgets) to the returned parser, then call :func:`run_paths`
+    on the parsed arguments.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--scale", choices=scale_names(experiment_folder), default="smoke", help="scales/<scale>.yaml")
+    parser.add_argument("--data", type=Path, default=None, help="data root (default: the config's paths.data)")
+    parser.add_argument("--out", type=Path, default=None, help="tidy rows CSV (default results/<scale>/rows.csv)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--qc", type=Path, default=None, help="HTML QC report folder: a page per output scored now")
+    return parser
+
+
+def run_paths(args: argparse.Namespace, experiment_folder: Path) -> argparse.Namespace:
+    """Fill the default of ``--out``: ``<experiment>/results/<scale>/rows.csv``."""
+    args.out = args.out or experiment_folder / "results" / args.scale / "rows.csv"
+    return args
 
 
 def table_parser(description: str) -> argparse.ArgumentParser:
