@@ -23,7 +23,8 @@ def find_run_dir(runs_dir: Path) -> Path:
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     runs_dir = tmp_path_factory.mktemp("runs")
-    proc = run_command(["train.py", "experiment=smoke", f"paths.runs_dir={runs_dir}"])
+    # In this process: train.py's real process is covered by its --help (test_cli) and the reruns of test_reliability.
+    proc = run_tool(["train.py", "experiment=smoke", f"paths.runs_dir={runs_dir}"])
     assert proc.returncode == 0, proc.stderr[-4000:]
     return find_run_dir(runs_dir)
 

@@ -173,6 +173,27 @@ def test_cpu_recipe_composes_to_a_skip_edsr() -> None:
     assert torch.equal(model.net(x), model.net.interpolate(x))
 
 
+def test_realesrgan_cpu_recipe_is_the_measured_x4plus_probe_in_a_skip() -> None:
+    """experiment=prettier_realesrgan_cpu fine-tunes the imported x4plus generator with the settings of the probe whose
+    learning curve chose it (x4plus_skip_ft), and starts at the interpolation."""
+    from mrisr.nets.rrdbnet import RRDBNet
+
+    cfg = compose("train", ["experiment=prettier_realesrgan_cpu"])
+    probe = _probe_script().PROBES["x4plus_skip_ft"]
+    assert cfg.model.pretrained == "realesrgan_x4plus" and cfg.model.scheduler is None
+    assert (cfg.model.optimizer.lr, cfg.data.hr_patch, cfg.data.batch_size) == (
+        probe.lr,
+        probe.hr_patch,
+        probe.batch_size,
+    )
+    assert cfg.callbacks.model_checkpoint.monitor == "val/content_loss" and cfg.trainer.max_steps <= probe.total_steps
+    model = instantiate(cfg.model)
+    assert cfg.model.net.mode == probe.skip_mode and model.net_range == probe.net_range
+    assert isinstance(model.net, InterpolationSkip) and isinstance(model.net.net, RRDBNet)
+    x = torch.rand(1, 3, 4, 6)
+    assert torch.equal(model.net(x), model.net.interpolate(x))
+
+
 # ---------------------------------------------------------------- random-acquisition pairs
 def _pairs(path: str, degradation: DegradationStack) -> list[ThickSlicePair]:
     from mrisr.io.nifti import load_volume
