@@ -11,9 +11,15 @@ experiments/giraldo2024): cubic B-spline interpolation; ``model=smore_fast`` fit
 (thickness 5 mm given, ``--max-steps`` optimiser steps, capped at ``--cap-minutes``); EDSR and RealESRGAN
 (``--edsr`` / ``--realesrgan`` model configs, default the tiny ``*_smoke`` nets) trained through the one training
 path (:func:`mrisr.experiment.helpers.train_model`: ``--max-steps`` optimiser steps, ``--validations`` validation
-passes, the best checkpoint by the model's validation metric) with ``experiment=prettier_*_smoke`` data settings
-on the other brain volume(s) + the MNI152 template (``data.val``: an MNI152 slab), then applied to the held-out LR
-volume.
+passes, the best checkpoint by the model's validation metric) with the data settings of ``--edsr-experiment`` /
+``--realesrgan-experiment`` (default ``prettier_*_smoke``) on the other brain volume(s) + the MNI152 template
+(``data.val``: an MNI152 slab), then applied to the held-out LR volume; shipped models (``zoo/<name>``, e.g.
+``zoo/realesrgan_x4plus``, x4plus without fine-tuning) are applied as they are. The CPU recipes::
+
+    python experiments/benchmarks/prettier_brain.py --methods cubic edsr --edsr edsr_cpu \
+        --edsr-experiment prettier_edsr_cpu --max-steps 2500
+    python experiments/benchmarks/prettier_brain.py --methods cubic realesrgan zoo/realesrgan_x4plus \
+        --realesrgan realesrgan_cpu --realesrgan-experiment prettier_realesrgan_cpu --max-steps 600
 
 Metrics (:func:`mrisr.eval.scoring.score_volume`; docs/evaluation.md §1): volume PSNR / SSIM inside the brain mask
 (intensities divided by the HR P99.5 inside the mask, clipped to [0, 1]), and piq 2-D metrics (PSNR, SSIM, VIF-p,
