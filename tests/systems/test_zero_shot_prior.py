@@ -28,6 +28,7 @@ from mrisr.nets.wdsr import WDSR, upsample_rows
 from mrisr.systems.zero_shot import ZeroShotSR
 from mrisr.systems.zero_shot_prior import ZeroShotPretraining, export_prior
 from mrisr.utils.config import compose
+from mrisr.utils.precision import native_bf16
 
 TINY_NET = {"_target_": "mrisr.nets.wdsr.WDSR", "_partial_": True, "n_blocks": 1, "n_feats": 8, "shuffle": 5}
 
@@ -193,7 +194,12 @@ def test_smore_prior_config_uses_the_shipped_weights_or_names_how_to_make_them()
 
 @pytest.mark.parametrize(
     ("precision", "inference_precision", "expected"),
-    [("32-true", "bf16", torch.bfloat16), ("bf16-mixed", "32", None), ("32-true", "16", torch.float16)],
+    [
+        ("32-true", "bf16", torch.bfloat16),
+        ("bf16-mixed", "32", None),
+        ("32-true", "16", torch.float16),
+        ("32-true", "auto", torch.bfloat16 if native_bf16("cpu") else None),  # bf16 only where this CPU has it
+    ],
 )
 def test_inference_runs_in_inference_precision_not_fit_precision(
     precision: str, inference_precision: str, expected: torch.dtype | None, monkeypatch: pytest.MonkeyPatch

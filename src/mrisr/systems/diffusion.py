@@ -57,19 +57,13 @@ from mrisr.inference.diffusion import DiffusionPlaneInferer
 from mrisr.io.intensity import IntensityRule
 from mrisr.nets.diffusion_unet import ConditionalUNet
 from mrisr.systems.base import OptimizerFactory, SchedulerFactory, SRSystem
+from mrisr.utils.precision import AUTOCAST_NAMES
+from mrisr.utils.precision import autocast_dtype as precision_dtype
 
-__all__ = ["AUTOCAST_DTYPES", "DiffusionSR", "ResidualSampler"]
+__all__ = ["DiffusionSR", "ResidualSampler"]
 
 Formulation = Literal["ddpm", "residual"]
 DDPMTarget = Literal["image", "residual"]
-
-#: ``precision`` option → autocast dtype of the network at inference (``None`` = float32 throughout).
-AUTOCAST_DTYPES: dict[str | None, torch.dtype | None] = {
-    None: None,
-    "32": None,
-    "bf16": torch.bfloat16,
-    "16": torch.float16,
-}
 
 
 @dataclass
@@ -117,7 +111,8 @@ class DiffusionSR(SRSystem):
             uncertainty of the inference output.
         passes: 1 = one plane orientation (sagittal planes when the input has an L–R in-plane axis, as in training),
             2 = both orientations containing the through-plane axis, averaged.
-        precision: network autocast at inference: None/"32" (float32), "bf16" or "16".
+        precision: network autocast at inference: None/"32" (float32), "bf16", "16" or "auto" (bf16 where the
+            device computes it natively, else float32; :mod:`mrisr.utils.precision`).
         progress: show a progress bar over the planes of a volume.
         optimizer: partial optimiser factory (default Adam, lr 1e-4, as in the reference).
         scheduler, scheduler_interval, method, intensity, inference_batch_size: see
@@ -275,13 +270,13 @@ class DiffusionSR(SRSystem):
             raise ValueError(f"samples must be ≥ 1, got {self.samples}")
         if int(self.passes) not in (1, 2):
             raise ValueError(f"passes must be 1 or 2, got {self.passes}")
-        if self.precision is not None and str(self.precision) not in AUTOCAST_DTYPES:
-            raise ValueError(f"precision must be one of 32, bf16, 16 (or null), got {self.precision!r}")
+        if self.precision is not None and str(self.precision) not in AUTOCAST_NAMES:
+            raise ValueError(f"precision must be one of {list(AUTOCAST_NAMES)} (or null), got {self.precision!r}")
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
         """Autocast dtype of the network at inference (from ``precision``)."""
-        return AUTOCAST_DTYPES[None if self.precision is None else str(self.precision)]
+        return precision_dtype(None if self.precision is None else str(self.precision), self.device.type)
 
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:

@@ -39,8 +39,9 @@ from mrisr.io.intensity import IntensityRule
 from mrisr.io.nifti import Volume
 from mrisr.nets.pretrained import load_net_weights, read_weights, resolve_weights
 from mrisr.physics.profiles import FWHMConvention, ProfileKind, kernel_fwhm_voxels, slice_kernel
+from mrisr.utils.precision import AUTOCAST_NAMES, autocast_dtype
 
-__all__ = ["INFERENCE_DTYPES", "SelfTrainingSystem", "ZeroShotSR", "one_cycle_lr"]
+__all__ = ["SelfTrainingSystem", "ZeroShotSR", "one_cycle_lr"]
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,6 @@ STEP_OVERHEAD = 1.3
 NetFactory = Callable[..., nn.Module]
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
-#: Autocast dtype of each ``inference_precision`` (``None``: no autocast, fp32).
-INFERENCE_DTYPES: dict[str, torch.dtype | None] = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
 
 #: SMORE's intensity rule: the input's minimum → 0 and maximum → 1.
 MINMAX = IntensityRule(kind="minmax")
@@ -179,8 +178,10 @@ class ZeroShotSR:
         max_time_s: wall-time budget in seconds for fit + inference (``None`` = steps only, reproducible).
         precision: Lightning precision of the fit. On CPUs, fp32 training is faster than bf16 autocast (measured:
             bf16 backward passes of small convolutions are several times slower).
-        inference_precision: autocast dtype of the final inference (``bf16`` ≈ 1.3–2× faster on CPU with
-            channels-last; the cubic skip branch always stays fp32, so only the learned residual is rounded).
+        inference_precision: autocast dtype of the final inference: ``auto`` (bf16 where the device computes it
+            natively, ≈ 1.3–2× faster on such CPUs with channels-last; float32 elsewhere, where emulated bf16 is
+            ~20× slower: :mod:`mrisr.utils.precision`), ``32``, ``bf16`` or ``16``; the cubic skip branch always stays
+            fp32, so only the learned residual is rounded.
         accelerator: Lightning accelerator of the fit (``auto``, ``cpu``, ``gpu``).
         channels_last: channels-last memory format (faster convolutions on CPU).
         inference_batch_size: planes per forward pass at inference.
@@ -227,7 +228,7 @@ class ZeroShotSR:
         max_steps: int = 2000,
         max_time_s: float | None = 300.0,
         precision: str = "32-true",
-        inference_precision: Literal["32", "bf16", "16"] = "bf16",
+        inference_precision: Literal["auto", "32", "bf16", "16"] = "auto",
         accelerator: str = "auto",
         channels_last: bool = True,
         inference_batch_size: int = 16,
@@ -272,9 +273,9 @@ class ZeroShotSR:
             raise ValueError(f"thickness_mm must be > 0 mm or null, got {self.thickness_mm}")
         if self.profile not in ("slr", "gaussian", "rect", "file", "auto"):
             raise ValueError(f"profile must be slr, gaussian, rect, file or auto, got {self.profile!r}")
-        if str(self.inference_precision) not in INFERENCE_DTYPES:
+        if str(self.inference_precision) not in AUTOCAST_NAMES:
             raise ValueError(
-                f"inference_precision must be one of {list(INFERENCE_DTYPES)}, got {self.inference_precision}"
+                f"inference_precision must be one of {list(AUTOCAST_NAMES)}, got {self.inference_precision}"
             )
 
     def __repr__(self) -> str:
@@ -296,7 +297,8 @@ class ZeroShotSR:
 
     def autocast_dtype(self) -> torch.dtype | None:
         """Autocast dtype of inference (and of its timing estimate): ``inference_precision``, not the fit's."""
-        return INFERENCE_DTYPES[str(self.inference_precision)]
+        on_gpu = self.accelerator in ("gpu", "cuda") or (self.accelerator == "auto" and torch.cuda.is_available())
+        return autocast_dtype(str(self.inference_precision), "cuda" if on_gpu else "cpu")
 
     def build_net(self, scale: float) -> nn.Module:
         """The network for factor ``scale``, with the ``init_weights`` loaded when given."""

@@ -36,7 +36,8 @@ from mrisr.inference.planes import PlaneInferer
 from mrisr.io.intensity import IntensityRule
 from mrisr.nets.pretrained import WEIGHTS_FORMAT
 from mrisr.systems.base import OptimizerFactory, SRSystem
-from mrisr.systems.zero_shot import INFERENCE_DTYPES, MINMAX, NetFactory, one_cycle_lr
+from mrisr.systems.zero_shot import MINMAX, NetFactory, one_cycle_lr
+from mrisr.utils.precision import AUTOCAST_NAMES, autocast_dtype
 
 __all__ = ["ZeroShotPretraining", "export_prior"]
 
@@ -58,7 +59,8 @@ class ZeroShotPretraining(SRSystem):
         method: label in result tables and sidecars.
         reference_scale: factor the network is built with (its weights do not depend on it with a fixed shuffle).
         channels_last: channels-last memory format (faster convolutions on CPU).
-        inference_precision: autocast dtype when super-resolving with the prior alone.
+        inference_precision: autocast dtype when super-resolving with the prior alone (``auto``, ``32``, ``bf16``,
+            ``16``; :func:`mrisr.utils.precision.autocast_dtype`).
         inference_batch_size: planes per forward pass at inference.
         intensity: intensity rule (min–max to [0, 1], as in the per-volume fit; the data module's).
         weights: weights that ship with mrisr, see :class:`~mrisr.systems.base.SRSystem`.
@@ -77,7 +79,7 @@ class ZeroShotPretraining(SRSystem):
         method: str | None = None,
         reference_scale: float = 4.0,
         channels_last: bool = True,
-        inference_precision: Literal["32", "bf16", "16"] = "32",
+        inference_precision: Literal["auto", "32", "bf16", "16"] = "32",
         inference_batch_size: int = 16,
         intensity: IntensityRule | None = None,
         weights: str | None = None,
@@ -98,6 +100,8 @@ class ZeroShotPretraining(SRSystem):
         self.max_lr, self.pct_start = max_lr, pct_start
         self.channels_last = channels_last
         self.inference_precision = inference_precision
+        if str(inference_precision) not in AUTOCAST_NAMES:
+            raise ValueError(f"inference_precision must be one of {list(AUTOCAST_NAMES)}, got {inference_precision}")
         self.net = net(scale=reference_scale)
         if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
@@ -144,7 +148,7 @@ class ZeroShotPretraining(SRSystem):
             intensity=self.intensity,
             rows="input",
             batch_size=int(self.inference_batch_size),
-            autocast_dtype=INFERENCE_DTYPES[str(self.inference_precision)],
+            autocast_dtype=autocast_dtype(str(self.inference_precision), self.device.type),
             device=self.device,
         )
 

@@ -51,10 +51,21 @@ def conf_dir() -> Path:
     return path
 
 
+def _training_precision(device_type: str = "cpu") -> str:
+    """``${training_precision:cpu}``: Lightning precision fast on this machine (torch imported only when resolved)."""
+    from mrisr.utils.precision import training_precision
+
+    return training_precision(device_type)
+
+
 def register_resolvers() -> None:
-    """Register the ``${repo_root:}`` resolver used by ``conf/paths``; safe to call repeatedly."""
+    """Register the resolvers of ``conf/``: ``${repo_root:}`` (``conf/paths``) and ``${training_precision:cpu}``
+    (``conf/trainer/cpu.yaml``: bf16 mixed precision only where the CPU computes bf16 natively); safe to call
+    repeatedly."""
     if not OmegaConf.has_resolver("repo_root"):
         OmegaConf.register_new_resolver("repo_root", lambda: str(REPO_ROOT))
+    if not OmegaConf.has_resolver("training_precision"):
+        OmegaConf.register_new_resolver("training_precision", _training_precision)
 
 
 def compose(config_name: str, overrides: Sequence[str] = (), types: Mapping[str, type] | None = None) -> DictConfig:
