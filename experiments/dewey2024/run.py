@@ -23,8 +23,11 @@ is skipped, so an interrupted run resumes. ``run.json`` beside the CSV records t
 wall times of every invocation.
 
 Scales (``scales/<scale>.yaml``): ``smoke`` (``smore_fast``, 200 optimiser steps per volume, at most 600 s for fit +
-inference) and ``paper`` (``smore``, 300 s per volume on CPU; ``--model smore_v4 --budget-s 0`` for the step-limited
-reference settings, 26 000 steps, on a GPU).
+inference), ``cpu`` (``smore_prior``, the zero-shot fit started from the prior that ships with mrisr, 60 s for fit +
+inference, the slice thickness estimated from the image as a user's run would, only the subjects the prior never saw)
+and ``paper`` (``smore``, 300 s per volume on CPU; ``--model smore_v4 --budget-s 0`` for the step-limited reference
+settings, 26 000 steps, on a GPU). A scale may set ``subjects`` (default: all six) and ``thickness_given`` (default
+true: the fit is told T = 3 mm; false: thickness resolved from the image, docs/physics.md §5).
 """
 
 from __future__ import annotations
@@ -74,11 +77,17 @@ def git_commit() -> dict[str, object]:
 
 
 def zero_shot(
-    lr: Volume, model_cfg: object, budget_s: float | None, max_steps: int | None, seed: int
+    lr: Volume, model_cfg: object, budget_s: float | None, max_steps: int | None, seed: int, thickness_given: bool
 ) -> tuple[Volume, dict, float]:
-    """Fit the zero-shot model on ``lr`` (thickness given) and super-resolve it; wall time from construction on."""
+    """Fit the zero-shot model on ``lr`` and super-resolve it; wall time from construction on.
+
+    ``thickness_given``: the fit is told the true thickness (3 mm); otherwise it resolves the thickness as for any
+    input without a sidecar (estimated from the image).
+    """
     start = time.perf_counter()
-    options: dict[str, object] = {"max_time_s": budget_s, "thickness_mm": THICKNESS_MM, "progress_bar": False}
+    options: dict[str, object] = {"max_time_s": budget_s, "progress_bar": False}
+    if thickness_given:
+        options["thickness_mm"] = THICKNESS_MM
     if max_steps is not None:
         options["max_steps"] = max_steps
     model = build_inference_model(model_cfg, None, options)
@@ -88,8 +97,14 @@ def zero_shot(
 
 def run_subject(
     subject: str, settings: Sequence[str], args: argparse.Namespace, model_cfg: object, done: set[tuple[str, str, str]]
-) -> None:
-    """All missing rows of one subject (HR and manual MUCCA, then references, LR and SR per setting)."""
+) -> dict[str, dict[str, object]]:
+    """All missing rows of one subject (HR and manual MUCCA, then references, LR and SR per setting).
+
+    Returns:
+        ``"<subject> <setting>"`` → the SR fit's steps and the thickness and profile it used (with their sources),
+        for every SR fitted now.
+    """
+    fits: dict[str, dict[str, object]] = {}
     base = args.data / "spine_hr" / subject
     hr = as_volume(base / "t2.nii.gz")
     store = RowStore(args.out)
@@ -124,7 +139,7 @@ def run_subject(
                 experiment_qc_page(args.qc, lr, cubic, rows, AXIS, THICKNESS_MM, cord=cord)
             print(subject, setting, "LR", {r["metric"]: round(float(r["value"]), 4) for r in rows}, flush=True)
         if "SR" in missing:
-            sr, fit, seconds = zero_shot(lr, model_cfg, args.budget_s, args.max_steps, args.seed)
+            sr, fit, seconds = zero_shot(lr, model_cfg, args.budget_s, args.max_steps, args.seed, args.thickness_given)
             steps = int(fit["steps"]) if "steps" in fit else None
             rows = score_volume(sr, hr, subject, setting, "SR", cord=cord, seconds=seconds, steps=steps)
             store.append(rows)
@@ -132,11 +147,14 @@ def run_subject(
                 experiment_qc_page(args.qc, lr, sr, rows, AXIS, THICKNESS_MM, cord=cord, extra={"fit": fit})
             print(subject, setting, "SR", f"{seconds:.0f} s, {steps} steps",
                   {r["metric"]: round(float(r["value"]), 4) for r in rows}, flush=True)  # fmt: skip
+            keys = ("steps", "thickness_mm", "thickness_source", "thickness_detail", "profile", "profile_source")
+            fits[f"{subject} {setting}"] = {k: fit[k] for k in keys if k in fit}
+    return fits
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = run_parser(__doc__.splitlines()[0], HERE)
-    parser.add_argument("--subjects", nargs="+", default=list(SUBJECTS))
+    parser.add_argument("--subjects", nargs="+", default=None, help="default: the scale's (all six if it names none)")
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--model", default=None, help="zero-shot model config (default: the scale's)")
     parser.add_argument("--budget-s", type=float, default=None, help="fit + inference cap per volume (s; 0: none)")
@@ -144,6 +162,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = run_paths(parser.parse_args(argv), HERE)
     scale = load_scale(HERE, args.scale)
     args.model = args.model or str(scale["model"])
+    args.subjects = args.subjects or list(scale.get("subjects", SUBJECTS))
+    args.thickness_given = bool(scale.get("thickness_given", True))
     budget = float(scale["budget_s"]) if args.budget_s is None else args.budget_s
     args.budget_s = None if budget <= 0 else budget
     steps = scale["max_steps"] if args.max_steps is None else args.max_steps
@@ -161,8 +181,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     done = RowStore(args.out).done()
     started, start, commit = datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter(), git_commit()
+    fits: dict[str, dict[str, object]] = {}
     for subject in args.subjects:
-        run_subject(subject, args.settings, args, cfg.model, done)
+        fits.update(run_subject(subject, args.settings, args, cfg.model, done))
     if args.qc:
         write_qc_index(args.qc)
     record_path = args.out.with_name("run.json")
@@ -184,6 +205,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "profile": "slr",
             "seed": args.seed,
             "model": args.model,
+            "thickness_given": args.thickness_given,
             "budget_s": args.budget_s,
             "max_steps": args.max_steps,
             "model_config": OmegaConf.to_container(cfg.model, resolve=True),
@@ -193,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "csv": os.path.relpath(args.out, record_path.parent),
             "qc": str(args.qc) if args.qc else None,
             "host": host,
+            "fits": fits,
         }
     )
     record["sr_seconds_total"] = round(float(sr["seconds"].sum()), 1)

@@ -13,6 +13,7 @@ import torch
 from conftest import REPO_ROOT
 from mrisr.core.errors import MrisrInputError
 from mrisr.experiment.helpers import git_commit, load_scale, scale_names, train_model
+from mrisr.nets.pretrained import resolve_weights
 from mrisr.nets.rrdbnet import RRDBNet
 from mrisr.report import summarize
 from mrisr.report.export import format_cell, method_rows, ordering_goals, write_frame_table
@@ -57,13 +58,23 @@ def test_git_commit_reports_errors(tmp_path: Path):
 @pytest.mark.parametrize("paper", ["dewey2024", "giraldo2024", "graf2024"])
 def test_every_paper_has_smoke_and_paper_scale_files(paper: str):
     folder = REPO_ROOT / "experiments" / paper
-    assert scale_names(folder) == ["paper", "smoke"]
+    assert {"paper", "smoke"} <= set(scale_names(folder))
     smoke, full = load_scale(folder, "smoke"), load_scale(folder, "paper")
     assert smoke["description"] and isinstance(smoke["max_steps"], int)
     assert full["max_steps"] is None or full["max_steps"] > smoke["max_steps"]
     assert set(smoke["methods"]) == set(full["methods"])  # the same trained methods at both scales
     with pytest.raises(MrisrInputError, match="no scale file"):
         load_scale(folder, "huge")
+
+
+def test_dewey_cpu_scale_scores_only_spines_its_prior_never_saw():
+    """The cpu scale fits ``smore_prior``: its subjects must be outside the prior's training and validation data."""
+    folder = REPO_ROOT / "experiments" / "dewey2024"
+    cpu = load_scale(folder, "cpu")
+    assert cpu["model"] == "smore_prior" and cpu["thickness_given"] is False
+    provenance = torch.load(resolve_weights("smore_prior"), map_location="cpu", weights_only=False)["provenance"]
+    seen = {Path(source).parent.name for source in [*provenance["train_sources"], *provenance["val_sources"]]}
+    assert cpu["subjects"] and not seen & set(cpu["subjects"])
 
 
 def test_train_model_keeps_the_step_budget_validates_and_loads_the_best_checkpoint(tmp_path: Path):
