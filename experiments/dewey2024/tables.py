@@ -43,7 +43,6 @@ import pandas as pd
 from mrisr import report
 from mrisr.cli.longitudinal import fixed_effects_markdown
 from mrisr.core.atomic import write_rows_atomic, write_text_atomic
-from mrisr.core.errors import MrisrInputError
 from mrisr.eval import cohort, stats
 from mrisr.eval.clinical import (
     STATS_FIELDS,
@@ -51,7 +50,7 @@ from mrisr.eval.clinical import (
     load_clinical_table,
     longitudinal_analysis,
 )
-from mrisr.experiment.helpers import table_parser, table_paths
+from mrisr.experiment.helpers import label_rows, read_run_rows, table_parser, table_paths
 from mrisr.io.rows import REFERENCE_METHODS
 from mrisr.report.export import format_cell as _fmt
 from mrisr.report.export import method_rows, write_frame_table
@@ -62,7 +61,6 @@ from mrisr.report.summary import natural_key
 HERE = Path(__file__).resolve().parent
 LABEL = "dewey2024"
 OUTCOMES = ("edss", "t25fw", "9hpt")
-REQUIRED = ("subject", "setting", "method", "metric", "value")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -72,19 +70,12 @@ REQUIRED = ("subject", "setting", "method", "metric", "value")
 
 def load_rows(path: Path) -> pd.DataFrame:
     """Tidy rows of ``run.py`` read from ``path`` (:func:`prepare_rows`)."""
-    if not path.exists():
-        raise MrisrInputError(path, "no such rows file", "run experiments/dewey2024/run.py first or pass --csv")
-    return prepare_rows(pd.read_csv(path), path)
+    return prepare_rows(read_run_rows(path, HERE), path)
 
 
 def prepare_rows(rows: pd.DataFrame, path: Path | None = None) -> pd.DataFrame:
-    """Tidy rows with a ``label`` column (needed by :mod:`mrisr.report`), text keys and numeric values."""
-    missing = [c for c in REQUIRED if c not in rows.columns]
-    if missing:
-        raise MrisrInputError(path, f"columns {missing} are missing", f"a tidy CSV needs {list(REQUIRED)}")
-    rows = rows.assign(label=LABEL, run=LABEL, subject=rows["subject"].astype(str), setting=rows["setting"].astype(str))
-    rows["value"] = pd.to_numeric(rows["value"], errors="coerce")
-    return rows
+    """Rows with the ``label`` and ``run`` columns of :mod:`mrisr.report`, text keys, numeric values."""
+    return label_rows(rows, LABEL, path)
 
 
 def settings_of(rows: pd.DataFrame) -> list[str]:

@@ -31,7 +31,7 @@ import pandas as pd
 
 from mrisr import report
 from mrisr.core.errors import MrisrInputError
-from mrisr.experiment.helpers import table_parser, table_paths
+from mrisr.experiment.helpers import check_table_columns, read_run_rows, table_parser, table_paths
 from mrisr.report.export import method_rows, ordering_goals, write_frame_table, write_summary_table
 from mrisr.report.guard import degenerate_methods, degenerate_results, exclude_degenerate, exclusion_note, method_flags
 from mrisr.report.plotting import pyplot, save_and_close
@@ -57,14 +57,11 @@ ORDER = ("bicubic", "RealESRGAN", "EDSR", "zero-shot", *REFERENCES)
 PATCH = {"patch_psnr": "PSNR (dB)", "patch_ssim": "SSIM", "patch_vif_p": "VIF-p", "patch_fsim": "FSIM",
          "patch_haarpsi": "HaarPSI", "patch_vsi": "VSI"}  # fmt: skip
 VOLUME = {"psnr_mask": "PSNR brain (dB)", "ssim_mask": "SSIM brain"}
-REQUIRED = ("subject", "setting", "method", "metric", "value")
 
 
 def load_rows(path: Path) -> pd.DataFrame:
     """The tidy rows of ``run.py`` (:mod:`mrisr.io.rows`) prepared for the tables (:func:`tidy`)."""
-    if not path.exists():
-        raise MrisrInputError(path, "no such rows file", "run experiments/giraldo2024/run.py first or pass --csv")
-    return tidy(pd.read_csv(path), path)
+    return tidy(read_run_rows(path, HERE), path)
 
 
 def tidy(rows: pd.DataFrame, path: Path | None = None) -> pd.DataFrame:
@@ -74,9 +71,7 @@ def tidy(rows: pd.DataFrame, path: Path | None = None) -> pd.DataFrame:
     name, ``metric`` the paper's IQM name; degenerate results (:mod:`mrisr.report.guard`, judged on the CSV's own
     names) are marked in the ``degenerate`` column.
     """
-    missing = [c for c in REQUIRED if c not in rows.columns]
-    if missing:
-        raise MrisrInputError(path, f"columns {missing} are missing", "pass the rows.csv written by run.py")
+    check_table_columns(rows, path)
     unknown = sorted(set(rows["method"]) - set(METHODS))
     if unknown:
         raise MrisrInputError(path, f"unknown methods {unknown}", f"methods are {sorted(METHODS)}")

@@ -34,8 +34,7 @@ import numpy as np
 import pandas as pd
 
 from mrisr import report
-from mrisr.core.errors import MrisrInputError
-from mrisr.experiment.helpers import table_parser, table_paths
+from mrisr.experiment.helpers import label_rows, read_run_rows, table_parser, table_paths
 from mrisr.report.export import method_rows, ordering_goals, write_frame_table, write_summary_table
 from mrisr.report.guard import (
     degenerate_methods,
@@ -49,7 +48,6 @@ from mrisr.report.plotting import metric_label, pyplot, save_and_close
 HERE = Path(__file__).resolve().parent
 LABEL = "graf2024"
 SOURCE = "experiments/graf2024/tables.py"
-REQUIRED = ("subject", "setting", "method", "metric", "value")
 #: Reference rows (run.py, :mod:`mrisr.eval.scoring`): CSV method → table name.
 REFERENCES = {"floor_zero": "floor (zeros)", "floor_mean": "floor (mean)", "ceiling_bandlimit": "ceiling (band-limit)"}
 #: Table 1: CSV method → paper name.
@@ -72,19 +70,12 @@ LOWER_IS_BETTER = ("mucca_abs_err_mm2",)
 
 def load_rows(path: Path) -> pd.DataFrame:
     """Tidy rows of ``run.py`` read from ``path`` (:func:`prepare_rows`)."""
-    if not path.exists():
-        raise MrisrInputError(path, "no such rows file", "run experiments/graf2024/run.py first or pass --csv")
-    return prepare_rows(pd.read_csv(path), path)
+    return prepare_rows(read_run_rows(path, HERE), path)
 
 
 def prepare_rows(rows: pd.DataFrame, path: Path | None = None) -> pd.DataFrame:
-    """Rows with the ``label``, ``run`` and ``setting`` columns of :mod:`mrisr.report`, numeric values."""
-    missing = [c for c in REQUIRED if c not in rows.columns]
-    if missing:
-        raise MrisrInputError(path, f"columns {missing} are missing", f"a tidy CSV needs {list(REQUIRED)}")
-    rows = rows.assign(label=LABEL, run=LABEL, setting=rows["setting"].astype(str), subject=rows["subject"].astype(str))
-    rows["value"] = pd.to_numeric(rows["value"], errors="coerce")
-    return rows
+    """Rows with the ``label`` and ``run`` columns of :mod:`mrisr.report`, text keys, numeric values."""
+    return label_rows(rows, LABEL, path)
 
 
 def all_names(names: dict[str, str]) -> dict[str, str]:

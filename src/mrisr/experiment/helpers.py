@@ -28,9 +28,12 @@ from mrisr.core.errors import MrisrInputError
 __all__ = [
     "TrainedModel",
     "append_invocation",
+    "check_table_columns",
     "git_commit",
     "host_record",
+    "label_rows",
     "load_scale",
+    "read_run_rows",
     "run_parser",
     "run_paths",
     "scale_names",
@@ -287,3 +290,45 @@ def table_paths(args: argparse.Namespace, experiment_folder: Path) -> argparse.N
     args.out = args.out or experiment_folder / "results" / args.scale
     args.csv = args.csv or args.out / "rows.csv"
     return args
+
+
+#: Columns a table script needs in the tidy rows of its ``run.py`` (:mod:`mrisr.io.rows`).
+TABLE_COLUMNS = ("subject", "setting", "method", "metric", "value")
+
+
+def read_run_rows(path: Path, experiment_folder: Path) -> Any:
+    """The tidy rows CSV that ``<experiment_folder>/run.py`` wrote, as a DataFrame (checked by :func:`label_rows`).
+
+    Raises:
+        MrisrInputError: the file does not exist (the fix names the experiment's ``run.py`` and ``--csv``).
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists():
+        run = Path(experiment_folder).resolve()
+        raise MrisrInputError(path, "no such rows file", f"run experiments/{run.name}/run.py first or pass --csv")
+    return pd.read_csv(path)
+
+
+def check_table_columns(rows: Any, path: Path | None = None) -> None:
+    """Raise :class:`MrisrInputError` naming the :data:`TABLE_COLUMNS` that ``rows`` lacks."""
+    missing = [c for c in TABLE_COLUMNS if c not in rows.columns]
+    if missing:
+        raise MrisrInputError(path, f"columns {missing} are missing", f"a tidy CSV needs {list(TABLE_COLUMNS)}")
+
+
+def label_rows(rows: Any, label: str, path: Path | None = None) -> Any:
+    """Tidy rows with the ``label`` and ``run`` columns of :mod:`mrisr.report`, text keys and numeric values.
+
+    Args:
+        rows: DataFrame with at least :data:`TABLE_COLUMNS`.
+        label: the experiment's name (e.g. ``dewey2024``), written into ``label`` and ``run``.
+        path: the file the rows came from, named in errors.
+    """
+    import pandas as pd
+
+    check_table_columns(rows, path)
+    rows = rows.assign(label=label, run=label, subject=rows["subject"].astype(str), setting=rows["setting"].astype(str))
+    rows["value"] = pd.to_numeric(rows["value"], errors="coerce")
+    return rows
