@@ -71,7 +71,7 @@ def test_dewey_cpu_scale_scores_only_spines_its_prior_never_saw():
     """The cpu scale fits ``smore_prior``: its subjects must be outside the prior's training and validation data."""
     folder = REPO_ROOT / "experiments" / "dewey2024"
     cpu = load_scale(folder, "cpu")
-    assert cpu["model"] == "smore_prior" and cpu["thickness_given"] is False
+    assert cpu["model"] == "smore_prior" and cpu["thickness_given"] is False and cpu["max_steps"] > 0
     provenance = torch.load(resolve_weights("smore_prior"), map_location="cpu", weights_only=False)["provenance"]
     seen = {Path(source).parent.name for source in [*provenance["train_sources"], *provenance["val_sources"]]}
     assert cpu["subjects"] and not seen & set(cpu["subjects"])
