@@ -23,9 +23,9 @@ is skipped, so an interrupted run resumes. ``run.json`` beside the CSV records t
 wall times of every invocation.
 
 Scales (``scales/<scale>.yaml``): ``smoke`` (``smore_fast``, 200 optimiser steps per volume, at most 600 s for fit +
-inference), ``cpu`` (``smore_prior``, the zero-shot fit started from the prior that ships with mrisr, 2,000 steps per volume,
-the slice thickness estimated from the image as a user's run would, only the subjects the prior never saw)
-and ``paper`` (``smore``, 300 s per volume on CPU; ``--model smore_v4 --budget-s 0`` for the step-limited reference
+inference), ``cpu`` (``smore_prior``, the zero-shot fit started from the prior that ships with mrisr, 2,000 steps
+per volume, the slice thickness estimated from the image as a user's run would, only the subjects the prior never
+saw) and ``paper`` (``smore``, 300 s per volume on CPU; ``--model smore_v4 --budget-s 0`` for the step-limited reference
 settings, 26 000 steps, on a GPU). A scale may set ``subjects`` (default: all six) and ``thickness_given`` (default
 true: the fit is told T = 3 mm; false: thickness resolved from the image, docs/physics.md §5).
 """
