@@ -11,7 +11,8 @@ whose ratio exceeds cubic's adds detail locked to the acquisition grid: horizont
 Rows (one per input and method; rows already in the CSV are skipped, so an interrupted run resumes):
 ``results/seams_thick.csv`` with the wall time, optimiser steps, thickness used and its source, the seam ratio and
 the per-phase gradient means; ``results/seams_thick.png`` plots gradient vs phase (normalised by each curve's mean).
-Time-budgeted fits depend on the machine's load: run it on an otherwise idle machine (``--threads``, default 2).
+Time-budgeted fits depend on the machine's load: run them on an otherwise idle machine (``--threads``, default 2),
+or bound the fits by optimiser steps (``--max-steps``, with ``--budget-s`` as a cap) for load-independent rows.
 
 Uses the installed package (``make setup``), so no ``PYTHONPATH`` is needed.
 """
@@ -46,6 +47,7 @@ COLUMNS = (
     "input",
     "method",
     "budget_s",
+    "max_steps",
     "wall_s",
     "steps",
     "thickness_mm",
@@ -70,7 +72,9 @@ def _row(name: str, method: str, profile, separation: float, **fields: object) -
     }
 
 
-def measure(name: str, path: Path, models: Sequence[str], budget_s: float, seed: int, done: set) -> list[dict]:
+def measure(
+    name: str, path: Path, models: Sequence[str], budget_s: float, max_steps: int | None, seed: int, done: set
+) -> list[dict]:
     """Rows of the methods of one input not yet in ``done`` (cubic first, then each zero-shot model)."""
     lr = as_volume(path)
     geometry = detect_slice_axis(lr)
@@ -87,7 +91,10 @@ def measure(name: str, path: Path, models: Sequence[str], budget_s: float, seed:
             continue
         cfg = compose("infer", [f"model={model}", "input=x", "output=y"])
         start = time.perf_counter()
-        net = build_inference_model(cfg.model, None, {"max_time_s": budget_s, "progress_bar": False})
+        options: dict[str, object] = {"max_time_s": budget_s, "progress_bar": False}
+        if max_steps:
+            options["max_steps"] = max_steps
+        net = build_inference_model(cfg.model, None, options)
         result = run_on_volume(net, lr, InferenceSettings(axis=geometry.axis, seed=seed))
         wall = time.perf_counter() - start
         fit = dict(result.fit.record if result.fit else {})
@@ -98,6 +105,7 @@ def measure(name: str, path: Path, models: Sequence[str], budget_s: float, seed:
                 seam_profile(result.sr, lr),
                 separation,
                 budget_s=budget_s,
+                max_steps=max_steps,
                 wall_s=round(wall, 1),
                 steps=fit.get("steps"),
                 thickness_mm=fit.get("thickness_mm"),
@@ -133,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--inputs", nargs="+", default=list(INPUTS))
     parser.add_argument("--models", nargs="*", default=["smore_fast", "smore_prior"], help="zero-shot model configs")
     parser.add_argument("--budget-s", type=float, default=60.0, help="fit + inference per volume (s)")
+    parser.add_argument("--max-steps", type=int, default=None, help="optimiser steps per fit (with a budget cap)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS / "seams_thick.csv")
@@ -142,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     frame = pd.read_csv(args.out) if args.out.exists() else pd.DataFrame(columns=list(COLUMNS))
     for name in args.inputs:
         done = set(zip(frame["input"], frame["method"], strict=True))
-        rows = measure(name, data / "thick" / name, args.models, args.budget_s, args.seed, done)
+        rows = measure(name, data / "thick" / name, args.models, args.budget_s, args.max_steps, args.seed, done)
         if rows:
             frame = pd.concat([frame, pd.DataFrame(rows)], ignore_index=True)[list(COLUMNS)]
             write_rows_atomic(frame.to_dict("records"), args.out, fields=COLUMNS)
