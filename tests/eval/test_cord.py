@@ -418,3 +418,27 @@ def test_cord_callback_without_annotations_warns_once_and_keeps_landmark_free_me
     assert len([r for r in rows if r["metric"] == "csa_mean_mm2"]) == 6  # HR, LR, SR for two volumes
     landmark_warnings = [m for m in caplog.messages if "no landmarks" in m]
     assert len(landmark_warnings) == 1
+
+
+def test_mucca_of_an_output_does_not_depend_on_the_grid_it_is_delivered_on(shared_data: Path) -> None:
+    """The HR spine itself, delivered on the half-voxel-offset grid of a 3||0.3 output, scores the HR's own MUCCA.
+
+    A cord mask copied onto the HR grid by nearest neighbour before measuring duplicated a column of the cord here
+    (+6.9 mm²); the area is measured on the output's own grid instead (mrisr.eval.scoring).
+    """
+    from mrisr.api import simulate, super_resolve
+    from mrisr.eval.scoring import cord_reference, score_volume
+    from mrisr.io.nifti import as_volume, load_volume
+    from mrisr.io.regrid import resample_to_reference
+
+    base = shared_data / "spine_hr" / "errsm_11"
+    hr = as_volume(base / "t2.nii.gz")
+    labels = load_volume(base / "t2_landmarks_C2_T2_center.nii.gz", allow_constant=True)
+    reference, values = cord_reference(hr, ClassicalSegmenter(), landmark_point(labels.data, labels.affine, 2))
+    lr = as_volume(simulate(hr, thickness_mm=3.0, separation_mm=3.3, axis=2, seed=0))
+    grid = as_volume(super_resolve(lr, model="cubic", axis=2))
+    offset = np.linalg.inv(hr.affine) @ grid.affine
+    assert abs(abs(offset[2, 3]) - 0.5) < 1e-3  # the output grid sits half a voxel off the HR grid
+    moved = Volume(resample_to_reference(hr, grid, order=3).astype(np.float32), grid.affine)
+    rows = {r["metric"]: r["value"] for r in score_volume(moved, hr, "errsm_11", "3||0.3", "hr", cord=reference)}
+    assert rows["mucca_mm2"] == pytest.approx(values["mucca_mm2"], abs=0.5)

@@ -14,8 +14,10 @@ rows of the one tidy schema (:mod:`mrisr.io.rows`). Metric names are stable (tab
 * ``fg_std_ratio`` — SD of the output over the HR foreground divided by the HR's SD there: near 0 for a
   (near-)constant output, the input of the degenerate-result guard (:mod:`mrisr.report.guard`);
 * with a :class:`CordReference`: ``mucca_mm2`` (C2-referenced MUCCA of the segmenter's cord mask of the output,
-  nearest-neighbour onto the HR grid; Dewey et al. 2024), ``mucca_abs_err_mm2`` (|MUCCA − MUCCA of the same
-  segmenter on HR|) and ``cord_dice_manual`` (Dice against a manual mask). A failed segmentation gives MUCCA NaN
+  measured on the output's own grid: an area needs no regridding, and a nearest-neighbour copy onto an HR grid offset
+  by half a voxel duplicates or drops a whole column of the cord, up to 7 mm² on the shared spines; Dewey et al.
+  2024), ``mucca_abs_err_mm2`` (|MUCCA − MUCCA of the same segmenter on HR|) and ``cord_dice_manual`` (Dice against
+  a manual mask, the output's mask put onto the HR grid by nearest neighbour). A failed segmentation gives MUCCA NaN
   and Dice 0 (a missed cord counts as an error, as a missed vertebra in Graf et al. 2024), with the reason as status.
 
 :func:`reference_volumes` builds the reference rows of the paper tables, scored by the same function:
@@ -92,8 +94,13 @@ def _mask_on_hr(mask: Volume, hr: Volume) -> np.ndarray:
 
 
 def mask_mucca(mask: Volume, hr: Volume, reference: CordReference) -> tuple[float, str]:
-    """MUCCA (mm²) and status of a given cord mask (e.g. a manual one), put on the HR grid, at the C2 landmark."""
-    return _mucca(_mask_on_hr(mask, hr).astype(np.float32), hr.affine, reference)
+    """MUCCA (mm²) and status of a given cord mask (e.g. a manual one) at the C2 landmark, on the mask's own grid.
+
+    ``hr`` is accepted for symmetry with the other scorers; the area is measured where the mask lives (module
+    docstring: regridding a binary mask by nearest neighbour changes its area).
+    """
+    del hr
+    return _mucca(np.asarray(mask.data > 0.5, dtype=np.float32), mask.affine, reference)
 
 
 def cord_reference(
@@ -202,13 +209,12 @@ def _cord_rows(sr: Volume, hr: Volume, cord: CordReference) -> list[tuple[str, f
         if cord.manual is not None:
             out.append(("cord_dice_manual", 0.0, status, backend))
         return out
-    mask_hr = _mask_on_hr(mask, hr)
-    mucca, status = _mucca(mask_hr.astype(np.float32), hr.affine, cord)
+    mucca, status = _mucca(np.asarray(mask.data > 0.5, dtype=np.float32), mask.affine, cord)
     out = [("mucca_mm2", mucca, status, backend)]
     if cord.hr_mucca_mm2 is not None:
         out.append(("mucca_abs_err_mm2", abs(mucca - cord.hr_mucca_mm2), status, backend))
     if cord.manual is not None:
-        out.append(("cord_dice_manual", dice(mask_hr, cord.manual), "ok", backend))
+        out.append(("cord_dice_manual", dice(_mask_on_hr(mask, hr), cord.manual), "ok", backend))
     return out
 
 
