@@ -2,10 +2,10 @@
 
 For each volume in ``<data>/thick/`` (axial 2-D acquisitions, 5–7.5 mm slices) the zero-shot model of the smoke scale
 (``smore_fast``, 200 steps) is fitted on the volume itself and compared with cubic B-spline interpolation on the
-same isotropic grid. The slice thickness of these acquisitions is not in their headers, so the thickness is taken
-equal to the separation (contiguous slices; the model's default), which is an assumption. One PNG montage
-(``results/<scale>/qualitative_thick.png``): per input, one axial input slice, then a sagittal reformat through
-the image centre of the input (nearest neighbour: the acquired slices), of cubic and of SR.
+same isotropic grid. The slice thickness of these acquisitions is not in their headers, so the fit estimates it
+from the image as any run without a sidecar does (the estimate and its source are in the JSON beside the PNG). One
+PNG montage (``results/<scale>/qualitative_thick.png``): per input, one axial input slice, then a sagittal reformat
+through the image centre of the input (nearest neighbour: the acquired slices), of cubic and of SR.
 """
 
 from __future__ import annotations
@@ -81,9 +81,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             ax.imshow(_display(plane), cmap="gray", aspect=aspect, origin="lower", interpolation="nearest")
             ax.set_title(f"{name.removesuffix('.nii.gz')}\n{label}" if col == 0 else label, fontsize=8)
             ax.axis("off")
-        steps = (result.fit or {}).get("steps")
+        fit = result.fit.record if result.fit else {}
         record.append({"input": name, "shape": list(volume.shape), "zooms_mm": [float(z) for z in volume.zooms],
-                       "axis": axis, "steps": steps, "seconds": round(seconds, 1)})  # fmt: skip
+                       "axis": axis, "steps": fit.get("steps"), "thickness_mm": fit.get("thickness_mm"),
+                       "thickness_source": fit.get("thickness_source"), "seconds": round(seconds, 1)})  # fmt: skip
         print(record[-1], flush=True)
     fig.suptitle("Real thick-slice inputs (no ground truth): acquired slices, cubic and zero-shot SR", fontsize=10)
     fig.tight_layout()

@@ -155,3 +155,15 @@ def test_a_degenerate_sr_result_is_flagged_and_left_out_of_the_goals(tables: dic
     assert "1 degenerate result(s)" in (tmp_path / "goals.md").read_text()
     summary = pd.read_csv(tmp_path / "table_image_metrics.csv")
     assert not summary.loc[summary["method"].isin(["SR", "floor_zero", "floor_mean"]), "best"].any()
+
+
+def test_qualitative_montage_of_a_real_thick_scan_records_its_fit(shared_data: Path, tmp_path: Path):
+    """``qualitative.py`` end to end on one real thick input with a 2-step fit: PNG, and a JSON with the fit's steps
+    and the thickness it used (estimated: no thickness in the header)."""
+    qualitative = runpy.run_path(str(DEWEY / "qualitative.py"), run_name="dewey2024_qualitative")
+    out = tmp_path / "montage.png"
+    args = ["--inputs", "t1w_axial_5mm.nii.gz", "--max-steps", "2", "--data", str(shared_data), "--out", str(out)]
+    qualitative["main"](args)
+    assert out.read_bytes()[:8] == PNG_MAGIC
+    (entry,) = json.loads(out.with_suffix(".json").read_text())["inputs"]
+    assert entry["steps"] == 2 and entry["thickness_source"] == "estimate" and entry["thickness_mm"] > 0
