@@ -37,7 +37,6 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -48,8 +47,7 @@ from mrisr.core.atomic import write_json_atomic
 from mrisr.core.errors import MrisrInputError
 from mrisr.eval.cord import landmark_point
 from mrisr.eval.scoring import CordReference, cord_reference, mask_mucca, reference_volumes, score_volume
-from mrisr.experiment.helpers import git_commit as experiment_commit
-from mrisr.experiment.helpers import host_record, load_scale, run_parser, run_paths
+from mrisr.experiment.helpers import Invocation, host_record, load_scale, run_parser, run_paths
 from mrisr.experiment.qc import experiment_qc_page
 from mrisr.inference import InferenceSettings, run_on_volume
 from mrisr.io.nifti import Volume, as_volume, load_volume
@@ -59,7 +57,6 @@ from mrisr.segmentation.classical import ClassicalSegmenter
 from mrisr.utils.config import compose
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
 
 #: Setting label → slice separation (mm); thickness 3 mm throughout (Dewey et al.: T||G with gap G = S − T).
 SETTINGS: dict[str, float] = {"3||0": 3.0, "3||0.3": 3.3, "3||0.5": 3.5, "3||1": 4.0}
@@ -69,11 +66,6 @@ SUBJECTS = ("errsm_11", "errsm_18", "errsm_21", "errsm_20", "errsm_22", "errsm_3
 LANDMARKS = "t2_landmarks_C2_T2_center.nii.gz"
 MANUAL = "t2_manual_segmentation.nii.gz"
 SEGMENTER_BACKEND = "mrisr.eval.cord/classical"
-
-
-def git_commit() -> dict[str, object]:
-    """HEAD commit of the checkout and whether tracked files differ from it."""
-    return experiment_commit(REPO)
 
 
 def zero_shot(
@@ -180,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise MrisrInputError(args.data / "spine_hr", f"no t2.nii.gz for {unknown}", f"choose among {list(SUBJECTS)}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     done = RowStore(args.out).done()
-    started, start, commit = datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter(), git_commit()
+    invocation = Invocation.start(HERE, args.scale, argv)
     fits: dict[str, dict[str, object]] = {}
     for subject in args.subjects:
         fits.update(run_subject(subject, args.settings, args, cfg.model, done))
@@ -193,10 +185,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     host = host_record()
     record["invocations"].append(
         {
-            **commit,
-            "started": started,
-            "wall_s": round(time.perf_counter() - start, 1),
-            "scale": args.scale,
+            **invocation.header(),
             "subjects": args.subjects,
             "settings": args.settings,
             "thickness_mm": THICKNESS_MM,

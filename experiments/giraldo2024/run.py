@@ -26,16 +26,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 
-from mrisr.experiment.helpers import append_invocation, git_commit, load_scale, run_parser, run_paths
+from mrisr.experiment.helpers import Invocation, append_invocation, load_scale, run_parser, run_paths
 from mrisr.experiment.prettier import VOLUMES, method_label, run_held_out
 from mrisr.utils.config import compose
 
@@ -60,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     scale = load_scale(HERE, args.scale)
     max_steps = int(args.max_steps if args.max_steps is not None else scale["max_steps"])
     data = Path(args.data or compose("train", []).paths.data)
-    started, start, commit = datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter(), git_commit(REPO)
+    invocation = Invocation.start(HERE, args.scale, argv)
     rows = run_held_out(
         data, args.held_out, args.methods, args.out, trained=scale["methods"], common=scale["common"],
         max_steps=max_steps, validations=int(scale["validations"]), zero_shot_model=scale["zero_shot"]["model"],
@@ -75,13 +72,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     append_invocation(
         record_path,
         {
-            **commit,
-            "started": started,
-            "wall_s": round(time.perf_counter() - start, 1),
-            "scale": args.scale,
-            "command": " ".join(
-                ["python", "experiments/giraldo2024/run.py", *(sys.argv[1:] if argv is None else argv)]
-            ),
+            **invocation.header(),
             "held_out": args.held_out,
             "methods": args.methods,
             "max_steps": max_steps,

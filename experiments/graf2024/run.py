@@ -49,10 +49,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +64,14 @@ from mrisr.data.pairs import crop_volume
 from mrisr.degradations.stack import DegradationStack
 from mrisr.eval.cord import landmark_point
 from mrisr.eval.scoring import cord_reference, reference_volumes, score_volume
-from mrisr.experiment.helpers import append_invocation, git_commit, load_scale, run_parser, run_paths, train_model
+from mrisr.experiment.helpers import (
+    Invocation,
+    append_invocation,
+    load_scale,
+    run_parser,
+    run_paths,
+    train_model,
+)
 from mrisr.experiment.qc import experiment_qc_page
 from mrisr.io.nifti import Volume, as_volume, load_volume
 from mrisr.io.regrid import field_of_view_mask
@@ -168,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if missing:
         raise MrisrInputError(data / "spine_hr", f"no t2.nii.gz for {missing}", "point --data at the shared data")
     store = RowStore(args.out)
-    started, start, commit = datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter(), git_commit(REPO)
+    invocation = Invocation.start(HERE, args.scale, argv)
     inputs = subject_inputs(data, args.subjects, args.seed)
     done = store.done()
     for subject, x in inputs.items():
@@ -221,11 +226,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     append_invocation(
         record_path,
         {
-            **commit,
-            "started": started,
-            "wall_s": round(time.perf_counter() - start, 1),
-            "scale": args.scale,
-            "command": " ".join(["python", "experiments/graf2024/run.py", *(sys.argv[1:] if argv is None else argv)]),
+            **invocation.header(),
             "split": {"train": list(TRAIN), "val": list(VAL), "test": args.subjects},
             "axis": AXIS,
             "methods": args.methods,

@@ -113,3 +113,13 @@ def test_append_invocation_accumulates_records(tmp_path: Path):
     record = append_invocation(path, {"scale": "paper"})
     assert [i["scale"] for i in record["invocations"]] == ["smoke", "paper"]
     assert record["invocations"][0]["host"]["cpus"] >= 1
+
+
+def test_an_invocation_header_names_the_commit_scale_and_the_command_that_reruns_it():
+    from mrisr.experiment.helpers import Invocation
+
+    invocation = Invocation.start(REPO_ROOT / "experiments" / "dewey2024", "smoke", ["--subjects", "errsm_11"])
+    header = invocation.header()
+    assert header["command"] == "python experiments/dewey2024/run.py --subjects errsm_11"
+    assert header["scale"] == "smoke" and header["wall_s"] >= 0 and "commit" in header
+    assert header["started"].endswith("+00:00")

@@ -26,6 +26,7 @@ import torch
 from mrisr.core.errors import MrisrInputError
 
 __all__ = [
+    "Invocation",
     "TrainedModel",
     "append_invocation",
     "check_table_columns",
@@ -234,6 +235,51 @@ def _best_score(checkpoint: Path, monitor: str) -> float | None:
         if "ModelCheckpoint" in str(key) and value.get("best_model_score") is not None:
             return float(value["best_model_score"])
     return None
+
+
+@dataclass
+class Invocation:
+    """One invocation of an experiment's ``run.py``: what its ``run.json`` entry starts with.
+
+    Create it when the run starts (:meth:`start`); :meth:`header` gives the fields every entry shares at its end.
+
+    Attributes:
+        experiment_folder: ``experiments/<paper>``.
+        scale: the scale name (``scales/<scale>.yaml``).
+        arguments: the command-line arguments of the invocation.
+        commit: :func:`git_commit` of the checkout at the start.
+        started: ISO start time (UTC, seconds).
+        clock: :func:`time.perf_counter` at the start.
+    """
+
+    experiment_folder: Path
+    scale: str
+    arguments: list[str]
+    commit: dict[str, object]
+    started: str
+    clock: float
+
+    @classmethod
+    def start(cls, experiment_folder: Path, scale: str, argv: Sequence[str] | None) -> Invocation:
+        """Record the start of a run (``argv`` ``None``: the process's own arguments)."""
+        import sys
+        from datetime import UTC, datetime
+
+        folder = Path(experiment_folder).resolve()
+        arguments = list(sys.argv[1:] if argv is None else argv)
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        return cls(folder, scale, arguments, git_commit(folder.parents[1]), started, time.perf_counter())
+
+    def header(self) -> dict[str, object]:
+        """Commit, start time, wall time so far (s), scale and the command that reruns the invocation."""
+        script = f"experiments/{self.experiment_folder.name}/run.py"
+        return {
+            **self.commit,
+            "started": self.started,
+            "wall_s": round(time.perf_counter() - self.clock, 1),
+            "scale": self.scale,
+            "command": " ".join(["python", script, *self.arguments]),
+        }
 
 
 def append_invocation(record_path: Path, invocation: dict[str, object]) -> dict[str, object]:
