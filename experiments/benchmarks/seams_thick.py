@@ -30,11 +30,9 @@ import pandas as pd
 import torch
 
 from mrisr.api import super_resolve
-from mrisr.app.models import build_inference_model
 from mrisr.core.atomic import write_rows_atomic
 from mrisr.eval.seams import seam_profile
-from mrisr.experiment.helpers import git_commit
-from mrisr.inference import InferenceSettings, run_on_volume
+from mrisr.experiment.helpers import fit_zero_shot, git_commit
 from mrisr.io.geometry import detect_slice_axis
 from mrisr.io.nifti import as_volume
 from mrisr.report.plotting import pyplot, save_and_close
@@ -90,14 +88,8 @@ def measure(
         if (name, model) in done:
             continue
         cfg = compose("infer", [f"model={model}", "input=x", "output=y"])
-        start = time.perf_counter()
-        options: dict[str, object] = {"max_time_s": budget_s, "progress_bar": False}
-        if max_steps:
-            options["max_steps"] = max_steps
-        net = build_inference_model(cfg.model, None, options)
-        result = run_on_volume(net, lr, InferenceSettings(axis=geometry.axis, seed=seed))
-        wall = time.perf_counter() - start
-        fit = dict(result.fit.record if result.fit else {})
+        run = fit_zero_shot(cfg.model, lr, geometry.axis, seed, budget_s, max_steps)
+        result, fit, wall = run.result, run.fit, run.seconds
         rows.append(
             _row(
                 name,

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from mrisr.app.models import build_inference_model
 from mrisr.core.atomic import write_json_atomic
-from mrisr.inference import InferenceSettings, interpolate_volume, run_on_volume
+from mrisr.experiment.helpers import fit_zero_shot
+from mrisr.inference import interpolate_volume
 from mrisr.io.geometry import detect_slice_axis
 from mrisr.io.nifti import as_volume
 from mrisr.report.plotting import pyplot, save_and_close
@@ -57,11 +56,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     for row, name in enumerate(args.inputs):
         volume = as_volume(data_root / "thick" / name)
         geometry = detect_slice_axis(volume)
-        options = {"max_time_s": args.budget_s, "max_steps": args.max_steps, "progress_bar": False}
-        start = time.perf_counter()
-        model = build_inference_model(cfg.model, None, options)
-        result = run_on_volume(model, volume, InferenceSettings(axis=geometry.axis, seed=args.seed))
-        seconds = time.perf_counter() - start
+        run = fit_zero_shot(cfg.model, volume, geometry.axis, args.seed, args.budget_s, args.max_steps)
+        result, fit, seconds = run.result, run.fit, run.seconds
         cubic = interpolate_volume(volume, result.grid, order=3)
         nearest = interpolate_volume(volume, result.grid, order=0)
         axis = geometry.axis
@@ -81,7 +77,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             ax.imshow(_display(plane), cmap="gray", aspect=aspect, origin="lower", interpolation="nearest")
             ax.set_title(f"{name.removesuffix('.nii.gz')}\n{label}" if col == 0 else label, fontsize=8)
             ax.axis("off")
-        fit = result.fit.record if result.fit else {}
         record.append({"input": name, "shape": list(volume.shape), "zooms_mm": [float(z) for z in volume.zooms],
                        "axis": axis, "steps": fit.get("steps"), "thickness_mm": fit.get("thickness_mm"),
                        "thickness_source": fit.get("thickness_source"), "seconds": round(seconds, 1)})  # fmt: skip

@@ -42,15 +42,13 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from mrisr.api import simulate, super_resolve
-from mrisr.app.models import build_inference_model
 from mrisr.core.atomic import write_json_atomic
 from mrisr.core.errors import MrisrInputError
 from mrisr.eval.cord import landmark_point
 from mrisr.eval.scoring import CordReference, cord_reference, mask_mucca, reference_volumes, score_volume
-from mrisr.experiment.helpers import Invocation, host_record, load_scale, run_parser, run_paths
+from mrisr.experiment.helpers import Invocation, fit_zero_shot, host_record, load_scale, run_parser, run_paths
 from mrisr.experiment.qc import experiment_qc_page
-from mrisr.inference import InferenceSettings, run_on_volume
-from mrisr.io.nifti import Volume, as_volume, load_volume
+from mrisr.io.nifti import as_volume, load_volume
 from mrisr.io.rows import REFERENCE_METHODS, RowStore, make_row
 from mrisr.report.qc import write_qc_index
 from mrisr.segmentation.classical import ClassicalSegmenter
@@ -66,25 +64,6 @@ SUBJECTS = ("errsm_11", "errsm_18", "errsm_21", "errsm_20", "errsm_22", "errsm_3
 LANDMARKS = "t2_landmarks_C2_T2_center.nii.gz"
 MANUAL = "t2_manual_segmentation.nii.gz"
 SEGMENTER_BACKEND = "mrisr.eval.cord/classical"
-
-
-def zero_shot(
-    lr: Volume, model_cfg: object, budget_s: float | None, max_steps: int | None, seed: int, thickness_given: bool
-) -> tuple[Volume, dict, float]:
-    """Fit the zero-shot model on ``lr`` and super-resolve it; wall time from construction on.
-
-    ``thickness_given``: the fit is told the true thickness (3 mm); otherwise it resolves the thickness as for any
-    input without a sidecar (estimated from the image).
-    """
-    start = time.perf_counter()
-    options: dict[str, object] = {"max_time_s": budget_s, "progress_bar": False}
-    if thickness_given:
-        options["thickness_mm"] = THICKNESS_MM
-    if max_steps is not None:
-        options["max_steps"] = max_steps
-    model = build_inference_model(model_cfg, None, options)
-    result = run_on_volume(model, lr, InferenceSettings(axis=AXIS, seed=seed))
-    return result.sr, dict(result.fit.record if result.fit else {}), time.perf_counter() - start
 
 
 def run_subject(
@@ -110,7 +89,7 @@ def run_subject(
                                    0.0)])  # fmt: skip
         if (base / MANUAL).exists() and (subject, "HR", "manual") not in done:
             manual = load_volume(base / MANUAL)
-            mucca, status = mask_mucca(manual, hr, cord)
+            mucca, status = mask_mucca(manual, cord)
             store.append([make_row(subject, "HR", "manual", "mucca_mm2", mucca, status, "manual mask", 0.0)])
     for setting in settings:
         missing = [m for m in ("LR", "SR", *REFERENCE_METHODS) if (subject, setting, m) not in done]
@@ -131,7 +110,9 @@ def run_subject(
                 experiment_qc_page(args.qc, lr, cubic, rows, AXIS, THICKNESS_MM, cord=cord)
             print(subject, setting, "LR", {r["metric"]: round(float(r["value"]), 4) for r in rows}, flush=True)
         if "SR" in missing:
-            sr, fit, seconds = zero_shot(lr, model_cfg, args.budget_s, args.max_steps, args.seed, args.thickness_given)
+            thickness = THICKNESS_MM if args.thickness_given else None  # else estimated, as in a user's run
+            run = fit_zero_shot(model_cfg, lr, AXIS, args.seed, args.budget_s, args.max_steps, thickness)
+            sr, fit, seconds = run.result.sr, run.fit, run.seconds
             steps = int(fit["steps"]) if "steps" in fit else None
             rows = score_volume(sr, hr, subject, setting, "SR", cord=cord, seconds=seconds, steps=steps)
             store.append(rows)

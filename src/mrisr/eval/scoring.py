@@ -93,13 +93,12 @@ def _mask_on_hr(mask: Volume, hr: Volume) -> np.ndarray:
     return (resample_to_reference(mask, hr, order=0) if not same_grid(mask, hr) else mask.data) > 0.5
 
 
-def mask_mucca(mask: Volume, hr: Volume, reference: CordReference) -> tuple[float, str]:
-    """MUCCA (mm²) and status of a given cord mask (e.g. a manual one) at the C2 landmark, on the mask's own grid.
+def mask_mucca(mask: Volume, reference: CordReference) -> tuple[float, str]:
+    """MUCCA (mm²) and status of a cord mask at the C2 landmark, measured on the mask's own grid.
 
-    ``hr`` is accepted for symmetry with the other scorers; the area is measured where the mask lives (module
-    docstring: regridding a binary mask by nearest neighbour changes its area).
+    The one MUCCA rule of the scorers: an area needs no regridding, and a nearest-neighbour copy of a binary mask onto
+    another grid changes it (module docstring).
     """
-    del hr
     return _mucca(np.asarray(mask.data > 0.5, dtype=np.float32), mask.affine, reference)
 
 
@@ -209,7 +208,7 @@ def _cord_rows(sr: Volume, hr: Volume, cord: CordReference) -> list[tuple[str, f
         if cord.manual is not None:
             out.append(("cord_dice_manual", 0.0, status, backend))
         return out
-    mucca, status = _mucca(np.asarray(mask.data > 0.5, dtype=np.float32), mask.affine, cord)
+    mucca, status = mask_mucca(mask, cord)
     out = [("mucca_mm2", mucca, status, backend)]
     if cord.hr_mucca_mm2 is not None:
         out.append(("mucca_abs_err_mm2", abs(mucca - cord.hr_mucca_mm2), status, backend))

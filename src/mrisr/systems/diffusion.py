@@ -57,8 +57,8 @@ from mrisr.inference.diffusion import DiffusionPlaneInferer
 from mrisr.io.intensity import IntensityRule
 from mrisr.nets.diffusion_unet import ConditionalUNet
 from mrisr.systems.base import OptimizerFactory, SchedulerFactory, SRSystem
-from mrisr.utils.precision import AUTOCAST_NAMES
 from mrisr.utils.precision import autocast_dtype as precision_dtype
+from mrisr.utils.precision import check_precision_option
 
 __all__ = ["DiffusionSR", "ResidualSampler"]
 
@@ -270,8 +270,8 @@ class DiffusionSR(SRSystem):
             raise ValueError(f"samples must be ≥ 1, got {self.samples}")
         if int(self.passes) not in (1, 2):
             raise ValueError(f"passes must be 1 or 2, got {self.passes}")
-        if self.precision is not None and str(self.precision) not in AUTOCAST_NAMES:
-            raise ValueError(f"precision must be one of {list(AUTOCAST_NAMES)} (or null), got {self.precision!r}")
+        if self.precision is not None:
+            check_precision_option("precision", self.precision)
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:

@@ -39,7 +39,7 @@ from mrisr.io.intensity import IntensityRule
 from mrisr.io.nifti import Volume
 from mrisr.nets.pretrained import load_net_weights, read_weights, resolve_weights
 from mrisr.physics.profiles import FWHMConvention, ProfileKind, kernel_fwhm_voxels, slice_kernel
-from mrisr.utils.precision import AUTOCAST_NAMES, autocast_dtype
+from mrisr.utils.precision import autocast_dtype, check_precision_option
 
 __all__ = ["SelfTrainingSystem", "ZeroShotSR", "one_cycle_lr"]
 
@@ -273,10 +273,7 @@ class ZeroShotSR:
             raise ValueError(f"thickness_mm must be > 0 mm or null, got {self.thickness_mm}")
         if self.profile not in ("slr", "gaussian", "rect", "file", "auto"):
             raise ValueError(f"profile must be slr, gaussian, rect, file or auto, got {self.profile!r}")
-        if str(self.inference_precision) not in AUTOCAST_NAMES:
-            raise ValueError(
-                f"inference_precision must be one of {list(AUTOCAST_NAMES)}, got {self.inference_precision}"
-            )
+        check_precision_option("inference_precision", self.inference_precision)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(method={self.method!r})"

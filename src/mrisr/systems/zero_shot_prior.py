@@ -37,7 +37,7 @@ from mrisr.io.intensity import IntensityRule
 from mrisr.nets.pretrained import WEIGHTS_FORMAT
 from mrisr.systems.base import OptimizerFactory, SRSystem
 from mrisr.systems.zero_shot import MINMAX, NetFactory, one_cycle_lr
-from mrisr.utils.precision import AUTOCAST_NAMES, autocast_dtype
+from mrisr.utils.precision import autocast_dtype, check_precision_option
 
 __all__ = ["ZeroShotPretraining", "export_prior"]
 
@@ -100,8 +100,7 @@ class ZeroShotPretraining(SRSystem):
         self.max_lr, self.pct_start = max_lr, pct_start
         self.channels_last = channels_last
         self.inference_precision = inference_precision
-        if str(inference_precision) not in AUTOCAST_NAMES:
-            raise ValueError(f"inference_precision must be one of {list(AUTOCAST_NAMES)}, got {inference_precision}")
+        check_precision_option("inference_precision", inference_precision)
         self.net = net(scale=reference_scale)
         if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)

@@ -13,7 +13,7 @@ import functools
 
 import torch
 
-__all__ = ["AUTOCAST_NAMES", "autocast_dtype", "native_bf16", "training_precision"]
+__all__ = ["AUTOCAST_NAMES", "autocast_dtype", "check_precision_option", "native_bf16", "training_precision"]
 
 #: Values accepted by the inference-precision options (``auto`` = bf16 where native, else float32).
 AUTOCAST_NAMES = ("auto", "32", "bf16", "16")
@@ -32,6 +32,13 @@ def native_bf16(device_type: str = "cpu") -> bool:
     cpu = torch.cpu
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(bool(getattr(cpu, name)()) for name in checks if hasattr(cpu, name))
+
+
+def check_precision_option(option: str, value: object) -> None:
+    """Raise ``ValueError`` naming ``option`` when ``value`` is not one of :data:`AUTOCAST_NAMES` (constructors call
+    this so that a typo fails when the model is built, not at its first inference)."""
+    if str(value) not in AUTOCAST_NAMES:
+        raise ValueError(f"{option} must be one of {list(AUTOCAST_NAMES)}, got {value!r}")
 
 
 def autocast_dtype(name: str | None, device_type: str = "cpu") -> torch.dtype | None:
